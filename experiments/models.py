@@ -1,0 +1,248 @@
+"""What PEFS stores. The database is the record; Redis only carries messages.
+
+Only experiments.services writes these rows (see STYLE.md); everything else reads through
+experiments.selectors.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Task(models.Model):
+    """A fine-tuning task: a bundled GLUE task, an uploaded file, or a hub dataset id."""
+
+    class Source(models.TextChoices):
+        BUNDLED = "bundled", "Bundled GLUE"
+        UPLOAD = "upload", "Uploaded file"
+        HUB = "hub", "Hub dataset"
+
+    class Problem(models.TextChoices):
+        CLASSIFICATION = "classification"
+        REGRESSION = "regression"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="tasks", help_text="Empty for bundled tasks, which everyone sees.")
+    name = models.SlugField(max_length=64, help_text="Short id used in designs and the CLI, e.g. sst2.")
+    display_name = models.CharField(max_length=128)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    path = models.CharField(max_length=512, blank=True, help_text="Uploaded file, relative to UPLOAD_ROOT.")
+    hub_id = models.CharField(max_length=256, blank=True)
+    text_columns = models.JSONField(default=list)
+    label_column = models.CharField(max_length=128)
+    problem = models.CharField(max_length=16, choices=Problem.choices, default=Problem.CLASSIFICATION)
+    labels = models.JSONField(default=list, blank=True)
+    metric = models.CharField(max_length=32, default="accuracy")
+    train_rows = models.PositiveIntegerField(default=0)
+    eval_rows = models.PositiveIntegerField(default=0)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["source", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="task_unique_name_per_owner"),
+            models.UniqueConstraint(fields=["name"], condition=Q(owner__isnull=True),
+                                    name="task_unique_bundled_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Backbone(models.Model):
+    """A pretrained transformer, introspected once (layers, sizes) so the web never loads torch."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="backbones", help_text="Empty for the bundled default.")
+    name_or_path = models.CharField(max_length=512, help_text="Hugging Face id or local folder.")
+    display_name = models.CharField(max_length=128)
+    model_type = models.CharField(max_length=64)
+    family = models.CharField(max_length=32)
+    num_layers = models.PositiveIntegerField()
+    hidden_size = models.PositiveIntegerField()
+    num_heads = models.PositiveIntegerField()
+    total_params = models.BigIntegerField()
+    shape = models.JSONField(help_text="tasks.peft.budget.BackboneShape.to_dict()")
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-is_default", "display_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name_or_path"], name="backbone_unique_per_owner"),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class Search(models.Model):
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        WAITING = "waiting", "Waiting for approval"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    class BudgetKind(models.TextChoices):
+        FRACTION = "fraction", "Fraction of backbone parameters"
+        ABSOLUTE = "absolute", "Absolute parameter count"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="searches")
+    name = models.CharField(max_length=128)
+    tasks = models.ManyToManyField(Task, related_name="searches")
+    backbone = models.ForeignKey(Backbone, on_delete=models.PROTECT, related_name="searches")
+    budget_kind = models.CharField(max_length=16, choices=BudgetKind.choices, default=BudgetKind.FRACTION)
+    budget_value = models.FloatField(help_text="0.005 for 0.5% of backbone parameters, or a count.")
+    budget_params = models.BigIntegerField(help_text="The budget as a parameter count.")
+    groups = models.PositiveSmallIntegerField(default=4)
+    preset = models.CharField(max_length=32, default="quick")
+    config = models.JSONField(default=dict, help_text="Every preset field, as resolved at creation.")
+    auto_approve = models.BooleanField(default=False)
+    seed = models.IntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    current_stage = models.ForeignKey("Stage", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="+")
+    trials_total = models.PositiveIntegerField(default=0)
+    trials_done = models.PositiveIntegerField(default=0)
+    best_score = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"
+
+
+class Stage(models.Model):
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        AWAITING = "awaiting", "Waiting for approval"
+        APPROVED = "approved"
+        COMPLETED = "completed"
+        CANCELLED = "cancelled"
+
+    search = models.ForeignKey(Search, on_delete=models.CASCADE, related_name="stages")
+    order = models.PositiveSmallIntegerField()
+    key = models.CharField(max_length=16, help_text="S0, S1, S2, S3, S4.G1 ... or final.")
+    component = models.CharField(max_length=32, blank=True, help_text="What this stage decides.")
+    space = models.JSONField(help_text="The design space this stage samples from.")
+    next_space = models.JSONField(null=True, blank=True, help_text="The space after the decision.")
+    summary = models.JSONField(null=True, blank=True, help_text="Per-choice statistics.")
+    recommendation = models.JSONField(null=True, blank=True)
+    decision = models.JSONField(null=True, blank=True, help_text="The chosen option.")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    decided_automatically = models.BooleanField(default=False)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    override_reason = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["search", "order"]
+        constraints = [models.UniqueConstraint(fields=["search", "order"], name="stage_unique_order")]
+
+    def __str__(self) -> str:
+        return f"{self.search_id}:{self.key}"
+
+
+class Trial(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    class Kind(models.TextChoices):
+        SAMPLE = "sample", "Sampled design"
+        SELECTED = "selected", "Selected design"
+        BASELINE = "baseline", "Baseline"
+
+    search = models.ForeignKey(Search, on_delete=models.CASCADE, related_name="trials")
+    stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="trials")
+    index = models.PositiveIntegerField(help_text="Position within the stage.")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SAMPLE)
+    label = models.CharField(max_length=64, blank=True, help_text="Baseline name or a short design label.")
+    choices = models.JSONField(default=dict, help_text="Abstract choices: grouping, allocation, groups, ...")
+    design = models.JSONField(help_text="Concrete design, schema pefs.design/1.")
+    seed = models.IntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attempt = models.PositiveSmallIntegerField(default=0, help_text="Incremented on every delivery.")
+    worker = models.CharField(max_length=128, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    score = models.FloatField(null=True, blank=True)
+    scores = models.JSONField(default=dict, blank=True, help_text="Per task: metrics and 0-100 score.")
+    trainable_params = models.BigIntegerField(default=0)
+    head_params = models.BigIntegerField(default=0)
+    duration_s = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    notes = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["stage", "index"]
+        constraints = [models.UniqueConstraint(fields=["stage", "index"], name="trial_unique_index")]
+        indexes = [
+            models.Index(fields=["search", "status"]),
+            models.Index(fields=["search", "-score"]),
+            models.Index(fields=["stage", "status"]),
+            models.Index(fields=["status", "heartbeat_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"trial {self.pk} ({self.stage.key} #{self.index})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATUSES
+
+
+class MetricPoint(models.Model):
+    """One value of one series. Names are "<task>:<metric>", e.g. "sst2:loss", "sst2:score"."""
+
+    trial = models.ForeignKey(Trial, on_delete=models.CASCADE, related_name="metric_points")
+    attempt = models.PositiveSmallIntegerField()
+    step = models.PositiveIntegerField()
+    name = models.CharField(max_length=64)
+    value = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["trial", "attempt", "step", "name"], name="metric_unique_point"),
+        ]
+        indexes = [models.Index(fields=["trial", "attempt", "name", "step"])]
+
+
+class Artifact(models.Model):
+    class Kind(models.TextChoices):
+        DESIGN = "design", "Design JSON"
+        WEIGHTS = "weights", "PEFT weights (.safetensors)"
+        PEFT_EXPORT = "peft_export", "Hugging Face PEFT export"
+        REPORT_JSON = "report_json", "Report (JSON)"
+        REPORT_MD = "report_md", "Report (Markdown)"
+
+    search = models.ForeignKey(Search, on_delete=models.CASCADE, related_name="artifacts")
+    trial = models.ForeignKey(Trial, null=True, blank=True, on_delete=models.SET_NULL, related_name="artifacts")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    task = models.CharField(max_length=64, blank=True)
+    path = models.CharField(max_length=512, help_text="Relative to MEDIA_ROOT.")
+    size_bytes = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["search", "kind", "task"]

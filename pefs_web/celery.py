@@ -1,0 +1,10 @@
+"""The Celery app. Workers: `celery -A pefs_web worker -Q gpu -c 1` (one per GPU)."""
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pefs_web.settings")
+
+app = Celery("pefs_web")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["tasks"], related_name="jobs")
