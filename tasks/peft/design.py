@@ -1,0 +1,447 @@
+"""The concrete design document (schema ``pefs.design/1``) and its validation.
+
+A design says, for every layer of one backbone, which PEFT strategies it carries and at what
+integer size, plus the options shared by all layers. It is what users download as "the winning
+configuration", so :meth:`Design.from_dict` validates everything and names the offending field
+(``DesignError.field``, e.g. ``"layers[3].adapter"``), and ``to_dict`` round-trips exactly.
+Pure Python: importable by the web process and the sampler without torch. The full schema is in
+``tasks/peft/SCHEMA.md``.
+
+Example:
+    >>> from tasks.peft.budget import BackboneShape, LayerShape, PROJECTION_ROLES
+    >>> layer = LayerShape(8, 8, {r: (8, 8) for r in PROJECTION_ROLES}, bitfit_params=40)
+    >>> shape = BackboneShape("tiny", "bert", "bert", 2, 8, 2, 1000, (layer, layer))
+    >>> design = design_from_sizes(shape, {0: {"lora": 2}, 1: {"bitfit": 1}}, seed=0)
+    >>> design.to_dict()["layers"], design.trainable_parameters.peft_total
+    ([{'lora': 2}, {'bitfit': True}], 104)
+    >>> Design.from_dict(design.to_dict()) == design
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from tasks.peft.budget import (
+    DEFAULT_LORA_TARGETS,
+    PROJECTION_ROLES,
+    STRATEGIES,
+    BackboneShape,
+    BudgetError,
+    FieldError,
+    check_lora_targets,
+    strategy_params,
+)
+
+SCHEMA = "pefs.design/1"
+ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "tanh", "silu")
+PROBLEMS: tuple[str, ...] = ("classification", "regression")
+
+
+class DesignError(FieldError):
+    """An invalid design or option; ``.field`` is a dotted/indexed path such as ``layers[3].lora``."""
+
+    def under(self, prefix: str) -> DesignError:
+        """The same error with its field placed under ``prefix`` (e.g. ``options.lora``)."""
+        return DesignError(f"{prefix}.{self.field}" if self.field else prefix, self.message)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """The task head: classification over ``num_labels`` classes, or regression (one output)."""
+
+    problem: str = field(default="classification", metadata=_help("classification or regression"))
+    num_labels: int = field(default=2, metadata=_help(">= 2 for classification, 1 for regression"))
+
+    def __post_init__(self) -> None:
+        if self.problem not in PROBLEMS:
+            raise DesignError("problem", f"must be one of {list(PROBLEMS)}, got {self.problem!r}")
+        if not _is_int(self.num_labels):
+            raise DesignError("num_labels", f"must be an integer, got {self.num_labels!r}")
+        if self.problem == "regression" and self.num_labels != 1:
+            raise DesignError("num_labels", "regression heads have exactly 1 output")
+        if self.problem == "classification" and self.num_labels < 2:
+            raise DesignError("num_labels", "classification needs at least 2 labels")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"problem": self.problem, "num_labels": self.num_labels}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdapterOptions:
+    """Options shared by every adapter of a design."""
+
+    activation: str = field(default="relu", metadata=_help(f"bottleneck nonlinearity: {ACTIVATIONS}"))
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise DesignError("activation", f"must be one of {list(ACTIVATIONS)}, got {self.activation!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"activation": self.activation}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrefixOptions:
+    """Options shared by every prefix of a design."""
+
+    reparameterize: bool = field(
+        default=True, metadata=_help("train prefixes through an MLP, folded away when saving")
+    )
+    mlp_hidden: int = field(default=512, metadata=_help("hidden width of the reparameterisation MLP"))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.reparameterize, bool):
+            raise DesignError("reparameterize", f"must be true or false, got {self.reparameterize!r}")
+        if not _is_int(self.mlp_hidden) or self.mlp_hidden < 1:
+            raise DesignError("mlp_hidden", f"must be a positive integer, got {self.mlp_hidden!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reparameterize": self.reparameterize, "mlp_hidden": self.mlp_hidden}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoraOptions:
+    """Options shared by every LoRA update of a design (the update is ``alpha/r * B A``)."""
+
+    alpha: float = field(default=16, metadata=_help("scaling numerator; the update is alpha/r * B A"))
+    dropout: float = field(default=0.0, metadata=_help("dropout on the LoRA input, in [0, 1)"))
+    targets: tuple[str, ...] = field(
+        default=DEFAULT_LORA_TARGETS, metadata=_help(f"self-attention projections: {PROJECTION_ROLES}")
+    )
+
+    def __post_init__(self) -> None:
+        if not _is_number(self.alpha) or self.alpha <= 0:
+            raise DesignError("alpha", f"must be a positive number, got {self.alpha!r}")
+        if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
+            raise DesignError("dropout", f"must be in [0, 1), got {self.dropout!r}")
+        if isinstance(self.targets, (list, tuple)):
+            # Frozen dataclass: normalise the JSON list to a tuple so equality and hashing work.
+            object.__setattr__(self, "targets", tuple(self.targets))
+        try:
+            check_lora_targets(self.targets, "targets")
+        except BudgetError as exc:
+            raise DesignError("targets", exc.message) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "dropout": self.dropout, "targets": list(self.targets)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DesignOptions:
+    """Per-strategy options; missing strategies take their defaults."""
+
+    adapter: AdapterOptions = field(default_factory=AdapterOptions)
+    prefix: PrefixOptions = field(default_factory=PrefixOptions)
+    lora: LoraOptions = field(default_factory=LoraOptions)
+
+    _CLASSES = {"adapter": AdapterOptions, "prefix": PrefixOptions, "lora": LoraOptions}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> DesignOptions:
+        if d is None:
+            return cls()
+        if not isinstance(d, Mapping):
+            raise DesignError("options", "must be an object")
+        unknown = sorted(set(d) - set(cls._CLASSES))
+        if unknown:
+            raise DesignError(f"options.{unknown[0]}", f"unknown option group; known: {list(cls._CLASSES)}")
+        built: dict[str, Any] = {}
+        for name, klass in cls._CLASSES.items():
+            raw = d.get(name, {})
+            if not isinstance(raw, Mapping):
+                raise DesignError(f"options.{name}", "must be an object")
+            known = {f.name for f in fields(klass)}
+            extra = sorted(set(raw) - known)
+            if extra:
+                raise DesignError(f"options.{name}.{extra[0]}", f"unknown option; known: {sorted(known)}")
+            try:
+                built[name] = klass(**raw)
+            except DesignError as exc:
+                raise exc.under(f"options.{name}") from None
+        return cls(**built)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name).to_dict() for name in self._CLASSES}
+
+
+@dataclass(frozen=True)
+class BackboneRef:
+    """Which backbone a design is for: HF id or local path, its model_type and layer count."""
+
+    name_or_path: str
+    model_type: str
+    num_layers: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name_or_path": self.name_or_path, "model_type": self.model_type, "num_layers": self.num_layers}
+
+
+@dataclass(frozen=True)
+class TrainableParameters:
+    """Stored PEFT parameters per layer and in total (task head excluded)."""
+
+    per_layer: tuple[int, ...]
+    peft_total: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"per_layer": list(self.per_layer), "peft_total": self.peft_total}
+
+
+LayerSizes = dict[str, Any]  # {"adapter": int, "prefix": int, "bitfit": True, "lora": int}
+
+
+@dataclass(frozen=True)
+class Design:
+    """A validated ``pefs.design/1`` document. Build with :meth:`from_dict` or :func:`design_from_sizes`."""
+
+    backbone: BackboneRef
+    head: HeadSpec | None
+    seed: int
+    layers: tuple[LayerSizes, ...]
+    options: DesignOptions
+    trainable_parameters: TrainableParameters
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    _KEYS = ("schema", "backbone", "head", "seed", "layers", "options", "trainable_parameters", "provenance")
+    _REQUIRED = ("schema", "backbone", "seed", "layers", "trainable_parameters")
+
+    # --- reading -----------------------------------------------------------------------------
+    def strategies_at(self, index: int) -> tuple[str, ...]:
+        """Strategies on layer ``index`` in canonical order."""
+        return tuple(s for s in STRATEGIES if s in self.layers[index])
+
+    def size(self, index: int, strategy: str) -> int:
+        """Integer size of ``strategy`` on layer ``index`` (BitFit: 1; absent: 0)."""
+        return int(self.layers[index].get(strategy, 0))
+
+    @property
+    def strategies_used(self) -> tuple[str, ...]:
+        return tuple(s for s in STRATEGIES if any(s in layer for layer in self.layers))
+
+    # --- (de)serialisation -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: Any) -> Design:
+        """Validate a design document; raises ``DesignError`` naming the first bad field."""
+        if not isinstance(d, Mapping):
+            raise DesignError("", "a design must be a JSON object")
+        unknown = sorted(set(d) - set(cls._KEYS))
+        if unknown:
+            raise DesignError(unknown[0], f"unknown key; known: {list(cls._KEYS)}")
+        for key in cls._REQUIRED:
+            if key not in d:
+                raise DesignError(key, "is required")
+        if d["schema"] != SCHEMA:
+            raise DesignError("schema", f"unsupported schema {d['schema']!r}; expected {SCHEMA!r}")
+        backbone = _backbone_from(d["backbone"])
+        head = _head_from(d.get("head"))
+        if not _is_int(d["seed"]) or d["seed"] < 0:
+            raise DesignError("seed", f"must be a non-negative integer, got {d['seed']!r}")
+        layers = _layers_from(d["layers"], backbone.num_layers)
+        options = DesignOptions.from_dict(d.get("options"))
+        counts = _counts_from(d["trainable_parameters"], layers)
+        provenance = d.get("provenance", {})
+        if not isinstance(provenance, Mapping):
+            raise DesignError("provenance", "must be an object")
+        try:
+            provenance = json.loads(json.dumps(provenance))
+        except (TypeError, ValueError) as exc:
+            raise DesignError("provenance", f"must be JSON-serialisable: {exc}") from None
+        return cls(backbone, head, d["seed"], layers, options, counts, provenance)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "backbone": self.backbone.to_dict(),
+            "head": self.head.to_dict() if self.head else None,
+            "seed": self.seed,
+            "layers": [dict(layer) for layer in self.layers],
+            "options": self.options.to_dict(),
+            "trainable_parameters": self.trainable_parameters.to_dict(),
+            "provenance": json.loads(json.dumps(self.provenance)),
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> Design:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DesignError("", f"not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    # --- checking against a real backbone ----------------------------------------------------
+    def check_against(self, shape: BackboneShape) -> None:
+        """Raise ``DesignError`` unless this design fits ``shape`` and its counts are exact."""
+        if self.backbone.num_layers != shape.num_layers:
+            raise DesignError(
+                "backbone.num_layers",
+                f"design has {self.backbone.num_layers} layers, backbone has {shape.num_layers}",
+            )
+        if self.backbone.model_type != shape.model_type:
+            raise DesignError(
+                "backbone.model_type",
+                f"design is for {self.backbone.model_type!r}, backbone is {shape.model_type!r}",
+            )
+        expected = _per_layer_counts(shape, self.layers, self.options.lora.targets)
+        for i, (got, want) in enumerate(zip(self.trainable_parameters.per_layer, expected)):
+            if got != want:
+                raise DesignError(
+                    f"trainable_parameters.per_layer[{i}]",
+                    f"says {got} but the strategies on this backbone have {want} parameters",
+                )
+
+
+def _backbone_from(raw: Any) -> BackboneRef:
+    if not isinstance(raw, Mapping):
+        raise DesignError("backbone", "must be an object")
+    for key in ("name_or_path", "model_type", "num_layers"):
+        if key not in raw:
+            raise DesignError(f"backbone.{key}", "is required")
+    extra = sorted(set(raw) - {"name_or_path", "model_type", "num_layers"})
+    if extra:
+        raise DesignError(f"backbone.{extra[0]}", "unknown key")
+    for key in ("name_or_path", "model_type"):
+        if not isinstance(raw[key], str) or not raw[key]:
+            raise DesignError(f"backbone.{key}", "must be a non-empty string")
+    if not _is_int(raw["num_layers"]) or raw["num_layers"] < 1:
+        raise DesignError("backbone.num_layers", f"must be a positive integer, got {raw['num_layers']!r}")
+    return BackboneRef(raw["name_or_path"], raw["model_type"], raw["num_layers"])
+
+
+def _head_from(raw: Any) -> HeadSpec | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise DesignError("head", "must be null or an object")
+    extra = sorted(set(raw) - {"problem", "num_labels"})
+    if extra:
+        raise DesignError(f"head.{extra[0]}", "unknown key")
+    try:
+        return HeadSpec(**raw)
+    except DesignError as exc:
+        raise exc.under("head") from None
+
+
+def _layers_from(raw: Any, num_layers: int) -> tuple[LayerSizes, ...]:
+    if not isinstance(raw, list):
+        raise DesignError("layers", "must be a list with one entry per layer")
+    if len(raw) != num_layers:
+        raise DesignError("layers", f"has {len(raw)} entries but backbone.num_layers is {num_layers}")
+    layers = []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, Mapping):
+            raise DesignError(f"layers[{i}]", "must be an object such as {\"adapter\": 8}")
+        for name, value in entry.items():
+            where = f"layers[{i}].{name}"
+            if name not in STRATEGIES:
+                raise DesignError(where, f"unknown strategy {name!r}; known: {list(STRATEGIES)}")
+            if name == "bitfit":
+                if value is not True:
+                    raise DesignError(where, "must be true (omit the key to leave BitFit off)")
+            elif not _is_int(value) or value < 1:
+                raise DesignError(where, f"size must be a positive integer, got {value!r}")
+        # Canonical key order so that equal designs serialise identically.
+        layers.append({s: entry[s] for s in STRATEGIES if s in entry})
+    return tuple(layers)
+
+
+def _counts_from(raw: Any, layers: tuple[LayerSizes, ...]) -> TrainableParameters:
+    if not isinstance(raw, Mapping):
+        raise DesignError("trainable_parameters", "must be an object")
+    extra = sorted(set(raw) - {"per_layer", "peft_total"})
+    if extra:
+        raise DesignError(f"trainable_parameters.{extra[0]}", "unknown key")
+    per_layer = raw.get("per_layer")
+    if not isinstance(per_layer, list) or len(per_layer) != len(layers):
+        raise DesignError("trainable_parameters.per_layer", f"must be a list of {len(layers)} integers")
+    for i, (count, layer) in enumerate(zip(per_layer, layers)):
+        if not _is_int(count) or count < 0 or (count == 0) != (not layer):
+            raise DesignError(
+                f"trainable_parameters.per_layer[{i}]",
+                f"must be a positive integer for a tuned layer and 0 for an untouched one, got {count!r}",
+            )
+    total = raw.get("peft_total")
+    if not _is_int(total) or total != sum(per_layer):
+        raise DesignError("trainable_parameters.peft_total", f"must equal sum(per_layer) = {sum(per_layer)}")
+    return TrainableParameters(tuple(per_layer), total)
+
+
+def _per_layer_counts(
+    shape: BackboneShape, layers: tuple[LayerSizes, ...], lora_targets: tuple[str, ...]
+) -> list[int]:
+    counts = []
+    for i, (entry, layer) in enumerate(zip(layers, shape.layers)):
+        try:
+            counts.append(
+                sum(strategy_params(s, int(v), layer, lora_targets=lora_targets) for s, v in entry.items())
+            )
+        except BudgetError as exc:
+            raise DesignError(f"layers[{i}]", exc.message) from None
+    return counts
+
+
+def design_from_sizes(
+    shape: BackboneShape,
+    sizes: Mapping[int, Mapping[str, int]],
+    *,
+    seed: int,
+    options: DesignOptions | Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    head: HeadSpec | Mapping[str, Any] | None = None,
+) -> Design:
+    """Build a validated design from integer sizes (``SolvedSizes.sizes``; ``bitfit`` -> 1).
+
+    ``trainable_parameters`` is filled in from ``budget.strategy_params`` for ``shape``.
+    """
+    if not isinstance(options, DesignOptions):
+        options = DesignOptions.from_dict(options)
+    for i in sizes:
+        if not _is_int(i) or not 0 <= i < shape.num_layers:
+            raise DesignError(f"layers[{i!r}]", f"layer index out of range 0..{shape.num_layers - 1}")
+    raw_layers: list[dict[str, Any]] = []
+    for i in range(shape.num_layers):
+        entry = dict(sizes.get(i, {}))
+        if "bitfit" in entry:
+            if not entry["bitfit"]:
+                del entry["bitfit"]
+            else:
+                entry["bitfit"] = True
+        raw_layers.append(entry)
+    layers = _layers_from(raw_layers, shape.num_layers)
+    per_layer = _per_layer_counts(shape, layers, options.lora.targets)
+    head_dict = head.to_dict() if isinstance(head, HeadSpec) else head
+    return Design.from_dict(
+        {
+            "schema": SCHEMA,
+            "backbone": {
+                "name_or_path": shape.name_or_path,
+                "model_type": shape.model_type,
+                "num_layers": shape.num_layers,
+            },
+            "head": head_dict,
+            "seed": seed,
+            "layers": [dict(layer) for layer in layers],
+            "options": options.to_dict(),
+            "trainable_parameters": {"per_layer": per_layer, "peft_total": sum(per_layer)},
+            "provenance": dict(provenance or {}),
+        }
+    )
