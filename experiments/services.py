@@ -1,0 +1,421 @@
+"""Writes. Every change to PEFS's rows goes through a function here (STYLE.md: services/selectors).
+
+Functions are named <entity>_<action>, take keyword-only arguments and run in a transaction;
+Celery messages and live events are sent with transaction.on_commit, so nothing fires for a write
+that rolled back. Bad input raises django.core.exceptions.ValidationError with a dict that names
+the field.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import close_old_connections, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from . import events
+from .models import MetricPoint, Search, Stage, Trial
+
+log = logging.getLogger(__name__)
+
+
+# --- live events ---------------------------------------------------------------------------
+
+def trial_event(trial: Trial) -> dict[str, Any]:
+    return {
+        "id": trial.pk, "stage": trial.stage_id, "index": trial.index, "status": trial.status,
+        "attempt": trial.attempt, "score": trial.score, "trainable_params": trial.trainable_params,
+        "duration_s": trial.duration_s, "error": trial.error[:500],
+    }
+
+
+def search_event(search: Search) -> dict[str, Any]:
+    return {
+        "id": search.pk, "status": search.status, "trials_done": search.trials_done,
+        "trials_total": search.trials_total, "best_score": search.best_score,
+        "current_stage": search.current_stage_id,
+    }
+
+
+def _publish_on_commit(search_id: int, event_type: str, payload: dict[str, Any]) -> None:
+    transaction.on_commit(lambda: events.publish(search_id, event_type, payload))
+
+
+# --- queueing ------------------------------------------------------------------------------
+
+def trial_message_id(trial_id: int, attempt: int) -> str:
+    """Celery task id of one delivery: lets the sweep see which trials the broker still holds."""
+    return f"trial-{trial_id}-{attempt}"
+
+
+def _enqueue_on_commit(trial_ids_attempts: Iterable[tuple[int, int]]) -> None:
+    pairs = list(trial_ids_attempts)
+
+    def send() -> None:
+        from tasks.jobs import run_trial
+
+        for trial_id, attempt in pairs:
+            run_trial.apply_async((trial_id, attempt), task_id=trial_message_id(trial_id, attempt))
+
+    if pairs:
+        transaction.on_commit(send)
+
+
+def trials_enqueue(*, trials: Iterable[Trial]) -> None:
+    """Mark trials queued (next attempt) and send their messages after commit."""
+    now = timezone.now()
+    pairs = []
+    for trial in trials:
+        trial.status = Trial.Status.QUEUED
+        trial.attempt += 1
+        trial.queued_at = now
+        trial.cancel_requested = False
+        trial.save(update_fields=["status", "attempt", "queued_at", "cancel_requested"])
+        pairs.append((trial.pk, trial.attempt))
+    _enqueue_on_commit(pairs)
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+class MetricRecorder:
+    """The worker's training callback: batches MetricPoints into the database, then publishes them.
+
+    Points are buffered and written with one bulk insert per flush (every `flush_points` points or
+    `flush_seconds`), ignoring conflicts on (trial, attempt, step, name) so a replayed flush never
+    duplicates a point. The same flush publishes the batch to "search-<id>".
+
+    >>> recorder = MetricRecorder(trial_id=1, attempt=1, search_id=1, stage_id=1)  # doctest: +SKIP
+    >>> recorder.add("sst2", step=10, values={"loss": 0.69, "lr": 1e-4}); recorder.flush()  # doctest: +SKIP
+    """
+
+    def __init__(self, *, trial_id: int, attempt: int, search_id: int, stage_id: int,
+                 flush_points: int = 500, flush_seconds: float = 1.0, publish: bool = True) -> None:
+        self.trial_id, self.attempt = trial_id, attempt
+        self.search_id, self.stage_id = search_id, stage_id
+        self.flush_points, self.flush_seconds = flush_points, flush_seconds
+        self.publish = publish
+        self.buffer: list[tuple[int, str, float]] = []
+        self.last_flush = time.monotonic()
+        self.written = 0
+
+    def add(self, task: str, *, step: int, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            if value is None:
+                continue
+            value = float(value)
+            if value != value or value in (float("inf"), float("-inf")):  # NaN/inf: not storable in JSON
+                continue
+            self.buffer.append((int(step), f"{task}:{name}", value))
+        if len(self.buffer) >= self.flush_points or time.monotonic() - self.last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last_flush = time.monotonic()
+        if not self.buffer:
+            return
+        batch, self.buffer = self.buffer, []
+        MetricPoint.objects.bulk_create(
+            [MetricPoint(trial_id=self.trial_id, attempt=self.attempt, step=s, name=n, value=v)
+             for s, n, v in batch],
+            ignore_conflicts=True, batch_size=2000,
+        )
+        self.written += len(batch)
+        if self.publish:
+            events.publish(self.search_id, "trial.metric", {
+                "trial": self.trial_id, "attempt": self.attempt, "stage": self.stage_id,
+                "points": [[s, n, v] for s, n, v in batch],
+            })
+
+
+# --- trial lifecycle -----------------------------------------------------------------------
+
+def trial_claim(*, trial_id: int, attempt: int, worker: str) -> Trial | None:
+    """Take a queued trial for this delivery; None when the message is stale or cancelled.
+
+    A delivery carries the attempt it was sent for: a message redelivered after the sweep already
+    re-queued the trial (or after a retry) no longer matches and is dropped, so a trial never runs
+    twice at once.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = Trial.objects.filter(
+            pk=trial_id, attempt=attempt, status=Trial.Status.QUEUED, cancel_requested=False,
+        ).update(status=Trial.Status.RUNNING, worker=worker[:128], started_at=now, heartbeat_at=now,
+                 error="")
+        if not claimed:
+            return None
+        trial = Trial.objects.select_related("search", "stage").get(pk=trial_id)
+        Search.objects.filter(pk=trial.search_id, status=Search.Status.RUNNING).update(
+            current_stage=trial.stage_id)
+        _publish_on_commit(trial.search_id, "trial.status", {"trial": trial_event(trial)})
+    return trial
+
+
+def trial_heartbeat(*, trial_id: int, attempt: int) -> bool:
+    """Record that the worker is alive; returns False when the trial should stop (cancelled/superseded)."""
+    updated = Trial.objects.filter(pk=trial_id, attempt=attempt, status=Trial.Status.RUNNING).update(
+        heartbeat_at=timezone.now())
+    if not updated:
+        return False
+    return not Trial.objects.filter(pk=trial_id, cancel_requested=True).exists()
+
+
+@dataclass
+class TrialResult:
+    score: float
+    scores: dict[str, Any]
+    trainable_params: int
+    head_params: int
+    notes: list[str] = field(default_factory=list)
+
+
+def trial_finish(*, trial_id: int, attempt: int, status: str, result: TrialResult | None = None,
+                 error: str = "") -> Trial | None:
+    """Close one attempt. Ignored (None) when the attempt was superseded meanwhile."""
+    now = timezone.now()
+    with transaction.atomic():
+        trial = (Trial.objects.select_for_update().select_related("search", "stage")
+                 .filter(pk=trial_id, attempt=attempt, status=Trial.Status.RUNNING).first())
+        if trial is None:
+            return None
+        trial.status = status
+        trial.finished_at = now
+        trial.duration_s = (now - trial.started_at).total_seconds() if trial.started_at else None
+        trial.error = error
+        fields = ["status", "finished_at", "duration_s", "error"]
+        if result is not None:
+            trial.score, trial.scores = result.score, result.scores
+            trial.trainable_params, trial.head_params = result.trainable_params, result.head_params
+            trial.notes = result.notes
+            fields += ["score", "scores", "trainable_params", "head_params", "notes"]
+        trial.save(update_fields=fields)
+        _trial_became_final(trial)
+    return trial
+
+
+def _trial_became_final(trial: Trial) -> None:
+    """Counters, events, and the stage's completion check; runs inside the caller's transaction."""
+    Search.objects.filter(pk=trial.search_id).update(trials_done=F("trials_done") + 1)
+    if trial.status == Trial.Status.SUCCEEDED and trial.score is not None and trial.kind == Trial.Kind.SAMPLE:
+        Search.objects.filter(pk=trial.search_id, best_score__isnull=True).update(best_score=trial.score)
+        Search.objects.filter(pk=trial.search_id, best_score__lt=trial.score).update(best_score=trial.score)
+    search = Search.objects.get(pk=trial.search_id)
+    _publish_on_commit(trial.search_id, "trial.status", {"trial": trial_event(trial)})
+    _publish_on_commit(trial.search_id, "search.status", {"search": search_event(search)})
+    stage_check_complete(stage_id=trial.stage_id)
+
+
+def trial_cancel(*, trial: Trial) -> Trial:
+    """Queued: cancelled before it starts. Running: asked to stop at its next step."""
+    with transaction.atomic():
+        trial = Trial.objects.select_for_update().get(pk=trial.pk)
+        if trial.status == Trial.Status.QUEUED:
+            trial.status = Trial.Status.CANCELLED
+            trial.finished_at = timezone.now()
+            trial.save(update_fields=["status", "finished_at"])
+            _trial_became_final(trial)
+        elif trial.status == Trial.Status.RUNNING:
+            trial.cancel_requested = True
+            trial.save(update_fields=["cancel_requested"])
+        else:
+            raise ValidationError({"status": [f"A {trial.status} trial cannot be cancelled."]})
+    return trial
+
+
+def trial_retry(*, trial: Trial) -> Trial:
+    """Run a failed or cancelled trial again as a new attempt, reopening its stage if needed."""
+    with transaction.atomic():
+        trial = Trial.objects.select_for_update().select_related("stage", "search").get(pk=trial.pk)
+        if trial.status not in (Trial.Status.FAILED, Trial.Status.CANCELLED):
+            raise ValidationError({"status": [f"Only failed or cancelled trials can be retried, not {trial.status}."]})
+        stage, search = trial.stage, trial.search
+        if search.status == Search.Status.CANCELLED:
+            raise ValidationError({"search": ["The search was cancelled; start a new one."]})
+        if stage.status not in (Stage.Status.RUNNING, Stage.Status.AWAITING):
+            raise ValidationError({"stage": [f"Stage {stage.key} is already {stage.status}; its trials are final."]})
+        if stage.status == Stage.Status.AWAITING:
+            stage.status, stage.summary, stage.recommendation = Stage.Status.RUNNING, None, None
+            stage.save(update_fields=["status", "summary", "recommendation"])
+            _publish_on_commit(search.pk, "stage.status", {"stage": {"id": stage.pk, "key": stage.key,
+                                                                     "status": stage.status}})
+        Search.objects.filter(pk=search.pk).update(
+            trials_done=F("trials_done") - 1, status=Search.Status.RUNNING, current_stage=stage)
+        trial.error = ""
+        trial.save(update_fields=["error"])
+        trials_enqueue(trials=[trial])
+        _publish_on_commit(search.pk, "trial.status", {"trial": trial_event(trial)})
+    return trial
+
+
+def trials_retry_failed(*, search: Search) -> int:
+    """Retry every failed trial of the search's current, still open stage."""
+    stage = search.current_stage
+    if stage is None:
+        return 0
+    failed = list(stage.trials.filter(status=Trial.Status.FAILED))
+    for trial in failed:
+        trial_retry(trial=trial)
+    return len(failed)
+
+
+# --- supervision ---------------------------------------------------------------------------
+
+def trials_sweep(*, now=None, broker_ids: set[str] | None = None) -> dict[str, int]:
+    """Re-queue trials whose worker vanished, and queued trials whose message the broker lost.
+
+    The database is the record: a running trial whose heartbeat is older than PEFS_STALE_SECONDS
+    gets a new attempt (or fails after PEFS_MAX_ATTEMPTS). A queued trial older than the same
+    grace period whose message id is not in the broker (`broker_ids`, read from Redis by the
+    caller) is sent again with the same attempt; the claim drops any duplicate.
+    """
+    now = now or timezone.now()
+    stale_before = now - timedelta(seconds=settings.PEFS_STALE_SECONDS)
+    requeued = failed = resent = 0
+    for trial_id in Trial.objects.filter(status=Trial.Status.RUNNING, heartbeat_at__lt=stale_before) \
+            .values_list("pk", flat=True):
+        with transaction.atomic():
+            trial = (Trial.objects.select_for_update().filter(
+                pk=trial_id, status=Trial.Status.RUNNING, heartbeat_at__lt=stale_before).first())
+            if trial is None:
+                continue
+            message = f"worker {trial.worker or '?'} stopped answering during attempt {trial.attempt}"
+            if trial.attempt >= settings.PEFS_MAX_ATTEMPTS:
+                trial.status, trial.finished_at = Trial.Status.FAILED, now
+                trial.error = f"{message}; gave up after {trial.attempt} attempts"
+                trial.save(update_fields=["status", "finished_at", "error"])
+                _trial_became_final(trial)
+                failed += 1
+            else:
+                log.warning("re-queueing trial %s: %s", trial.pk, message)
+                trial.notes = [*trial.notes, message]
+                trial.save(update_fields=["notes"])
+                trials_enqueue(trials=[trial])
+                requeued += 1
+    if broker_ids is not None:
+        lost = Trial.objects.filter(status=Trial.Status.QUEUED, queued_at__lt=stale_before,
+                                    cancel_requested=False).values_list("pk", "attempt")
+        pairs = [(pk, attempt) for pk, attempt in lost if trial_message_id(pk, attempt) not in broker_ids]
+        if pairs:
+            with transaction.atomic():
+                _enqueue_on_commit(pairs)
+            resent = len(pairs)
+    return {"requeued": requeued, "failed": failed, "resent": resent}
+
+
+# --- running a trial -----------------------------------------------------------------------
+
+class _Heartbeat(threading.Thread):
+    """Beats for a running trial from its own thread, so a long step never looks like a dead worker.
+
+    It also carries cancellation back: when the trial was cancelled or superseded, `stop` is set
+    and the training loop (which polls it every step) ends cooperatively.
+    """
+
+    def __init__(self, *, trial_id: int, attempt: int, interval: float) -> None:
+        super().__init__(name=f"heartbeat-{trial_id}", daemon=True)
+        self.trial_id, self.attempt, self.interval = trial_id, attempt, interval
+        self.stop = threading.Event()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.done.wait(self.interval):
+                try:
+                    if not trial_heartbeat(trial_id=self.trial_id, attempt=self.attempt):
+                        self.stop.set()
+                except Exception:  # a missed beat is survivable; the next one may get through
+                    log.warning("heartbeat failed for trial %s", self.trial_id, exc_info=True)
+        finally:
+            close_old_connections()
+            from django.db import connection
+
+            connection.close()
+
+
+def task_spec(task) -> dict[str, Any]:
+    """What the trainer needs to load a task, without Django objects."""
+    from pathlib import Path
+
+    spec = {"name": task.name, "source": task.source, "text_columns": list(task.text_columns),
+            "label_column": task.label_column, "problem": task.problem, "labels": list(task.labels),
+            "metric": task.metric}
+    if task.source == task.Source.UPLOAD:
+        spec["path"] = str(Path(settings.UPLOAD_ROOT) / task.path)
+    if task.source == task.Source.HUB:
+        spec["hub_id"] = task.hub_id
+    return spec
+
+
+def trial_artifact_dir(trial: Trial):
+    from pathlib import Path
+
+    return Path(settings.MEDIA_ROOT) / "searches" / str(trial.search_id) / "trials" / str(trial.pk)
+
+
+def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: Any = None) -> Trial | None:
+    """Claim and train one trial: the body of the Celery job, and of the CLI's --local mode."""
+    from tasks.runner import Cancelled, run_design
+    from tasks.train import TrainConfig
+
+    trial = trial_claim(trial_id=trial_id, attempt=attempt, worker=worker)
+    if trial is None:
+        return None
+    search = trial.search
+    recorder = MetricRecorder(trial_id=trial.pk, attempt=attempt, search_id=search.pk, stage_id=trial.stage_id)
+    heartbeat = _Heartbeat(trial_id=trial.pk, attempt=attempt, interval=settings.PEFS_HEARTBEAT_SECONDS)
+    heartbeat.start()
+    output_dir = trial_artifact_dir(trial) if trial.kind == Trial.Kind.SELECTED else None
+    try:
+        config = TrainConfig(**train_config_fields(search.config, seed=trial.seed))
+        outcome = run_design(
+            trial.design,
+            [task_spec(task) for task in search.tasks.order_by("name")],
+            train_config=config,
+            callbacks=_RecorderCallbacks(recorder),
+            should_stop=heartbeat.stop.is_set,
+            backbone_cache=backbone_cache,
+            output_dir=output_dir,
+        )
+    except Cancelled:
+        recorder.flush()
+        return trial_finish(trial_id=trial.pk, attempt=attempt, status=Trial.Status.CANCELLED,
+                            error="cancelled while running")
+    except Exception as exc:
+        log.exception("trial %s failed", trial.pk)
+        recorder.flush()
+        return trial_finish(trial_id=trial.pk, attempt=attempt, status=Trial.Status.FAILED,
+                            error=f"{type(exc).__name__}: {exc}")
+    finally:
+        heartbeat.done.set()
+        heartbeat.join(timeout=5)
+    recorder.flush()
+    result = TrialResult(score=outcome.score, scores=outcome.per_task, trainable_params=outcome.peft_total,
+                         head_params=outcome.head_params, notes=list(outcome.notes))
+    finished = trial_finish(trial_id=trial.pk, attempt=attempt, status=Trial.Status.SUCCEEDED, result=result)
+    if finished is not None and output_dir is not None:
+        artifacts_record_trial(trial=finished, directory=output_dir)
+    return finished
+
+
+class _RecorderCallbacks:
+    def __init__(self, recorder: MetricRecorder) -> None:
+        self.recorder = recorder
+
+    def on_step(self, task: str, step: int, values: dict[str, float]) -> None:
+        self.recorder.add(task, step=step, values=values)
+
+    def on_eval(self, task: str, step: int, metrics: dict[str, Any]) -> None:
+        numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        self.recorder.add(task, step=step, values=numeric)
+        self.recorder.flush()  # evaluations are rare and the curves should show them at once
+
+    def on_end(self, outcome: Any) -> None:
+        self.recorder.flush()
