@@ -1,0 +1,150 @@
+"""Shared fixtures. System fixtures start real processes: a Celery worker and a Daphne server,
+both pointed at the test database (a file for SQLite, test_<name> for PostgreSQL) and at the real
+Redis that `make test` provides (REDIS_URL)."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(username="alice", password="alice-password-1")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user(username="mallory", password="mallory-password-1")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_database_url() -> str:
+    """A URL for the database pytest-django created, so subprocesses see the same rows."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        pytest.fail("REDIS_URL is not set: run the suite with `make test`, which provides Redis.")
+    return url
+
+
+def subprocess_env(redis_url: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": test_database_url(),
+        "REDIS_URL": redis_url,
+        "DJANGO_SETTINGS_MODULE": "pefs_web.settings",
+        "HF_HUB_OFFLINE": "1",
+        "PEFS_HEARTBEAT_SECONDS": "1",
+        "PEFS_STALE_SECONDS": "6",
+        "PEFS_SWEEP_SECONDS": "2",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    """A real `celery worker` process (solo pool: killing it kills the trial it runs)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, beat: bool = True) -> None:
+        self.env, self.log_path, self.beat = env, log_path, beat
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "WorkerProcess":
+        args = [sys.executable, "-m", "celery", "-A", "pefs_web", "worker", "-Q", "gpu,default", "-c", "1",
+                "--pool", "solo", "--loglevel", "INFO", "-n", f"test-{_free_port()}@%h", "--without-gossip",
+                "--without-mingle"]
+        if self.beat:
+            args += ["-B", "--schedule", str(self.log_path.with_suffix(".beat"))]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, env=self.env, cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _purge_trial_queue(redis_url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.delete("gpu", "default", "unacked", "unacked_index")
+
+
+@pytest.fixture
+def worker_factory(transactional_db, redis_url, tmp_path):
+    """Start real Celery worker processes against the test database; all stopped at the end."""
+    _purge_trial_queue(redis_url)
+    started: list[WorkerProcess] = []
+
+    def start(**extra_env: str) -> WorkerProcess:
+        worker = WorkerProcess(subprocess_env(redis_url, **extra_env),
+                               tmp_path / f"worker-{len(started)}.log").start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+    _purge_trial_queue(redis_url)
+
+
+@pytest.fixture
+def live_daphne(transactional_db, redis_url, tmp_path):
+    """A real Daphne server (HTTP + WebSocket) on a free port; yields its base URL."""
+    port = _free_port()
+    log = open(tmp_path / "daphne.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                             "pefs_web.asgi:application"], env=subprocess_env(redis_url), cwd=BASE_DIR,
+                            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((tmp_path / "daphne.log").read_text())
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
