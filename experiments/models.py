@@ -37,6 +37,7 @@ class Task(models.Model):
     train_rows = models.PositiveIntegerField(default=0)
     eval_rows = models.PositiveIntegerField(default=0)
     notes = models.TextField(blank=True)
+    spec = models.JSONField(default=dict, help_text="tasks.data.TaskSpec.to_dict(): how the trainer loads it.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

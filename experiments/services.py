@@ -341,16 +341,13 @@ class _Heartbeat(threading.Thread):
 
 
 def task_spec(task) -> dict[str, Any]:
-    """What the trainer needs to load a task, without Django objects."""
+    """The trainer's TaskSpec for a Task row, with uploaded files resolved to absolute paths."""
     from pathlib import Path
 
-    spec = {"name": task.name, "source": task.source, "text_columns": list(task.text_columns),
-            "label_column": task.label_column, "problem": task.problem, "labels": list(task.labels),
-            "metric": task.metric}
-    if task.source == task.Source.UPLOAD:
-        spec["path"] = str(Path(settings.UPLOAD_ROOT) / task.path)
-    if task.source == task.Source.HUB:
-        spec["hub_id"] = task.hub_id
+    spec = dict(task.spec)
+    for key in ("train_path", "eval_path"):
+        if task.source == task.Source.UPLOAD and spec.get(key):
+            spec[key] = str(Path(settings.UPLOAD_ROOT) / spec[key])
     return spec
 
 
@@ -419,3 +416,145 @@ class _RecorderCallbacks:
 
     def on_end(self, outcome: Any) -> None:
         self.recorder.flush()
+
+
+# --- tasks and backbones -------------------------------------------------------------------
+
+def _data_error(exc) -> ValidationError:
+    """tasks.data.DataError -> a ValidationError for the web's field names."""
+    field_map = {"path": "file", "file_format": "file", "text_columns": "text_columns",
+                 "label_column": "label_column", "problem": "problem", "name": "name"}
+    return ValidationError({field_map.get(exc.field, exc.field): [exc.message]})
+
+
+def _store_upload(uploaded_file, *, owner_id: int) -> "Path":
+    """Write an upload to a fresh file under UPLOAD_ROOT/<owner>/ and return its path."""
+    import uuid
+    from pathlib import Path
+
+    name = Path(uploaded_file.name or "upload").name
+    suffix = Path(name).suffix.lower()
+    if suffix not in (".csv", ".tsv", ".jsonl", ".json", ".ndjson"):
+        raise ValidationError({"file": [f"{name}: use a .csv, .tsv or .jsonl file (got {suffix or 'no extension'})."]})
+    if uploaded_file.size is not None and uploaded_file.size > settings.UPLOAD_MAX_BYTES:
+        raise ValidationError({"file": [
+            f"{name}: too large: {uploaded_file.size / 2**20:.1f} MiB, the limit is "
+            f"{settings.UPLOAD_MAX_BYTES / 2**20:.0f} MiB."]})
+    directory = Path(settings.UPLOAD_ROOT) / str(owner_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{uuid.uuid4().hex}{suffix}"
+    with open(path, "wb") as out:
+        for chunk in uploaded_file.chunks():
+            out.write(chunk)
+    return path
+
+
+def task_preview(*, uploaded_file, owner_id: int, max_rows: int = 5) -> dict[str, Any]:
+    """Columns and the first rows of an uploaded file, for the upload form; stores nothing."""
+    from tasks.data import DataError, _file_format, _read_table
+
+    path = _store_upload(uploaded_file, owner_id=owner_id)
+    try:
+        fmt = _file_format(str(path), None)
+        table = _read_table(str(path), fmt, max_bytes=settings.UPLOAD_MAX_BYTES)
+    except DataError as exc:
+        raise _data_error(exc) from None
+    finally:
+        path.unlink(missing_ok=True)
+    columns = list(table.columns)
+    rows = [[table.columns[c][i] for c in columns] for i in range(min(max_rows, table.n_rows))]
+    return {"format": fmt, "columns": columns, "rows": rows, "row_count": table.n_rows}
+
+
+def task_upload(*, owner, name: str, uploaded_file, text_columns: list[str], label_column: str,
+                problem: str | None = None) -> "Task":
+    """Validate an uploaded CSV/TSV/JSONL file and register it as the owner's task."""
+    from django.utils.text import slugify
+
+    from tasks.data import DataError, user_task
+
+    from .models import Task
+
+    slug = slugify(name or "")[:64]
+    if not slug:
+        raise ValidationError({"name": ["Give the task a name (letters, digits, dashes)."]})
+    if Task.objects.filter(owner=owner, name=slug).exists() or Task.objects.filter(owner=None, name=slug).exists():
+        raise ValidationError({"name": [f"A task named {slug!r} already exists; choose another name."]})
+    if not text_columns:
+        raise ValidationError({"text_columns": ["Choose one or two text columns."]})
+    if problem not in (None, "", "classification", "regression"):
+        raise ValidationError({"problem": ["Choose classification or regression."]})
+    path = _store_upload(uploaded_file, owner_id=owner.pk)
+    try:
+        spec = user_task(path, text_columns=list(text_columns), label_column=label_column,
+                         problem=problem or None, name=slug, max_bytes=settings.UPLOAD_MAX_BYTES)
+    except DataError as exc:
+        path.unlink(missing_ok=True)
+        raise _data_error(exc) from None
+    relative = str(path.relative_to(settings.UPLOAD_ROOT))
+    spec_dict = spec.to_dict()
+    spec_dict["train_path"] = relative
+    try:
+        with transaction.atomic():
+            task = Task.objects.create(
+                owner=owner, name=slug, display_name=name.strip()[:128], source=Task.Source.UPLOAD,
+                path=relative, text_columns=list(spec.text_columns), label_column=spec.label_column,
+                problem=spec.problem, labels=list(spec.labels), metric=spec.metric,
+                notes=f"Uploaded file {uploaded_file.name}; {int(spec.holdout_fraction * 100)}% of it is "
+                      "held out for evaluation.",
+                spec=spec_dict,
+            )
+    except Exception:
+        path.unlink(missing_ok=True)
+        raise
+    return task
+
+
+def backbone_introspect(name_or_path: str | None):
+    """BackboneShape of a model (None: the bundled MiniLM). Loads it once, on this process."""
+    from tasks.peft import HeadSpec, load_backbone
+
+    return load_backbone(name_or_path, head=HeadSpec(problem="classification", num_labels=2)).shape
+
+
+def backbone_register(*, owner, name_or_path: str, display_name: str = "") -> "Backbone":
+    """Introspect a Hugging Face id or local folder and store it for the owner."""
+    from .models import Backbone
+
+    name_or_path = (name_or_path or "").strip()
+    if not name_or_path:
+        raise ValidationError({"name_or_path": ["Give a Hugging Face model id or a local folder."]})
+    existing = Backbone.objects.filter(owner=owner, name_or_path=name_or_path).first()
+    if existing:
+        return existing
+    try:
+        shape = backbone_introspect(name_or_path)
+    except Exception as exc:  # unsupported architecture, missing files, no network: say which
+        raise ValidationError({"name_or_path": [f"Cannot use {name_or_path!r}: {exc}"]}) from None
+    return Backbone.objects.create(
+        owner=owner, name_or_path=name_or_path, display_name=display_name or name_or_path.rstrip("/").split("/")[-1],
+        model_type=shape.model_type, family=shape.family, num_layers=shape.num_layers,
+        hidden_size=shape.hidden_size, num_heads=shape.num_heads, total_params=shape.total_params,
+        shape=shape.to_dict(),
+    )
+
+
+def budget_params(*, backbone, budget_kind: str, budget_value: float) -> int:
+    if budget_kind == "fraction":
+        if not 0 < budget_value <= 1:
+            raise ValidationError({"budget_value": ["A fraction of the backbone must be in (0, 1], e.g. 0.005 for 0.5%."]})
+        return max(1, round(budget_value * backbone.total_params))
+    if budget_kind == "absolute":
+        if budget_value < 1 or budget_value != int(budget_value):
+            raise ValidationError({"budget_value": ["An absolute budget is a whole number of parameters >= 1."]})
+        if budget_value > backbone.total_params:
+            raise ValidationError({"budget_value": [
+                f"{int(budget_value):,} exceeds the backbone's {backbone.total_params:,} parameters."]})
+        return int(budget_value)
+    raise ValidationError({"budget_kind": ["Choose 'fraction' or 'absolute'."]})
+
+
+def budget_preview(*, backbone, budget_kind: str, budget_value: float) -> dict[str, Any]:
+    count = budget_params(backbone=backbone, budget_kind=budget_kind, budget_value=budget_value)
+    return {"budget_params": count, "fraction": count / backbone.total_params,
+            "backbone_params": backbone.total_params}
