@@ -558,3 +558,36 @@ def budget_preview(*, backbone, budget_kind: str, budget_value: float) -> dict[s
     count = budget_params(backbone=backbone, budget_kind=budget_kind, budget_value=budget_value)
     return {"budget_params": count, "fraction": count / backbone.total_params,
             "backbone_params": backbone.total_params}
+
+
+def seed_bundled(*, backbone: bool = True) -> dict[str, int]:
+    """Bundled GLUE tasks (everyone sees them) and the default MiniLM backbone; idempotent."""
+    from tasks.data import GLUE_TASKS
+
+    from .models import Backbone, Task
+
+    new_tasks = 0
+    for spec in GLUE_TASKS.values():
+        if Task.objects.filter(owner=None, name=spec.name).exists():
+            continue
+        offline = spec.available_offline
+        Task.objects.create(
+            owner=None, name=spec.name, display_name=spec.description.split(":")[0] or spec.name,
+            source=Task.Source.BUNDLED if offline else Task.Source.HUB, hub_id=spec.hub_id or "",
+            text_columns=list(spec.text_columns), label_column=spec.label_column, problem=spec.problem,
+            labels=list(spec.labels), metric=spec.metric, notes=spec.description, spec=spec.to_dict(),
+        )
+        new_tasks += 1
+    new_backbones = 0
+    if backbone and not Backbone.objects.filter(owner=None, is_default=True).exists():
+        from tasks.peft import default_backbone_path
+
+        shape = backbone_introspect(None)
+        Backbone.objects.create(
+            owner=None, name_or_path=str(default_backbone_path()), display_name="all-MiniLM-L6-v2 (bundled)",
+            model_type=shape.model_type, family=shape.family, num_layers=shape.num_layers,
+            hidden_size=shape.hidden_size, num_heads=shape.num_heads, total_params=shape.total_params,
+            shape=shape.to_dict(), is_default=True,
+        )
+        new_backbones = 1
+    return {"tasks": new_tasks, "backbones": new_backbones}
