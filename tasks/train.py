@@ -1,0 +1,408 @@
+"""The training loop: a config, a model, a tokenised task and callbacks (minGPT-style, no Django).
+
+:func:`train` fine-tunes whatever parameters of ``model`` require gradients (after
+``tasks.peft.apply`` that is the PEFT modules plus the task head) with AdamW, a linear schedule
+with warm-up and gradient clipping, evaluates at the end of every epoch (and every
+``eval_every`` steps if set) and returns a :class:`TrainResult` whose metrics are those of the
+*last* evaluation: picking the best evaluation would select on the very set that is reported.
+
+It knows nothing of Django or Celery. Progress leaves through :class:`Callbacks`, and
+cancellation comes in through ``should_stop``, a callable polled before every step and between
+evaluation batches; when it returns True, :class:`Cancelled` is raised.
+
+Determinism: for a given ``seed`` on CPU two runs produce identical losses. The seed fixes the
+torch RNG (dropout, and any initialisation done by the caller after seeding) and the per-epoch
+data order (an explicit ``torch.Generator``); deterministic algorithms are switched on for the
+duration of a CPU run (cheap there) and restored afterwards. On CUDA, bf16 autocast is used when
+the device supports it, and results are only approximately reproducible.
+
+Example:
+    >>> config = TrainConfig(batch_size=16, epochs=1, learning_rate=1e-3)       # doctest: +SKIP
+    >>> result = train(model, encode_task("sst2", tok, max_length=64, train_examples=512),
+    ...                config, callbacks=Callbacks(on_step=print))              # doctest: +SKIP
+    >>> result.score                                                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tasks.data import EncodedTask
+from tasks.metrics import compute_metrics, task_score
+
+StepCallback = Callable[[str, int, dict[str, float]], None]
+EvalCallback = Callable[[str, int, dict[str, float]], None]
+EndCallback = Callable[[Any], None]
+
+
+class TrainConfigError(ValueError):
+    """A bad TrainConfig value; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class Cancelled(Exception):
+    """Raised when ``should_stop()`` returned True; training stopped before ``step``."""
+
+    def __init__(self, task: str, step: int) -> None:
+        super().__init__(f"training of {task!r} cancelled at step {step}")
+        self.task = task
+        self.step = step
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the learning rate is usually too high."""
+
+    def __init__(self, task: str, step: int, loss: float) -> None:
+        super().__init__(
+            f"training of {task!r} diverged at step {step} (loss {loss}); lower learning_rate"
+        )
+        self.task = task
+        self.step = step
+        self.loss = loss
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train one design on one task. Every field is validated in ``__post_init__``."""
+
+    batch_size: int = field(default=32, metadata=_help("training examples per step"))
+    epochs: int = field(default=3, metadata=_help("passes over the (sub-sampled) training set"))
+    learning_rate: float = field(default=5e-4, metadata=_help("peak AdamW learning rate"))
+    warmup_ratio: float = field(
+        default=0.06, metadata=_help("share of all steps spent warming up linearly from 0")
+    )
+    weight_decay: float = field(
+        default=0.01, metadata=_help("AdamW decoupled weight decay for matrices (not biases/norms)")
+    )
+    max_grad_norm: float | None = field(
+        default=1.0, metadata=_help("clip the gradient's global L2 norm; None: no clipping")
+    )
+    max_length: int = field(default=128, metadata=_help("tokens per example, pairs included"))
+    train_examples: int | None = field(
+        default=None, metadata=_help("sub-sample the training set to this many; None: all")
+    )
+    eval_batch_size: int = field(default=64, metadata=_help("examples per evaluation batch"))
+    seed: int | None = field(
+        default=None, metadata=_help("RNG seed; None: the design's seed (runner) or 0 (train)")
+    )
+    device: str = field(default="auto", metadata=_help("'auto' (CUDA if present), 'cpu', 'cuda[:n]'"))
+    eval_every: int | None = field(
+        default=None, metadata=_help("also evaluate every this many steps; None: per epoch only")
+    )
+    bf16: bool = field(default=True, metadata=_help("bf16 autocast on CUDA devices that support it"))
+
+    def __post_init__(self) -> None:
+        def positive_int(name: str, value: Any, *, optional: bool = False) -> None:
+            if value is None and optional:
+                return
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise TrainConfigError(name, f"must be a positive integer, got {value!r}")
+
+        def number(name: str, value: Any, low: float, high: float, *, open_low: bool = False) -> None:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or value > high or value < low or (open_low and value == low):
+                bounds = f"{'(' if open_low else '['}{low}, {high}]"
+                raise TrainConfigError(name, f"must be a number in {bounds}, got {value!r}")
+
+        positive_int("batch_size", self.batch_size)
+        positive_int("epochs", self.epochs)
+        number("learning_rate", self.learning_rate, 0.0, 1.0, open_low=True)
+        number("warmup_ratio", self.warmup_ratio, 0.0, 1.0)
+        number("weight_decay", self.weight_decay, 0.0, 1.0)
+        if self.max_grad_norm is not None:
+            number("max_grad_norm", self.max_grad_norm, 0.0, math.inf, open_low=True)
+        positive_int("max_length", self.max_length)
+        if self.max_length < 8:
+            raise TrainConfigError("max_length", f"must be at least 8 tokens, got {self.max_length}")
+        positive_int("train_examples", self.train_examples, optional=True)
+        positive_int("eval_batch_size", self.eval_batch_size)
+        if self.seed is not None and (
+            not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0
+        ):
+            raise TrainConfigError("seed", f"must be a non-negative integer or None, got {self.seed!r}")
+        if not isinstance(self.device, str) or not (
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
+        ):
+            raise TrainConfigError("device", f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        positive_int("eval_every", self.eval_every, optional=True)
+        if not isinstance(self.bf16, bool):
+            raise TrainConfigError("bf16", f"must be true or false, got {self.bf16!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """Build from a JSON object; an unknown key raises TrainConfigError naming it."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise TrainConfigError(unknown[0], f"unknown setting; known: {', '.join(sorted(known))}")
+        return cls(**dict(d))
+
+    def resolved_device(self) -> torch.device:
+        """The torch device this config trains on ('auto' picks CUDA when available)."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise TrainConfigError("device", f"{self.device!r} requested but CUDA is not available")
+        return device
+
+
+@dataclass
+class Callbacks:
+    """Optional hooks. ``on_step(task, step, {"loss", "lr", "examples_per_s"})``,
+    ``on_eval(task, step, metrics)`` (metrics include ``score`` and ``epoch``) and ``on_end(outcome)``
+    (called by the runner with its DesignOutcome, once per design)."""
+
+    on_step: StepCallback | None = None
+    on_eval: EvalCallback | None = None
+    on_end: EndCallback | None = None
+
+
+@dataclass
+class TrainResult:
+    """What one training run produced; ``metrics``/``score`` come from the last evaluation."""
+
+    task: str
+    steps: int
+    epochs: int
+    metrics: dict[str, float]
+    score: float
+    evaluations: list[dict[str, float]]
+    final_loss: float
+    seconds: float
+
+
+# --- batches ------------------------------------------------------------------------------
+
+class _Batches:
+    """Pads tokenised examples per batch (pad to the longest in the batch, not to max_length)."""
+
+    def __init__(self, split: Any, input_columns: tuple[str, ...], pad_token_id: int, regression: bool):
+        # Pull the columns into Python lists once: indexing Arrow per batch is much slower.
+        self.columns = {name: split[name] for name in input_columns}
+        dtype = torch.float32 if regression else torch.long
+        self.labels = torch.tensor(np.asarray(split["labels"]), dtype=dtype)
+        self.pad_values = {"input_ids": pad_token_id, "attention_mask": 0, "token_type_ids": 0}
+        self.size = len(self.labels)
+
+    def batch(self, indices: list[int], device: torch.device) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        inputs = {}
+        for name, rows in self.columns.items():
+            chosen = [rows[i] for i in indices]
+            width = max(len(r) for r in chosen)
+            pad = self.pad_values.get(name, 0)
+            padded = torch.full((len(chosen), width), pad, dtype=torch.long)
+            for j, row in enumerate(chosen):
+                padded[j, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+            inputs[name] = padded.to(device)
+        return inputs, self.labels[indices].to(device)
+
+
+def _logits(output: Any) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if logits is not None:
+        return logits
+    return output[0]
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
+    # Computed here (in float32) rather than by the model, so any head the engine builds works.
+    logits = logits.float()
+    if regression:
+        return nn.functional.mse_loss(logits.view(-1), labels.view(-1))
+    return nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1))
+
+
+def _autocast(device: torch.device, config: TrainConfig) -> Any:
+    enabled = device.type == "cuda" and config.bf16 and torch.cuda.is_bf16_supported()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    # Decay matrices only: decaying biases and norm scales (what BitFit trains) pulls them to 0.
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else no_decay).append(param)
+    if not decay and not no_decay:
+        raise TrainConfigError("model", "has no trainable parameters; apply a design first")
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _linear_warmup(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        remaining = total_steps - step
+        return max(0.0, remaining / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+# --- evaluation ---------------------------------------------------------------------------
+
+def evaluate(
+    model: nn.Module,
+    encoded: EncodedTask,
+    *,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    config: TrainConfig | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    task_name: str | None = None,
+    step: int = 0,
+) -> dict[str, float]:
+    """Metrics of ``model`` on ``encoded.eval`` plus ``score`` (0-100, see tasks.metrics).
+
+    ``should_stop`` is polled between batches (``step`` is only for the Cancelled report).
+    """
+    device = torch.device(device)
+    spec = encoded.spec
+    regression = spec.problem == "regression"
+    batches = _Batches(encoded.eval, encoded.input_columns, encoded.pad_token_id, regression)
+    was_training = model.training
+    model.eval()
+    predictions: list[np.ndarray] = []
+    try:
+        with torch.no_grad(), _autocast(device, config or TrainConfig()):
+            for start in range(0, batches.size, batch_size):
+                if should_stop is not None and should_stop():
+                    raise Cancelled(task_name or spec.name, step)
+                inputs, _ = batches.batch(list(range(start, min(start + batch_size, batches.size))), device)
+                logits = _logits(model(**inputs)).float()
+                if regression:
+                    predictions.append(logits.view(-1).cpu().numpy())
+                else:
+                    predictions.append(logits.argmax(dim=-1).cpu().numpy())
+    finally:
+        model.train(was_training)
+    metrics = compute_metrics(spec.metric, np.concatenate(predictions), batches.labels.numpy())
+    metrics["score"] = task_score(spec.metric, metrics)
+    return metrics
+
+
+# --- training -----------------------------------------------------------------------------
+
+def train(
+    model: nn.Module,
+    encoded: EncodedTask,
+    config: TrainConfig,
+    *,
+    task_name: str | None = None,
+    callbacks: Callbacks | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train ``model``'s trainable parameters on ``encoded.train``; evaluate on ``encoded.eval``.
+
+    The caller seeds and builds the model (the runner does, so initialisation is reproducible);
+    this function reseeds with ``config.seed`` (None: 0) before the first step. ``model`` is moved
+    to the configured device. Raises :class:`Cancelled` when ``should_stop()`` returns True and
+    :class:`TrainingDiverged` when the loss stops being finite.
+    """
+    name = task_name or encoded.spec.name
+    seed = 0 if config.seed is None else config.seed
+    device = config.resolved_device()
+    regression = encoded.spec.problem == "regression"
+    batches = _Batches(encoded.train, encoded.input_columns, encoded.pad_token_id, regression)
+    on_step = getattr(callbacks, "on_step", None)
+    on_eval = getattr(callbacks, "on_eval", None)
+
+    steps_per_epoch = math.ceil(batches.size / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    warmup_steps = math.ceil(config.warmup_ratio * total_steps)
+
+    model.to(device)
+    model.train()
+    optimizer = torch.optim.AdamW(
+        _param_groups(model, config.weight_decay), lr=config.learning_rate, fused=False
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_warmup(warmup_steps, total_steps))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    warn_only_before = torch.is_deterministic_algorithms_warn_only_enabled()
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(seed)
+    order_rng = torch.Generator().manual_seed(seed)
+
+    evaluations: list[dict[str, float]] = []
+
+    def run_eval(step: int, epoch: float) -> dict[str, float]:
+        metrics = evaluate(
+            model, encoded, batch_size=config.eval_batch_size, device=device, config=config,
+            should_stop=should_stop, task_name=name, step=step,
+        )
+        metrics = {**metrics, "epoch": epoch, "step": step}
+        evaluations.append(metrics)
+        if on_eval is not None:
+            on_eval(name, step, dict(metrics))
+        return metrics
+
+    started = time.perf_counter()
+    step = 0
+    loss_value = math.nan
+    try:
+        for epoch in range(config.epochs):
+            order = torch.randperm(batches.size, generator=order_rng).tolist()
+            for start in range(0, batches.size, config.batch_size):
+                if should_stop is not None and should_stop():
+                    raise Cancelled(name, step)
+                step_started = time.perf_counter()
+                indices = order[start : start + config.batch_size]
+                inputs, labels = batches.batch(indices, device)
+                with _autocast(device, config):
+                    logits = _logits(model(**inputs))
+                loss = _loss(logits, labels, regression)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise TrainingDiverged(name, step + 1, loss_value)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                lr = scheduler.get_last_lr()[0]
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                if on_step is not None:
+                    elapsed = max(time.perf_counter() - step_started, 1e-9)
+                    on_step(name, step, {
+                        "loss": loss_value, "lr": lr, "examples_per_s": len(indices) / elapsed,
+                    })
+                if config.eval_every and step % config.eval_every == 0 and start + config.batch_size < batches.size:
+                    run_eval(step, epoch + (start + len(indices)) / batches.size)
+            run_eval(step, float(epoch + 1))
+    finally:
+        if device.type == "cpu":
+            torch.use_deterministic_algorithms(deterministic_before, warn_only=warn_only_before)
+    final = evaluations[-1]
+    metrics = {k: v for k, v in final.items() if k not in ("score", "epoch", "step")}
+    return TrainResult(
+        task=name, steps=step, epochs=config.epochs, metrics=metrics, score=final["score"],
+        evaluations=evaluations, final_loss=loss_value, seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,169 @@
+"""The training loop on tiny random BERTs: config validation, determinism, callbacks, cancel."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from tasks.data import encode_task
+from tasks.train import (
+    Callbacks,
+    Cancelled,
+    TrainConfig,
+    TrainConfigError,
+    TrainingDiverged,
+    evaluate,
+    train,
+)
+
+
+def _model(config, num_labels=2, seed=0):
+    from transformers import BertForSequenceClassification
+
+    config = config.__class__.from_dict({**config.to_dict(), "num_labels": num_labels})
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(config)
+
+
+@pytest.fixture
+def rte(minilm_tokenizer):
+    return encode_task("rte", minilm_tokenizer, max_length=32, train_examples=48)
+
+
+class Recorder(Callbacks):
+    def __init__(self):
+        super().__init__(on_step=self.step, on_eval=self.eval)
+        self.steps, self.evals = [], []
+
+    def step(self, task, step, values):
+        self.steps.append((task, step, values))
+
+    def eval(self, task, step, metrics):
+        self.evals.append((task, step, metrics))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("batch_size", 0), ("batch_size", 2.5), ("epochs", -1), ("learning_rate", 0.0),
+        ("learning_rate", float("nan")), ("warmup_ratio", 1.5), ("weight_decay", -0.1),
+        ("max_grad_norm", 0.0), ("max_length", 4), ("train_examples", 0), ("eval_batch_size", 0),
+        ("seed", -3), ("device", "tpu"), ("eval_every", 0), ("bf16", "yes"),
+    ],
+)
+def test_bad_config_values_name_the_field(field, value):
+    with pytest.raises(TrainConfigError) as info:
+        TrainConfig(**{field: value})
+    assert info.value.field == field
+
+
+def test_config_round_trips_and_rejects_unknown_keys():
+    config = TrainConfig(batch_size=8, eval_every=5, max_grad_norm=None, seed=3)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(TrainConfigError) as info:
+        TrainConfig.from_dict({"batch_size": 8, "lr": 0.1})
+    assert info.value.field == "lr"
+
+
+def test_same_seed_gives_identical_losses_and_scores(tiny_bert_config, rte):
+    def run(seed):
+        recorder = Recorder()
+        result = train(
+            _model(tiny_bert_config), rte,
+            TrainConfig(batch_size=16, epochs=2, learning_rate=1e-3, seed=seed, device="cpu"),
+            callbacks=recorder,
+        )
+        return [values["loss"] for _, _, values in recorder.steps], result
+
+    losses_a, result_a = run(7)
+    losses_b, result_b = run(7)
+    losses_c, _ = run(8)
+    assert losses_a == losses_b  # bitwise, not approximately
+    assert result_a.metrics == result_b.metrics and result_a.score == result_b.score
+    assert losses_a != losses_c  # the seed drives data order and dropout
+
+
+def test_callbacks_report_steps_evaluations_and_the_schedule(tiny_bert_config, rte):
+    recorder = Recorder()
+    config = TrainConfig(batch_size=16, epochs=2, learning_rate=1e-3, warmup_ratio=0.5, eval_every=2)
+    result = train(_model(tiny_bert_config), rte, config, callbacks=recorder, task_name="rte-small")
+
+    # 48 examples / 16 per batch = 3 steps per epoch, 6 in all
+    assert [s for _, s, _ in recorder.steps] == [1, 2, 3, 4, 5, 6]
+    assert {task for task, _, _ in recorder.steps} == {"rte-small"}
+    assert all(set(v) == {"loss", "lr", "examples_per_s"} for _, _, v in recorder.steps)
+    assert all(v["examples_per_s"] > 0 and math.isfinite(v["loss"]) for _, _, v in recorder.steps)
+    lrs = [v["lr"] for _, _, v in recorder.steps]
+    assert lrs[0] < lrs[1] < lrs[2] == pytest.approx(1e-3 * 3 / 4)  # warm-up over 3 steps
+    assert lrs[3] > lrs[4] > lrs[5] > 0  # then linear decay
+
+    # eval_every=2 adds step 2 and 4; epoch ends add 3 and 6 (step 6 is not evaluated twice)
+    assert [s for _, s, _ in recorder.evals] == [2, 3, 4, 6]
+    assert [m["epoch"] for _, _, m in recorder.evals] == pytest.approx([2 / 3, 1.0, 4 / 3, 2.0])
+    last = recorder.evals[-1][2]
+    assert result.score == last["score"] == pytest.approx(100 * last["accuracy"])
+    assert result.steps == 6 and result.metrics == {"accuracy": last["accuracy"]}
+
+
+def test_stop_flag_cancels_within_a_step(tiny_bert_config, rte):
+    polls = []
+
+    def should_stop():
+        polls.append(1)
+        return len(polls) > 2
+
+    recorder = Recorder()
+    with pytest.raises(Cancelled) as info:
+        train(_model(tiny_bert_config), rte, TrainConfig(batch_size=8, epochs=3),
+              callbacks=recorder, should_stop=should_stop)
+    assert info.value.step == 2 and info.value.task == "rte"
+    assert len(recorder.steps) == 2 and recorder.evals == []
+
+
+def test_only_trainable_parameters_change(tiny_bert_config, rte):
+    model = _model(tiny_bert_config)
+    for name, param in model.named_parameters():
+        param.requires_grad = name.startswith("classifier.")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train(model, rte, TrainConfig(batch_size=16, epochs=1, learning_rate=1e-2))
+    for name, param in model.named_parameters():
+        changed = not torch.equal(before[name], param.detach())
+        assert changed == name.startswith("classifier."), name
+
+
+def test_no_trainable_parameters_is_an_error(tiny_bert_config, rte):
+    model = _model(tiny_bert_config).requires_grad_(False)
+    with pytest.raises(TrainConfigError, match="no trainable parameters"):
+        train(model, rte, TrainConfig())
+
+
+def test_regression_task_reports_correlations(tiny_bert_config, minilm_tokenizer):
+    stsb = encode_task("stsb", minilm_tokenizer, max_length=32, train_examples=32)
+    result = train(_model(tiny_bert_config, num_labels=1), stsb,
+                   TrainConfig(batch_size=16, epochs=1, eval_batch_size=256))
+    assert set(result.metrics) == {"pearson", "spearman"}
+    assert result.score == pytest.approx(50 * (result.metrics["pearson"] + result.metrics["spearman"]))
+    assert math.isfinite(result.final_loss)
+
+
+def test_evaluate_leaves_the_training_mode_alone(tiny_bert_config, rte):
+    model = _model(tiny_bert_config).train()
+    metrics = evaluate(model, rte, batch_size=100)
+    assert model.training and 0.0 <= metrics["accuracy"] <= 1.0
+
+
+class _NaNModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(2))
+
+    def forward(self, input_ids, **_):
+        return self.weight.expand(input_ids.shape[0], 2) * float("nan")
+
+
+def test_a_non_finite_loss_stops_training(rte):
+    with pytest.raises(TrainingDiverged, match="diverged at step 1"):
+        train(_NaNModel(), rte, TrainConfig(batch_size=16))
