@@ -1,0 +1,318 @@
+"""Sampling concrete designs from a design space.
+
+``sample(space, n, seed=..., shape=..., budget=...)`` draws designs the way the paper judges a
+space: at random, each component's choice drawn uniformly and independently from its open choices
+(an untuned group's assignment is not drawn: it would not change the design). Then:
+
+- **reproducible**: the same space, n, seed, shape, budget and balance give the same designs;
+- **no duplicates while possible**: a draw equal to an earlier one (same effective choices) is
+  drawn again; when the space runs out of distinct designs the batch is shorter than asked and
+  ``shortfall`` says why (or, with ``repeats=True``, earlier designs are repeated with new seeds).
+  Redrawing keeps a component's marginal uniform when each of its choices leads to equally many
+  designs (grouping, allocation, assignments). Tunable-groups choices do not (one tuned group:
+  225 designs in S0, all four: 759,375), so in draws large enough to saturate the small ones they
+  fall below 1/15; the S3 stage that decides them samples balanced, which restores exact shares;
+- **compiled**: each draw is compiled (compiling.compile_choices); one whose budget cannot be met
+  (``InfeasibleBudget``) is redrawn and counted in ``redraws``; after ``max_redraws`` the batch
+  stops short and says so; when nothing at all is feasible ``InfeasibleSpace`` is raised;
+- **balanced** (optional): ``balance="grouping"`` cycles the choices of the component a stage
+  decides through a freshly shuffled order, so every choice gets n / k designs (±1) instead of a
+  multinomial count. Its marginal is still uniform; small stages ("quick": 8 designs) need it to
+  give every choice a sample at all.
+
+Each design gets its own training seed, ``seed * 1_000_003 + index`` mod 2**31, so a design's
+seed does not depend on how many draws were rejected before it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from experiments.space.compiling import Budget, CompiledDesign, compile_choices
+from experiments.space.errors import SpaceError
+from experiments.space.space import DesignSpace, assignment_component
+from experiments.space.subsets import parse_groups
+from tasks.peft.budget import BackboneShape, InfeasibleBudget
+from tasks.peft.design import DesignOptions
+
+# Consecutive duplicate draws after which a (balanced) choice counts as exhausted. Only reached
+# when nearly every distinct design has been drawn; exhaustion is detected exactly before that
+# by counting distinct designs.
+MAX_DUPLICATE_DRAWS = 20_000
+
+
+class InfeasibleSpace(SpaceError):
+    """No design of the space meets the budget on this backbone."""
+
+
+@dataclass(frozen=True)
+class SampledDesign:
+    """One sampled design: its abstract choices and the concrete design they compile to."""
+
+    index: int  # position in the batch, 0-based
+    seed: int  # training seed, also stored in the design
+    choices: Mapping[str, str | None]  # every component; None = group not tuned
+    design: dict[str, Any]  # the pefs.design/1 document
+    parameters: int  # exact stored PEFT parameters
+    target: int  # the budget it was solved for
+    redraws: int  # infeasible draws rejected just before this one
+    repeat_of: int | None = None  # with repeats=True: index of the design this one repeats
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "seed": self.seed,
+            "choices": dict(self.choices),
+            "design": self.design,
+            "parameters": self.parameters,
+            "target": self.target,
+            "redraws": self.redraws,
+            "repeat_of": self.repeat_of,
+        }
+
+
+@dataclass(frozen=True)
+class SampleBatch:
+    """The result of ``sample``: the designs and an account of how they were drawn."""
+
+    designs: tuple[SampledDesign, ...]
+    requested: int
+    seed: int
+    distinct_available: int  # distinct designs of the space, before the budget is checked
+    redraws: int  # infeasible draws rejected in total
+    duplicates: int  # draws rejected because an equal design was already drawn
+    infeasible_fields: Mapping[str, int]  # InfeasibleBudget.field -> how many draws it rejected
+    shortfall: str | None  # why there are fewer distinct designs than requested; None if none
+
+    @property
+    def distinct(self) -> int:
+        return sum(1 for d in self.designs if d.repeat_of is None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requested": self.requested,
+            "seed": self.seed,
+            "distinct_available": self.distinct_available,
+            "distinct": self.distinct,
+            "redraws": self.redraws,
+            "duplicates": self.duplicates,
+            "infeasible_fields": dict(self.infeasible_fields),
+            "shortfall": self.shortfall,
+            "designs": [d.to_dict() for d in self.designs],
+        }
+
+
+def design_seed(seed: int, index: int) -> int:
+    """Training seed of design ``index`` of a batch drawn with ``seed``."""
+    return (seed * 1_000_003 + index) % 2**31
+
+
+class _Drawer:
+    """Draws effective choices uniformly per component, never returning one already seen."""
+
+    def __init__(self, space: DesignSpace, rng: random.Random, balance: str | None) -> None:
+        self.space = space
+        self.rng = rng
+        self.balance = balance
+        self.seen: set[tuple[str | None, ...]] = set()
+        self.seen_per_want: Counter[str | None] = Counter()
+        self.duplicates = 0
+        if balance is None:
+            self.available = {None: space.count_designs()}
+        else:
+            self.available = {
+                c: space.restrict(balance, [c]).count_designs() for c in space.open(balance)
+            }
+        self.available_total = sum(self.available.values())
+
+    def _draw(self, want: str | None) -> dict[str, str | None]:
+        def pick(component: str) -> str:
+            return want if component == self.balance else self.rng.choice(self.space.open(component))
+
+        choices: dict[str, str | None] = {
+            "grouping": pick("grouping"),
+            "allocation": pick("allocation"),
+            "groups": pick("groups"),
+        }
+        tuned = parse_groups(choices["groups"], self.space.num_groups)
+        for g in range(self.space.num_groups):
+            name = assignment_component(g)
+            choices[name] = pick(name) if g in tuned else None
+        return choices
+
+    def next(self, want: str | None) -> dict[str, str | None] | None:
+        """A new effective design (with the balanced component at ``want``), or None if exhausted."""
+        for _ in range(MAX_DUPLICATE_DRAWS):
+            if self.seen_per_want[want] >= self.available[want]:
+                return None
+            choices = self._draw(want)
+            key = tuple(choices.values())
+            if key in self.seen:
+                self.duplicates += 1
+                continue
+            self.seen.add(key)
+            self.seen_per_want[want] += 1
+            return choices
+        return None
+
+
+def _check_balance(space: DesignSpace, balance: str | None) -> None:
+    if balance is None:
+        return
+    space.open(balance)  # unknown component -> SpaceError
+    if balance.startswith("assignment."):
+        group = int(balance.removeprefix("assignment.G")) - 1
+        if not space.always_tuned(group):
+            raise SpaceError(
+                "balance",
+                f"cannot balance {balance}: some open tunable-groups choices leave G{group + 1} untuned",
+            )
+
+
+def sample(
+    space: DesignSpace,
+    n: int,
+    *,
+    seed: int,
+    shape: BackboneShape,
+    budget: Budget | None = None,
+    balance: str | None = None,
+    repeats: bool = False,
+    max_redraws: int | None = None,
+    options: DesignOptions | Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> SampleBatch:
+    """Draw ``n`` compiled designs from ``space`` (see the module docstring).
+
+    ``provenance`` (e.g. search and stage ids) is copied into every design's provenance, next to
+    the choices and ``{"sample": {"seed": seed, "index": i}}``. ``max_redraws`` defaults to
+    ``max(100, 10 * n)`` infeasible draws.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise SpaceError("n", f"must be a positive integer, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SpaceError("seed", f"must be a non-negative integer, got {seed!r}")
+    if space.num_groups > shape.num_layers:
+        raise SpaceError(
+            "num_groups",
+            f"{space.num_groups} groups need at least as many layers; "
+            f"{shape.name_or_path} has {shape.num_layers}",
+        )
+    if max_redraws is None:
+        max_redraws = max(100, 10 * n)
+    elif isinstance(max_redraws, bool) or not isinstance(max_redraws, int) or max_redraws < 0:
+        raise SpaceError("max_redraws", f"must be a non-negative integer, got {max_redraws!r}")
+    budget = budget or Budget()
+    _check_balance(space, balance)
+
+    def compile_at(choices: Mapping[str, str | None], index: int) -> CompiledDesign:
+        return compile_choices(
+            choices,
+            shape=shape,
+            budget=budget,
+            num_groups=space.num_groups,
+            seed=design_seed(seed, index),
+            options=options,
+            provenance={**dict(provenance or {}), "sample": {"seed": seed, "index": index}},
+        )
+
+    rng = random.Random(seed)
+    drawer = _Drawer(space, rng, balance)
+    found: list[CompiledDesign] = []
+    redraws_before: list[int] = []
+    infeasible: Counter[str] = Counter()
+    last_error: InfeasibleBudget | None = None
+    redraws = pending = 0
+    wants: list[str | None] = []
+    exhausted: set[str | None] = set()
+    shortfall: str | None = None
+    want: str | None = None
+    retry = False
+    while len(found) < n:
+        if not retry:
+            if not wants:
+                wants = [None] if balance is None else list(space.open(balance))
+                rng.shuffle(wants)
+            want = wants.pop()
+            if want in exhausted:
+                if len(exhausted) == len(drawer.available):
+                    break
+                continue
+        retry = False
+        choices = drawer.next(want)
+        if choices is None:
+            exhausted.add(want)
+            if len(exhausted) == len(drawer.available):
+                break
+            continue
+        try:
+            compiled = compile_at(choices, len(found))
+        except InfeasibleBudget as exc:
+            redraws += 1
+            pending += 1
+            infeasible[exc.field] += 1
+            last_error = exc
+            if redraws > max_redraws:
+                shortfall = (
+                    f"stopped after {max_redraws} infeasible redraws (budget {budget.to_dict()} on "
+                    f"{shape.name_or_path}); most frequent cause: {_top_cause(infeasible)}"
+                )
+                break
+            retry = True  # keep the balanced choice for the next draw
+            continue
+        found.append(compiled)
+        redraws_before.append(pending)
+        pending = 0
+
+    if not found:
+        detail = f"; last error: {last_error}" if last_error else ""
+        raise InfeasibleSpace(
+            "budget",
+            f"no design of this space meets budget {budget.to_dict()} on {shape.name_or_path} "
+            f"after {redraws} infeasible draws{detail}",
+        )
+    if shortfall is None and len(found) < n:
+        shortfall = (
+            f"the space has {drawer.available_total} distinct designs, {len(found)} of them feasible "
+            f"at this budget ({redraws} infeasible); {n} were requested"
+        )
+
+    designs = [_sampled(i, c, redraws_before[i], None) for i, c in enumerate(found)]
+    if repeats and redraws <= max_redraws:
+        # The space is exhausted: cycle through its feasible designs again, each with a new seed.
+        designs += [
+            _sampled(i, compile_at(found[i % len(found)].choices, i), 0, i % len(found))
+            for i in range(len(found), n)
+        ]
+    return SampleBatch(
+        designs=tuple(designs),
+        requested=n,
+        seed=seed,
+        distinct_available=drawer.available_total,
+        redraws=redraws,
+        duplicates=drawer.duplicates,
+        infeasible_fields=dict(infeasible),
+        shortfall=shortfall,
+    )
+
+
+def _sampled(index: int, compiled: CompiledDesign, redraws: int, repeat_of: int | None) -> SampledDesign:
+    return SampledDesign(
+        index=index,
+        seed=compiled.design.seed,
+        choices=dict(compiled.choices),
+        design=compiled.design.to_dict(),
+        parameters=compiled.parameters,
+        target=compiled.target,
+        redraws=redraws,
+        repeat_of=repeat_of,
+    )
+
+
+def _top_cause(infeasible: Counter[str]) -> str:
+    field, count = infeasible.most_common(1)[0]
+    return f"{field} ({count} draws)"
