@@ -1,0 +1,147 @@
+"""Search configurations and the two presets, "paper" and "quick".
+
+Every field can be overridden; each is validated on construction and a bad value raises
+``SpaceError`` naming the field.
+
+>>> preset("quick").designs_per_stage
+8
+>>> preset("paper", designs_per_stage=50).to_dict()["designs_per_stage"]
+50
+>>> preset("paper", epochs=0)
+Traceback (most recent call last):
+...
+experiments.space.errors.SpaceError: epochs: must be an integer >= 1, got 0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from experiments.space.compiling import Budget
+from experiments.space.errors import SpaceError
+from experiments.space.space import MAX_GROUPS
+
+
+def _int(name: str, value: Any, minimum: int, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpaceError(name, f"must be an integer >= {minimum}{' or null' if optional else ''}, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchConfig:
+    """How a search runs: stage sizes, the short training regime, budget, statistics, final stage."""
+
+    designs_per_stage: int = field(default=100, metadata={"help": "designs sampled and trained per stage"})
+    epochs: int = field(default=3, metadata={"help": "training epochs of each stage design"})
+    budget: Budget = field(default_factory=Budget, metadata={"help": "PEFT parameter budget"})
+    num_groups: int = field(default=4, metadata={"help": "layer groups G (1 <= G <= layers)"})
+    max_train_examples: int | None = field(
+        default=None, metadata={"help": "training examples per task (null: all)"}
+    )
+    max_eval_examples: int | None = field(
+        default=None, metadata={"help": "evaluation examples per task (null: all)"}
+    )
+    learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate"})
+    batch_size: int = field(default=128, metadata={"help": "training batch size"})
+    reference_stage: bool = field(
+        default=True, metadata={"help": "run S0 (sample the unconstrained space) as the reference EDF"}
+    )
+    balance: bool = field(
+        default=True, metadata={"help": "give each open choice of the decided component an equal share"}
+    )
+    halving_eta: int | None = field(
+        default=None, metadata={"help": "successive halving inside stages: keep 1/eta per rung (null: off)"}
+    )
+    min_successes: int = field(
+        default=2, metadata={"help": "successful trials a choice needs to be compared"}
+    )
+    bootstrap_resamples: int = field(default=2000, metadata={"help": "bootstrap resamples for the CIs"})
+    auto_approve: bool = field(
+        default=False, metadata={"help": "apply each stage's recommendation without waiting for a person"}
+    )
+    final_seeds: int = field(default=3, metadata={"help": "seeds per task in the final stage"})
+    final_epochs: int = field(default=10, metadata={"help": "training epochs in the final stage"})
+    seed: int = field(default=0, metadata={"help": "search seed; stage sampling seeds derive from it"})
+
+    def __post_init__(self) -> None:
+        _int("designs_per_stage", self.designs_per_stage, 2)
+        _int("epochs", self.epochs, 1)
+        if not isinstance(self.budget, Budget):
+            object.__setattr__(self, "budget", Budget.from_dict(self.budget))
+        _int("num_groups", self.num_groups, 1)
+        if self.num_groups > MAX_GROUPS:
+            raise SpaceError("num_groups", f"must be at most {MAX_GROUPS}, got {self.num_groups}")
+        _int("max_train_examples", self.max_train_examples, 1, optional=True)
+        _int("max_eval_examples", self.max_eval_examples, 1, optional=True)
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+            raise SpaceError("learning_rate", f"must be a positive number, got {lr!r}")
+        _int("batch_size", self.batch_size, 1)
+        for flag in ("reference_stage", "balance", "auto_approve"):
+            if not isinstance(getattr(self, flag), bool):
+                raise SpaceError(flag, f"must be true or false, got {getattr(self, flag)!r}")
+        _int("halving_eta", self.halving_eta, 2, optional=True)
+        _int("min_successes", self.min_successes, 2)
+        _int("bootstrap_resamples", self.bootstrap_resamples, 100)
+        _int("final_seeds", self.final_seeds, 1)
+        _int("final_epochs", self.final_epochs, 1)
+        _int("seed", self.seed, 0)
+
+    def replace(self, **overrides: Any) -> SearchConfig:
+        """A copy with ``overrides`` applied (validated; unknown names rejected)."""
+        return SearchConfig.from_dict({**self.to_dict(), **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["budget"] = self.budget.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchConfig:
+        if not isinstance(data, Mapping):
+            raise SpaceError("config", f"must be an object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpaceError(unknown[0], f"unknown setting; known: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        """Help text of each field (for forms and the CLI)."""
+        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+PRESETS: dict[str, SearchConfig] = {
+    # The paper's regime (PAPER.md): 100 designs per stage, 3 epochs, 0.5% budget, G = 4; final
+    # training with its reported recipe (lr 5e-5, batch 128, 10 epochs).
+    "paper": SearchConfig(),
+    # Small enough for a laptop CPU with a MiniLM-sized backbone: a few hundred examples per task,
+    # one epoch, 8 designs per stage (balanced so every choice is seen), no reference stage. PEFT
+    # modules start from scratch, so one short epoch needs a higher learning rate than the paper's.
+    "quick": SearchConfig(
+        designs_per_stage=8,
+        epochs=1,
+        max_train_examples=300,
+        max_eval_examples=200,
+        learning_rate=5e-4,
+        batch_size=32,
+        reference_stage=False,
+        bootstrap_resamples=1000,
+        final_seeds=2,
+        final_epochs=2,
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> SearchConfig:
+    """The preset ``name`` with ``overrides`` applied (each validated)."""
+    if name not in PRESETS:
+        raise SpaceError("preset", f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name].replace(**overrides)

@@ -1,0 +1,303 @@
+"""Per-choice statistics of a stage and the recommendation the stage makes.
+
+For the component a stage decides, the successful trials are grouped by their choice of that
+component and each group is described by: n, mean, median, sample standard deviation (n - 1 in the
+denominator), a seeded percentile-bootstrap 95% confidence interval of the mean, and the empirical
+distribution function (EDF) of the scores.
+
+EDF: ``F(x)`` = fraction of designs scoring *at most* x, evaluated at each distinct score, so the
+curve is a non-decreasing step function ending at 1. PEFS scores are "higher is better" (GLUE
+0-100), so a better space's EDF lies to the *right* (RegNet plots error, where better is left).
+
+Recommendation: the choice with the highest mean among those with at least ``min_successes``
+successful trials (ties: higher median, then canonical order). It is "separable" when its 95% CI
+lies strictly above the runner-up's, else "not_separable" (still named, a person decides). With
+fewer than two comparable choices the stage is "insufficient" and recommends nothing. Failed trials
+(score None) are excluded from every statistic and counted, per choice and in total.
+
+>>> summary = summarise(
+...     [TrialOutcome({"allocation": "uniform"}, 80.0), TrialOutcome({"allocation": "uniform"}, 82.0),
+...      TrialOutcome({"allocation": "increasing"}, 60.0), TrialOutcome({"allocation": "increasing"}, 62.0),
+...      TrialOutcome({"allocation": "increasing"}, None)],
+...     component="allocation", open_choices=["increasing", "uniform"])
+>>> summary.recommendation.choice, summary.recommendation.status, summary.failed
+('uniform', 'separable', 1)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from experiments.space.errors import SpaceError
+
+DEFAULT_RESAMPLES = 2000
+CI_LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What a stage's statistics need from one trial: its choices and its score.
+
+    ``score`` is None for a trial that failed (or finished without a score); such trials are
+    counted, never averaged. ``trial_id`` is free for the caller (the platform's Trial pk).
+    """
+
+    choices: Mapping[str, str | None]
+    score: float | None
+    trial_id: Any = None
+
+
+@dataclass(frozen=True)
+class ChoiceStats:
+    """Description of the successful scores of one choice (``choice`` None: all trials)."""
+
+    choice: str | None
+    n: int
+    failed: int
+    mean: float | None
+    median: float | None
+    std: float | None  # sample standard deviation; None when n < 2
+    ci95: tuple[float, float] | None  # bootstrap CI of the mean; None when n < 2
+    edf: tuple[tuple[float, float], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "choice": self.choice,
+            "n": self.n,
+            "failed": self.failed,
+            "mean": self.mean,
+            "median": self.median,
+            "std": self.std,
+            "ci95": list(self.ci95) if self.ci95 is not None else None,
+            "edf": [list(p) for p in self.edf],
+        }
+
+
+RecommendationStatus = Literal["separable", "not_separable", "insufficient"]
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    choice: str | None
+    status: RecommendationStatus
+    runner_up: str | None
+    not_compared: tuple[str, ...]  # open choices with fewer than min_successes successes
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "choice": self.choice,
+            "status": self.status,
+            "runner_up": self.runner_up,
+            "not_compared": list(self.not_compared),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """Everything a stage shows and decides from: per-choice statistics and a recommendation.
+
+    ``component`` None (the S0 reference stage) describes only ``overall``.
+    """
+
+    stage: str | None
+    component: str | None
+    total: int
+    succeeded: int
+    failed: int
+    not_applicable: int  # trials for which the component does not apply (untuned group)
+    choices: tuple[ChoiceStats, ...]
+    overall: ChoiceStats
+    recommendation: Recommendation | None
+    resamples: int
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "component": self.component,
+            "trials": {
+                "total": self.total,
+                "succeeded": self.succeeded,
+                "failed": self.failed,
+                "not_applicable": self.not_applicable,
+            },
+            "choices": [c.to_dict() for c in self.choices],
+            "overall": self.overall.to_dict(),
+            "recommendation": self.recommendation.to_dict() if self.recommendation else None,
+            "bootstrap": {"resamples": self.resamples, "seed": self.seed, "level": CI_LEVEL},
+        }
+
+
+def edf_points(scores: Iterable[float]) -> tuple[tuple[float, float], ...]:
+    """``(x, F(x))`` at each distinct score, ascending; F(x) = fraction of scores <= x.
+
+    >>> edf_points([3.0, 1.0, 3.0, 2.0])
+    ((1.0, 0.25), (2.0, 0.5), (3.0, 1.0))
+    """
+    ordered = sorted(scores)
+    n = len(ordered)
+    points: list[tuple[float, float]] = []
+    for i, x in enumerate(ordered):
+        if i + 1 < n and ordered[i + 1] == x:
+            continue  # the step at x includes every tie
+        points.append((x, (i + 1) / n))
+    return tuple(points)
+
+
+def quantile(ordered: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile of sorted data (numpy's default "linear" method)."""
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def bootstrap_ci(
+    scores: Sequence[float], *, seed: int | str, resamples: int = DEFAULT_RESAMPLES, level: float = CI_LEVEL
+) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of the mean, reproducible by ``seed``.
+
+    >>> bootstrap_ci([5.0, 5.0, 5.0], seed=0)
+    (5.0, 5.0)
+    """
+    if len(scores) < 1:
+        raise SpaceError("scores", "need at least one score")
+    rng = random.Random(seed)
+    n = len(scores)
+    means = sorted(sum(rng.choices(scores, k=n)) / n for _ in range(resamples))
+    tail = (1 - level) / 2
+    return quantile(means, tail), quantile(means, 1 - tail)
+
+
+def describe(
+    scores: Sequence[float],
+    *,
+    choice: str | None = None,
+    failed: int = 0,
+    seed: int = 0,
+    resamples: int = DEFAULT_RESAMPLES,
+) -> ChoiceStats:
+    """Statistics of one group of successful scores (see the module docstring)."""
+    n = len(scores)
+    # The bootstrap stream depends on the choice, not on the order choices are described in.
+    stream = f"{seed}:{choice}"
+    return ChoiceStats(
+        choice=choice,
+        n=n,
+        failed=failed,
+        mean=statistics.fmean(scores) if n else None,
+        median=statistics.median(scores) if n else None,
+        std=statistics.stdev(scores) if n >= 2 else None,
+        ci95=bootstrap_ci(scores, seed=stream, resamples=resamples) if n >= 2 else None,
+        edf=edf_points(scores),
+    )
+
+
+def _recommend(
+    described: Sequence[ChoiceStats], open_choices: Sequence[str], min_successes: int
+) -> Recommendation:
+    comparable = [c for c in described if c.n >= min_successes]
+    not_compared = tuple(c.choice for c in described if c.n < min_successes)
+    if len(comparable) < 2:
+        counts = ", ".join(f"{c.choice}: {c.n}" for c in described)
+        return Recommendation(
+            choice=None,
+            status="insufficient",
+            runner_up=None,
+            not_compared=not_compared,
+            reason=(
+                f"only {len(comparable)} of {len(described)} choices have at least {min_successes} "
+                f"successful trials ({counts}); choose by hand or run more trials"
+            ),
+        )
+    order = {c: i for i, c in enumerate(open_choices)}
+    ranked = sorted(comparable, key=lambda c: (-c.mean, -c.median, order[c.choice]))
+    best, runner = ranked[0], ranked[1]
+    assert best.ci95 is not None and runner.ci95 is not None  # n >= min_successes >= 2
+    separable = best.ci95[0] > runner.ci95[1]
+    reason = (
+        f"{best.choice} has the highest mean score ({best.mean:.2f}, n={best.n}) ahead of "
+        f"{runner.choice} ({runner.mean:.2f}, n={runner.n}); their 95% confidence intervals "
+        + ("do not overlap" if separable else "overlap, so the data do not separate them")
+    )
+    if not_compared:
+        reason += f"; not compared (fewer than {min_successes} successes): {', '.join(not_compared)}"
+    return Recommendation(
+        choice=best.choice,
+        status="separable" if separable else "not_separable",
+        runner_up=runner.choice,
+        not_compared=not_compared,
+        reason=reason,
+    )
+
+
+def summarise(
+    outcomes: Iterable[TrialOutcome],
+    *,
+    component: str | None,
+    open_choices: Sequence[str] = (),
+    stage: str | None = None,
+    seed: int = 0,
+    resamples: int = DEFAULT_RESAMPLES,
+    min_successes: int = 2,
+) -> StageSummary:
+    """Summarise a stage's trials for ``component`` over its ``open_choices`` (canonical order).
+
+    Every open choice is listed, with n = 0 when no trial drew it.
+    """
+    if isinstance(min_successes, bool) or not isinstance(min_successes, int) or min_successes < 2:
+        raise SpaceError("min_successes", f"must be an integer >= 2 (a CI needs two scores), got {min_successes!r}")
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+        raise SpaceError("resamples", f"must be a positive integer, got {resamples!r}")
+    if component is not None and len(open_choices) < 2:
+        raise SpaceError("open_choices", f"{component} needs at least two open choices to compare")
+    outcomes = list(outcomes)
+    scores: dict[str, list[float]] = {c: [] for c in open_choices}
+    failures: dict[str, int] = {c: 0 for c in open_choices}
+    all_scores: list[float] = []
+    failed = not_applicable = 0
+    for i, outcome in enumerate(outcomes):
+        score = outcome.score
+        if score is not None and (isinstance(score, bool) or not math.isfinite(score)):
+            raise SpaceError(f"outcomes[{i}].score", f"must be a finite number or None, got {score!r}")
+        if score is None:
+            failed += 1
+        else:
+            all_scores.append(float(score))
+        if component is None:
+            continue
+        choice = outcome.choices.get(component)
+        if choice is None:
+            not_applicable += 1
+            continue
+        if choice not in scores:
+            raise SpaceError(
+                f"outcomes[{i}].choices.{component}", f"{choice!r} is not one of the open choices {list(open_choices)}"
+            )
+        if score is None:
+            failures[choice] += 1
+        else:
+            scores[choice].append(float(score))
+    described = tuple(
+        describe(scores[c], choice=c, failed=failures[c], seed=seed, resamples=resamples) for c in open_choices
+    )
+    return StageSummary(
+        stage=stage,
+        component=component,
+        total=len(outcomes),
+        succeeded=len(all_scores),
+        failed=failed,
+        not_applicable=not_applicable,
+        choices=described,
+        overall=describe(all_scores, failed=failed, seed=seed, resamples=resamples),
+        recommendation=_recommend(described, open_choices, min_successes) if component else None,
+        resamples=resamples,
+        seed=seed,
+    )
