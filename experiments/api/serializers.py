@@ -1,0 +1,316 @@
+"""Request and response shapes of the REST API (also what drf-spectacular documents).
+
+Input serializers only check the shape of a request; the services own the rules (budget bounds,
+upload contents, approval) and answer ValidationError naming the field, which the views pass on
+as a 400 with the same field names.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from .. import selectors
+from ..models import Artifact, Backbone, Search, Stage, Task, Trial
+
+
+class CommaListField(serializers.ListField):
+    """A list that multipart forms may also send as one comma-separated value ("a,b")."""
+
+    def to_internal_value(self, data: Any) -> list[Any]:
+        if isinstance(data, str):
+            data = [part for part in (p.strip() for p in data.split(",")) if part]
+        elif isinstance(data, list) and len(data) == 1 and isinstance(data[0], str) and "," in data[0]:
+            data = [part for part in (p.strip() for p in data[0].split(",")) if part]
+        return super().to_internal_value(data)
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+class TaskSerializer(serializers.ModelSerializer):
+    owned = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Task
+        fields = ["id", "name", "display_name", "source", "problem", "text_columns", "label_column",
+                  "labels", "metric", "train_rows", "eval_rows", "notes", "owned", "created_at"]
+        read_only_fields = fields
+
+    def get_owned(self, task: Task) -> bool:
+        return task.owner_id is not None
+
+
+class UploadFileMixin(serializers.Serializer):
+    file = serializers.FileField(help_text="A .csv, .tsv or .jsonl file (UTF-8).")
+
+    def validate_file(self, uploaded: Any) -> Any:
+        limit = settings.UPLOAD_MAX_BYTES
+        if uploaded.size is not None and uploaded.size > limit:
+            raise serializers.ValidationError(
+                f"{uploaded.name}: {uploaded.size / 2**20:.1f} MiB is over the {limit / 2**20:.0f} MiB limit.")
+        return uploaded
+
+
+class TaskPreviewInputSerializer(UploadFileMixin):
+    max_rows = serializers.IntegerField(min_value=1, max_value=50, default=5)
+
+
+class TaskPreviewSerializer(serializers.Serializer):
+    format = serializers.CharField()
+    columns = serializers.ListField(child=serializers.CharField())
+    rows = serializers.ListField(child=serializers.ListField())
+    row_count = serializers.IntegerField(required=False)
+
+
+class TaskUploadSerializer(UploadFileMixin):
+    name = serializers.CharField(max_length=64, help_text="Short id used in designs and the CLI.")
+    text_columns = CommaListField(child=serializers.CharField(), min_length=1, max_length=2,
+                                  help_text="One or two text columns (repeat the field or separate by commas).")
+    label_column = serializers.CharField(max_length=128)
+    problem = serializers.ChoiceField(choices=Task.Problem.choices, required=False, allow_blank=True,
+                                      help_text="Left out: classification unless the labels are numbers.")
+
+
+# --- backbones ---------------------------------------------------------------------------------
+
+class BackboneSerializer(serializers.ModelSerializer):
+    owned = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Backbone
+        fields = ["id", "name_or_path", "display_name", "model_type", "family", "num_layers", "hidden_size",
+                  "num_heads", "total_params", "is_default", "owned", "created_at"]
+        read_only_fields = fields
+
+    def get_owned(self, backbone: Backbone) -> bool:
+        return backbone.owner_id is not None
+
+
+class BackboneDetailSerializer(BackboneSerializer):
+    class Meta(BackboneSerializer.Meta):
+        fields = [*BackboneSerializer.Meta.fields, "shape"]
+        read_only_fields = fields
+
+
+class BackboneRegisterSerializer(serializers.Serializer):
+    name_or_path = serializers.CharField(max_length=512, help_text="Hugging Face model id or a local folder.")
+    display_name = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+
+
+class BudgetQuerySerializer(serializers.Serializer):
+    budget_kind = serializers.ChoiceField(choices=Search.BudgetKind.choices, default=Search.BudgetKind.FRACTION)
+    budget_value = serializers.FloatField(help_text="0.005 for 0.5% of the backbone, or a parameter count.")
+
+
+class BudgetPreviewSerializer(serializers.Serializer):
+    budget_params = serializers.IntegerField()
+    fraction = serializers.FloatField()
+    backbone_params = serializers.IntegerField(required=False)
+
+
+# --- searches --------------------------------------------------------------------------------
+
+class StageRefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Stage
+        fields = ["id", "key", "status"]
+        read_only_fields = fields
+
+
+class SearchSerializer(serializers.ModelSerializer):
+    """One row of the search list."""
+
+    current_stage = StageRefSerializer(read_only=True, allow_null=True)
+    backbone = serializers.SerializerMethodField()
+    tasks = serializers.SerializerMethodField()
+    elapsed_s = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Search
+        fields = ["id", "name", "status", "current_stage", "trials_done", "trials_total", "best_score",
+                  "backbone", "tasks", "preset", "auto_approve", "budget_kind", "budget_value", "budget_params",
+                  "groups", "seed", "created_at", "finished_at", "elapsed_s", "error"]
+        read_only_fields = fields
+
+    @extend_schema_field({"type": "object", "properties": {"id": {"type": "integer"},
+                                                           "display_name": {"type": "string"}}})
+    def get_backbone(self, search: Search) -> dict[str, Any]:
+        return {"id": search.backbone.pk, "display_name": search.backbone.display_name}
+
+    def get_tasks(self, search: Search) -> list[str]:
+        return [task.name for task in search.tasks.all()]
+
+    def get_elapsed_s(self, search: Search) -> float:
+        return selectors.search_elapsed_s(search)
+
+
+class StageSerializer(serializers.ModelSerializer):
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Stage
+        fields = ["id", "search", "order", "key", "component", "status", "recommendation", "decision",
+                  "decided_by", "decided_automatically", "decided_at", "override_reason", "created_at",
+                  "finished_at"]
+        read_only_fields = fields
+
+
+class StageDetailSerializer(StageSerializer):
+    """A stage with its spaces, per-choice statistics, trial counts and best trials."""
+
+    trial_counts = serializers.SerializerMethodField()
+    best_trials = serializers.SerializerMethodField()
+
+    class Meta(StageSerializer.Meta):
+        fields = [*StageSerializer.Meta.fields, "space", "next_space", "summary", "trial_counts", "best_trials"]
+        read_only_fields = fields
+
+    def get_trial_counts(self, stage: Stage) -> dict[str, int]:
+        return selectors.stage_trial_counts(stage=stage)
+
+    def get_best_trials(self, stage: Stage) -> list[dict[str, Any]]:
+        return selectors.stage_best_trials(stage=stage)
+
+
+class ArtifactSerializer(serializers.ModelSerializer):
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Artifact
+        fields = ["id", "kind", "task", "trial", "size_bytes", "sha256", "created_at", "download_url"]
+        read_only_fields = fields
+
+    def get_download_url(self, artifact: Artifact) -> str | None:
+        from .downloads import artifact_download_path
+
+        return artifact_download_path(artifact)
+
+
+class SearchDetailSerializer(SearchSerializer):
+    stages = StageSerializer(many=True, read_only=True)
+    artifacts = ArtifactSerializer(many=True, read_only=True)
+
+    class Meta(SearchSerializer.Meta):
+        fields = [*SearchSerializer.Meta.fields, "config", "stages", "artifacts"]
+        read_only_fields = fields
+
+
+class SearchCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128)
+    tasks = CommaListField(child=serializers.CharField(), min_length=1,
+                           help_text="Task ids or names (bundled or your uploads).")
+    backbone = serializers.CharField(help_text="Backbone id or name_or_path.")
+    budget_kind = serializers.ChoiceField(choices=Search.BudgetKind.choices, default=Search.BudgetKind.FRACTION)
+    budget_value = serializers.FloatField(default=0.005)
+    groups = serializers.IntegerField(min_value=1, max_value=64, default=4)
+    preset = serializers.CharField(max_length=32, default="quick")
+    overrides = serializers.DictField(required=False, default=dict, help_text="Preset fields to change.")
+    auto_approve = serializers.BooleanField(default=False)
+    seed = serializers.IntegerField(default=0)
+
+    def validate_tasks(self, refs: list[str]) -> list[Task]:
+        user = self.context["request"].user
+        visible = selectors.task_list(user=user)
+        ids = [int(ref) for ref in refs if ref.isdigit()]
+        by_id = {task.pk: task for task in visible.filter(pk__in=ids)}
+        names = [ref for ref in refs if not ref.isdigit()]
+        by_name, unknown = selectors.task_by_names(user=user, names=names)
+        unknown += [ref for ref in refs if ref.isdigit() and int(ref) not in by_id]
+        if unknown:
+            raise serializers.ValidationError(f"Unknown task: {', '.join(unknown)}.")
+        named = iter(by_name)
+        tasks = [by_id[int(ref)] if ref.isdigit() else next(named) for ref in refs]
+        if len({task.pk for task in tasks}) != len(tasks):
+            raise serializers.ValidationError("A task is listed twice.")
+        return tasks
+
+    def validate_backbone(self, ref: str) -> Backbone:
+        backbone = selectors.backbone_find(user=self.context["request"].user, ref=ref.strip())
+        if backbone is None:
+            raise serializers.ValidationError(f"Unknown backbone {ref!r}; register it first.")
+        return backbone
+
+
+class SearchRetrySerializer(serializers.Serializer):
+    retried = serializers.IntegerField()
+
+
+class StageApproveSerializer(serializers.Serializer):
+    choice = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None,
+                                   help_text="Left out: the recommendation. Another choice needs a reason.")
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+# --- trials ----------------------------------------------------------------------------------
+
+class TrialSerializer(serializers.ModelSerializer):
+    """One row of the trial table (no design document: see the trial detail)."""
+
+    stage_key = serializers.CharField(source="stage.key", read_only=True)
+    strategies = serializers.SerializerMethodField(help_text="Per layer, strategy codes: A, P, B, L.")
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Trial
+        fields = ["id", "stage", "stage_key", "index", "kind", "label", "choices", "strategies", "seed", "status",
+                  "attempt", "cancel_requested", "score", "trainable_params", "head_params", "duration_s",
+                  "queued_at", "started_at", "finished_at", "error"]
+        read_only_fields = fields
+
+    def get_strategies(self, trial: Trial) -> list[str]:
+        return selectors.trial_strategy_strip(trial.design)
+
+    def get_error(self, trial: Trial) -> str:
+        return trial.error[:300]
+
+
+class TrialDetailSerializer(TrialSerializer):
+    class Meta(TrialSerializer.Meta):
+        fields = [*TrialSerializer.Meta.fields, "search", "design", "scores", "notes", "worker", "heartbeat_at"]
+        read_only_fields = fields
+
+    def get_error(self, trial: Trial) -> str:
+        return trial.error
+
+
+class TrialQuerySerializer(serializers.Serializer):
+    status = CommaListField(child=serializers.ChoiceField(choices=Trial.Status.choices), required=False,
+                            help_text="One or more statuses, comma-separated.")
+    stage = serializers.IntegerField(required=False, help_text="A stage id of this search.")
+    kind = CommaListField(child=serializers.ChoiceField(choices=Trial.Kind.choices), required=False)
+    ordering = serializers.CharField(required=False, default="index",
+                                     help_text="index, score, trainable_params, duration_s, started_at or "
+                                               "finished_at; prefix - for descending. Missing values last.")
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+class MetricQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(min_value=0, default=0, help_text="Cursor: the `next` of the previous answer.")
+    trial = serializers.IntegerField(required=False)
+    stage = serializers.IntegerField(required=False)
+    max_points = serializers.IntegerField(min_value=1, max_value=selectors.METRICS_MAX_POINTS,
+                                          default=selectors.METRICS_DEFAULT_POINTS)
+
+
+class MetricSeriesSerializer(serializers.Serializer):
+    trial = serializers.IntegerField()
+    attempt = serializers.IntegerField()
+    name = serializers.CharField(help_text='"<task>:<metric>", e.g. "sst2:loss".')
+    steps = serializers.ListField(child=serializers.IntegerField())
+    values = serializers.ListField(child=serializers.FloatField())
+
+
+class MetricPageSerializer(serializers.Serializer):
+    next = serializers.IntegerField(help_text="Pass as ?after= to continue.")
+    more = serializers.BooleanField(help_text="True: more points already exist after `next`.")
+    scanned = serializers.IntegerField()
+    returned = serializers.IntegerField()
+    downsampled = serializers.BooleanField()
+    series = MetricSeriesSerializer(many=True)
+
+
+class DownloadErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()

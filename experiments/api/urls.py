@@ -1,0 +1,63 @@
+"""/api/: the REST API, its OpenAPI schema (/api/schema/) and interactive docs (/api/docs/)."""
+from __future__ import annotations
+
+from django.apps import apps
+from django.contrib.auth.decorators import login_not_required
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import ObtainAuthToken
+
+from . import views
+
+app_name = "api"
+
+
+class SwaggerView(SpectacularSwaggerView):
+    """Swagger UI from the drf-spectacular-sidecar package when installed: no CDN, works offline."""
+
+    def _swagger_ui_resource(self, filename: str) -> str:
+        if apps.is_installed("drf_spectacular_sidecar"):
+            from django.templatetags.static import static
+
+            return static(f"drf_spectacular_sidecar/swagger-ui-dist/{filename}")
+        return super()._swagger_ui_resource(filename)
+
+    def _swagger_ui_favicon(self) -> str:
+        if apps.is_installed("drf_spectacular_sidecar"):
+            from django.templatetags.static import static
+
+            return static("drf_spectacular_sidecar/swagger-ui-dist/favicon-32x32.png")
+        return super()._swagger_ui_favicon()
+
+
+urlpatterns = [
+    path("schema/", login_not_required(SpectacularAPIView.as_view()), name="schema"),
+    path("docs/", login_not_required(SwaggerView.as_view(url_name="api:schema")), name="docs"),
+    path("auth/token/", login_not_required(ObtainAuthToken.as_view()), name="token"),
+
+    path("tasks/", views.TaskListView.as_view(), name="task-list"),
+    path("tasks/preview/", views.TaskPreviewView.as_view(), name="task-preview"),
+    path("tasks/<int:pk>/", views.TaskDetailView.as_view(), name="task-detail"),
+
+    path("backbones/", views.BackboneListView.as_view(), name="backbone-list"),
+    path("backbones/<int:pk>/", views.BackboneDetailView.as_view(), name="backbone-detail"),
+    path("backbones/<int:pk>/budget/", views.BackboneBudgetView.as_view(), name="backbone-budget"),
+
+    path("searches/", views.SearchListView.as_view(), name="search-list"),
+    path("searches/<int:pk>/", views.SearchDetailView.as_view(), name="search-detail"),
+    path("searches/<int:pk>/cancel/", views.SearchCancelView.as_view(), name="search-cancel"),
+    path("searches/<int:pk>/retry-failed/", views.SearchRetryFailedView.as_view(), name="search-retry-failed"),
+    path("searches/<int:pk>/trials/", views.SearchTrialListView.as_view(), name="search-trials"),
+    path("searches/<int:pk>/metrics/", views.SearchMetricsView.as_view(), name="search-metrics"),
+    path("searches/<int:pk>/downloads/", views.SearchArtifactListView.as_view(), name="search-downloads"),
+    path("searches/<int:pk>/downloads/weights/<slug:task>.safetensors", views.SearchWeightsDownloadView.as_view(),
+         name="download-weights"),
+    path("searches/<int:pk>/downloads/<str:filename>", views.SearchDownloadView.as_view(), name="download"),
+
+    path("stages/<int:pk>/", views.StageDetailView.as_view(), name="stage-detail"),
+    path("stages/<int:pk>/approve/", views.StageApproveView.as_view(), name="stage-approve"),
+
+    path("trials/<int:pk>/", views.TrialDetailView.as_view(), name="trial-detail"),
+    path("trials/<int:pk>/retry/", views.TrialRetryView.as_view(), name="trial-retry"),
+    path("trials/<int:pk>/cancel/", views.TrialCancelView.as_view(), name="trial-cancel"),
+]

@@ -1,0 +1,305 @@
+"""Reads. Everything the API, the pages and the CLI show comes through a function here.
+
+Every selector that takes ``user`` only ever returns that user's rows (plus the bundled tasks and
+backbones, whose owner is empty), so a caller that looks an object up in a selector's queryset
+answers 404 for another user's object without a separate permission check:
+
+>>> search = get_object_or_404(search_list(user=request.user), pk=search_id)  # doctest: +SKIP
+
+Lists select only the columns they show: a search of 10,000 trials pages in a few milliseconds
+because per-task scores, notes and heartbeats stay in the database until a detail asks.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db.models import Count, F, Q, QuerySet
+from django.utils import timezone
+
+from .models import Artifact, Backbone, MetricPoint, Search, Stage, Task, Trial
+
+# --- tasks and backbones -------------------------------------------------------------------
+
+
+def task_list(*, user: AbstractBaseUser) -> QuerySet[Task]:
+    """Bundled tasks and the user's own uploads."""
+    return Task.objects.filter(Q(owner__isnull=True) | Q(owner=user))
+
+
+def task_by_names(*, user: AbstractBaseUser, names: Iterable[str]) -> tuple[list[Task], list[str]]:
+    """Tasks visible to the user by name, in the order asked, and the names that matched nothing.
+
+    The user's own task wins over a bundled one of the same name.
+    """
+    wanted = [name.strip() for name in names if name.strip()]
+    found: dict[str, Task] = {}
+    for task in task_list(user=user).filter(name__in=wanted).order_by(F("owner").asc(nulls_first=True)):
+        found[task.name] = task  # the owned task comes last and replaces the bundled one
+    return [found[n] for n in wanted if n in found], [n for n in wanted if n not in found]
+
+
+def backbone_list(*, user: AbstractBaseUser) -> QuerySet[Backbone]:
+    """The bundled backbone(s) and those the user registered."""
+    return Backbone.objects.filter(Q(owner__isnull=True) | Q(owner=user))
+
+
+def backbone_find(*, user: AbstractBaseUser, ref: str) -> Backbone | None:
+    """A visible backbone by id, name_or_path or display name (the user's own first)."""
+    backbones = backbone_list(user=user).order_by(F("owner").desc(nulls_last=True), "pk")
+    if ref.isdigit():
+        return backbones.filter(pk=int(ref)).first()
+    return backbones.filter(Q(name_or_path=ref) | Q(display_name=ref)).first()
+
+
+# --- searches and stages -------------------------------------------------------------------
+
+SEARCH_LIST_FIELDS = (
+    "id", "name", "status", "preset", "auto_approve", "trials_done", "trials_total", "best_score",
+    "budget_kind", "budget_value", "budget_params", "groups", "seed", "created_at", "finished_at",
+    "error", "backbone__id", "backbone__display_name", "current_stage__id", "current_stage__key",
+    "current_stage__status",
+)
+
+
+def search_list(*, user: AbstractBaseUser, status: str | None = None) -> QuerySet[Search]:
+    """The user's searches, newest first, with the columns a list shows."""
+    searches = (Search.objects.filter(owner=user)
+                .select_related("backbone", "current_stage")
+                .only(*SEARCH_LIST_FIELDS)
+                .prefetch_related("tasks"))
+    if status:
+        searches = searches.filter(status=status)
+    return searches
+
+
+def search_detail(*, user: AbstractBaseUser, search_id: int) -> Search:
+    """One search with its tasks, backbone, stages and artifacts; Search.DoesNotExist otherwise."""
+    return (Search.objects.filter(owner=user)
+            .select_related("backbone", "current_stage", "owner")
+            .prefetch_related("tasks", "artifacts", "stages__decided_by")
+            .get(pk=search_id))
+
+
+def search_for_user(*, user: AbstractBaseUser, search_id: int) -> Search:
+    """The user's search (no prefetching); Search.DoesNotExist for anyone else's."""
+    return Search.objects.select_related("backbone", "current_stage").get(pk=search_id, owner=user)
+
+
+def search_elapsed_s(search: Search, *, now: datetime | None = None) -> float:
+    """Seconds since the search was created, up to when it finished."""
+    end = search.finished_at or now or timezone.now()
+    return max(0.0, (end - search.created_at).total_seconds())
+
+
+def stage_list(*, user: AbstractBaseUser) -> QuerySet[Stage]:
+    return Stage.objects.filter(search__owner=user).select_related("search", "decided_by")
+
+
+def stage_trial_counts(*, stage: Stage) -> dict[str, int]:
+    """How many of the stage's trials are in each status (every status present, zero or not)."""
+    counts = {status: 0 for status in Trial.Status.values}
+    for row in stage.trials.order_by().values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def stage_best_trials(*, stage: Stage, limit: int = 5) -> list[dict[str, Any]]:
+    """The stage's top-scoring finished trials (id, index, choices, score, trainable_params)."""
+    return list(stage.trials.filter(status=Trial.Status.SUCCEEDED, score__isnull=False)
+                .order_by(F("score").desc(), "index")
+                .values("id", "index", "kind", "label", "choices", "score", "trainable_params")[:limit])
+
+
+# --- trials ----------------------------------------------------------------------------------
+
+TRIAL_LIST_FIELDS = (
+    "id", "search_id", "stage_id", "stage__key", "index", "kind", "label", "choices", "seed", "status",
+    "attempt", "worker", "queued_at", "started_at", "finished_at", "cancel_requested", "score",
+    "trainable_params", "head_params", "duration_s", "error",
+    "design",  # a few hundred bytes per trial: the table draws its layer x strategy strip from it
+)
+TRIAL_ORDERINGS = ("index", "score", "trainable_params", "duration_s", "started_at", "finished_at")
+
+
+class TrialFilterError(ValueError):
+    """A trial-list filter that cannot be applied; .field names the query parameter."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def choice_value_candidates(raw: str) -> list[Any]:
+    """The JSON values a query-string value may stand for: "4" matches 4 and "4", "true" True."""
+    candidates: list[Any] = [raw]
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return candidates
+    if not isinstance(parsed, (dict, list)) and parsed != raw:
+        candidates.append(parsed)
+    return candidates
+
+
+@dataclass
+class TrialFilters:
+    status: list[str] = field(default_factory=list)
+    stage: int | None = None
+    kind: list[str] = field(default_factory=list)
+    choices: dict[str, str] = field(default_factory=dict)
+    ordering: str = "index"
+
+
+def trial_list(*, search: Search, filters: TrialFilters | None = None) -> QuerySet[Trial]:
+    """A search's trials, filtered and sorted, without their design documents.
+
+    ``ordering`` is a field of TRIAL_ORDERINGS, "-" first for descending; missing values (a running
+    trial's score) sort last either way, and ties break by stage and index so pages are stable.
+    """
+    filters = filters or TrialFilters()
+    trials = Trial.objects.filter(search=search).select_related("stage").only(*TRIAL_LIST_FIELDS)
+    if filters.status:
+        unknown = sorted(set(filters.status) - set(Trial.Status.values))
+        if unknown:
+            raise TrialFilterError("status", f"Unknown status {', '.join(unknown)}; use {', '.join(Trial.Status.values)}.")
+        trials = trials.filter(status__in=filters.status)
+    if filters.kind:
+        unknown = sorted(set(filters.kind) - set(Trial.Kind.values))
+        if unknown:
+            raise TrialFilterError("kind", f"Unknown kind {', '.join(unknown)}; use {', '.join(Trial.Kind.values)}.")
+        trials = trials.filter(kind__in=filters.kind)
+    if filters.stage is not None:
+        trials = trials.filter(stage_id=filters.stage)
+    for key, raw in filters.choices.items():
+        if not key.replace("_", "").isalnum():
+            raise TrialFilterError(f"choice.{key}", "Choice names are letters, digits and underscores.")
+        match = Q()
+        for value in choice_value_candidates(raw):
+            match |= Q(**{f"choices__{key}": value})
+        trials = trials.filter(match)
+    name = filters.ordering.lstrip("-")
+    if name not in TRIAL_ORDERINGS:
+        raise TrialFilterError("ordering", f"Sort by one of {', '.join(TRIAL_ORDERINGS)} (prefix - for descending).")
+    column = F(name).desc(nulls_last=True) if filters.ordering.startswith("-") else F(name).asc(nulls_last=True)
+    tie_break = ("-stage__order", "-index") if filters.ordering == "-index" else ("stage__order", "index")
+    if name == "index":
+        return trials.order_by(*tie_break, "id")
+    return trials.order_by(column, *tie_break, "id")
+
+
+def trial_detail(*, user: AbstractBaseUser, trial_id: int) -> Trial:
+    """One of the user's trials with its design and scores; Trial.DoesNotExist otherwise."""
+    return Trial.objects.select_related("stage", "search").get(pk=trial_id, search__owner=user)
+
+
+def trial_strategy_strip(design: Mapping[str, Any]) -> list[str]:
+    """Per layer, the short codes of its strategies in canonical order: ["AL", "", "PBL", ...]."""
+    codes = {"adapter": "A", "prefix": "P", "bitfit": "B", "lora": "L"}
+    return ["".join(code for name, code in codes.items() if layer.get(name)) for layer in design.get("layers", [])]
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+METRICS_DEFAULT_POINTS = 4000
+METRICS_MAX_POINTS = 20000
+METRICS_SCAN_FACTOR = 10
+
+
+@dataclass
+class MetricSeries:
+    trial: int
+    attempt: int
+    name: str
+    steps: list[int]
+    values: list[float]
+
+
+@dataclass
+class MetricPage:
+    series: list[MetricSeries]
+    next: int            # cursor for the next call: the last MetricPoint id this call looked at
+    more: bool           # points after `next` already exist: call again to catch up
+    scanned: int         # points read after the cursor
+    returned: int        # points kept after downsampling
+    downsampled: bool
+
+
+def downsample_indices(length: int, keep: int) -> list[int]:
+    """Evenly spaced positions of a series, always including the first and the last.
+
+    >>> downsample_indices(10, 4)
+    [0, 3, 6, 9]
+    """
+    if length <= keep:
+        return list(range(length))
+    if keep <= 1:
+        return [length - 1]
+    stride = (length - 1) / (keep - 1)
+    return sorted({round(i * stride) for i in range(keep)})
+
+
+def metric_points(*, search: Search, after: int = 0, trial_id: int | None = None,
+                  stage_id: int | None = None, max_points: int = METRICS_DEFAULT_POINTS) -> MetricPage:
+    """The search's metric points with id > ``after``, latest attempt of each trial only.
+
+    One call reads at most ``max_points * METRICS_SCAN_FACTOR`` points in id order (so its cost is
+    bounded however large the stage) and downsamples each series it read to at most its share of
+    ``max_points``, keeping every series' first and last point. The answer's ``next`` is the cursor
+    for the following call and ``more`` says whether one is needed: a page that reconnects calls
+    with its last cursor until ``more`` is false and then follows the live events.
+    """
+    max_points = max(1, min(int(max_points), METRICS_MAX_POINTS))
+    scan_limit = max_points * METRICS_SCAN_FACTOR
+    points = MetricPoint.objects.filter(id__gt=after, trial__search=search, attempt=F("trial__attempt"))
+    if trial_id is not None:
+        points = points.filter(trial_id=trial_id)
+    if stage_id is not None:
+        points = points.filter(trial__stage_id=stage_id)
+    rows = list(points.order_by("id").values_list("id", "trial_id", "attempt", "name", "step", "value")[:scan_limit + 1])
+    more = len(rows) > scan_limit
+    rows = rows[:scan_limit]
+
+    grouped: dict[tuple[int, int, str], tuple[list[int], list[float]]] = {}
+    for _, trial, attempt, name, step, value in rows:
+        steps, values = grouped.setdefault((trial, attempt, name), ([], []))
+        steps.append(step)
+        values.append(value)
+
+    downsampled = len(rows) > max_points
+    keep_per_series = max(2, max_points // max(1, len(grouped))) if downsampled else 0
+    series: list[MetricSeries] = []
+    returned = 0
+    for (trial, attempt, name), (steps, values) in grouped.items():
+        if downsampled and len(steps) > keep_per_series:
+            order = sorted(range(len(steps)), key=steps.__getitem__)
+            picked = [order[i] for i in downsample_indices(len(order), keep_per_series)]
+            steps, values = [steps[i] for i in picked], [values[i] for i in picked]
+        returned += len(steps)
+        series.append(MetricSeries(trial=trial, attempt=attempt, name=name, steps=steps, values=values))
+    next_cursor = rows[-1][0] if rows else after
+    return MetricPage(series=series, next=next_cursor, more=more, scanned=len(rows), returned=returned,
+                      downsampled=downsampled)
+
+
+# --- artifacts ---------------------------------------------------------------------------------
+
+
+def artifact_list(*, search: Search) -> QuerySet[Artifact]:
+    return search.artifacts.all()
+
+
+def artifact_find(*, search: Search, kind: str, task: str = "") -> Artifact | None:
+    """The newest artifact of a kind (and task, for per-task weights) of the search."""
+    return search.artifacts.filter(kind=kind, task=task).order_by("-created_at", "-pk").first()
+
+
+def search_final_trial(*, search: Search) -> Trial | None:
+    """The selected design's trial of the final stage (best score when several seeds ran)."""
+    return (Trial.objects.filter(search=search, kind=Trial.Kind.SELECTED)
+            .order_by(F("score").desc(nulls_last=True), "-stage__order", "index").first())
+
