@@ -1,0 +1,189 @@
+"""Forms of the browser pages. They only check what a person typed; services validate the rest
+and their ValidationError messages are attached to the same fields (see attach_errors)."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+
+from experiments.space.presets import PRESETS, SearchConfig
+
+from .models import Backbone, Search, Task
+
+# SearchConfig fields the main form shows under its own names; every other one is an editable
+# "preset field" (designs per stage, epochs, ...).
+MAIN_CONFIG_FIELDS = ("budget", "num_groups", "auto_approve", "seed")
+
+
+def visible_tasks(user):
+    return Task.objects.filter(Q(owner__isnull=True) | Q(owner=user))
+
+
+def visible_backbones(user):
+    return Backbone.objects.filter(Q(owner__isnull=True) | Q(owner=user))
+
+
+def preset_values(config: SearchConfig) -> dict[str, Any]:
+    """A preset as the form's inputs show it: budget as % or a count, groups, preset fields."""
+    data = config.to_dict()
+    budget = data.pop("budget")
+    values = {"budget_kind": "fraction" if budget.get("fraction") is not None else "absolute",
+              "budget_value": round(budget["fraction"] * 100, 6) if budget.get("fraction") is not None
+              else budget["parameters"],
+              "groups": data.pop("num_groups")}
+    values.update(data)
+    return values
+
+
+def _config_field(spec: dataclasses.Field, help_text: str) -> forms.Field:
+    label = spec.name.replace("_", " ").capitalize()
+    annotation = str(spec.type)
+    optional = "None" in annotation
+    if optional:
+        help_text = f"{help_text}; leave empty for none"
+    if annotation.startswith("bool"):
+        return forms.BooleanField(label=label, required=False, help_text=help_text)
+    if annotation.startswith("int"):
+        return forms.IntegerField(label=label, required=not optional, help_text=help_text)
+    if annotation.startswith("float"):
+        return forms.FloatField(label=label, required=not optional, help_text=help_text)
+    return forms.CharField(label=label, required=not optional, help_text=help_text)
+
+
+class TaskChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, task: Task) -> str:
+        return task.display_name or task.name
+
+
+class BackboneChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, backbone: Backbone) -> str:
+        return f"{backbone.display_name} · {backbone.num_layers} layers · {backbone.total_params:,} parameters"
+
+
+class SearchForm(forms.Form):
+    """A new search. Choosing a preset fills every field (in the browser); each stays editable."""
+
+    name = forms.CharField(max_length=128, help_text="Something you will recognise in the list.")
+    tasks = TaskChoiceField(queryset=Task.objects.none(), widget=forms.CheckboxSelectMultiple,
+                            help_text="Designs are scored by the mean 0-100 score over these tasks.")
+    backbone = BackboneChoiceField(queryset=Backbone.objects.none(), empty_label=None)
+    budget_kind = forms.ChoiceField(choices=[("fraction", "% of the backbone"), ("absolute", "Parameters")],
+                                    widget=forms.RadioSelect, label="Budget as")
+    budget_value = forms.FloatField(min_value=0, label="Budget")
+    groups = forms.IntegerField(min_value=1, max_value=12, label="Layer groups",
+                                help_text="G: consecutive layer groups (the paper uses 4).")
+    preset = forms.ChoiceField(choices=(), help_text="Fills every field; each stays editable.")
+    auto_approve = forms.BooleanField(required=False, label="Approve every stage's recommendation automatically")
+    seed = forms.IntegerField(min_value=0, help_text="Same seed, same sampled designs.")
+
+    def __init__(self, *args, user, presets: Mapping[str, SearchConfig] = PRESETS, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.presets = {name: preset_values(config) for name, config in presets.items()}
+        self.fields["tasks"].queryset = visible_tasks(user).order_by("source", "name")
+        backbones = visible_backbones(user)
+        self.fields["backbone"].queryset = backbones
+        self.fields["preset"].choices = [(name, name) for name in presets]
+        helps = SearchConfig.help()
+        self.advanced_names = [spec.name for spec in dataclasses.fields(SearchConfig)
+                               if spec.name not in MAIN_CONFIG_FIELDS]
+        for spec in dataclasses.fields(SearchConfig):
+            if spec.name in self.advanced_names:
+                self.fields[spec.name] = _config_field(spec, helps.get(spec.name, ""))
+        if not self.is_bound:
+            default = "quick" if "quick" in presets else next(iter(presets))
+            self.initial = {"preset": default, "backbone": backbones.filter(is_default=True).first(),
+                            **self.presets[default], **self.initial}
+
+    def advanced_fields(self):
+        return [self[name] for name in self.advanced_names]
+
+    def clean(self):
+        data = super().clean()
+        kind, value = data.get("budget_kind"), data.get("budget_value")
+        if kind == "fraction" and value is not None and not 0 < value < 100:
+            self.add_error("budget_value", "A percentage between 0 and 100, e.g. 0.5.")
+        if kind == "absolute" and value is not None and (value < 1 or value != int(value)):
+            self.add_error("budget_value", "A whole number of parameters, at least 1.")
+        return data
+
+    def service_arguments(self) -> dict[str, Any]:
+        """Keyword arguments for services.search_create."""
+        data = self.cleaned_data
+        value = data["budget_value"] / 100 if data["budget_kind"] == "fraction" else int(data["budget_value"])
+        return {
+            "name": data["name"], "tasks": list(data["tasks"]), "backbone": data["backbone"],
+            "budget_kind": data["budget_kind"], "budget_value": value, "groups": data["groups"],
+            "preset": data["preset"], "auto_approve": data["auto_approve"], "seed": data["seed"],
+            "overrides": {key: data[key] for key in self.advanced_names},
+        }
+
+
+class BudgetPreviewForm(forms.Form):
+    backbone = forms.ModelChoiceField(queryset=Backbone.objects.none())
+    budget_kind = forms.ChoiceField(choices=Search.BudgetKind.choices)
+    budget_value = forms.FloatField(min_value=0)
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["backbone"].queryset = visible_backbones(user)
+
+    def service_arguments(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        value = data["budget_value"] / 100 if data["budget_kind"] == "fraction" else data["budget_value"]
+        return {"backbone": data["backbone"], "budget_kind": data["budget_kind"], "budget_value": value}
+
+
+class TaskUploadForm(forms.Form):
+    name = forms.CharField(max_length=64, label="Task name", help_text="Short id, e.g. my-reviews.")
+    file = forms.FileField(label="File", help_text="CSV, TSV or JSON Lines with a header/keys.")
+    text_columns = forms.MultipleChoiceField(choices=(), widget=forms.CheckboxSelectMultiple,
+                                             label="Text columns", help_text="One or two input text columns.")
+    label_column = forms.ChoiceField(choices=(), label="Label column")
+    problem = forms.ChoiceField(choices=[("", "Detect from the labels"), *Task.Problem.choices], required=False)
+
+    def __init__(self, *args, columns: list[str] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        options = [(c, c) for c in columns]
+        self.fields["text_columns"].choices = options
+        self.fields["label_column"].choices = options
+
+
+class ApproveForm(forms.Form):
+    """Approve the recommendation, or pick another open choice with a reason."""
+
+    choice = forms.ChoiceField(choices=(), widget=forms.RadioSelect)
+    reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
+                             help_text="Required when you override the recommendation.")
+
+    def __init__(self, *args, options: list[str], recommended: str | None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.recommended = recommended
+        self.fields["choice"].choices = [(o, o) for o in options]
+        if recommended in options:
+            self.initial.setdefault("choice", recommended)
+
+    def clean(self):
+        data = super().clean()
+        choice = data.get("choice")
+        if choice and choice != self.recommended and not data.get("reason", "").strip():
+            self.add_error("reason", "Say why you override the recommendation.")
+        return data
+
+    def service_arguments(self) -> dict[str, Any]:
+        choice = self.cleaned_data["choice"]
+        return {"choice": None if choice == self.recommended else choice,
+                "reason": self.cleaned_data["reason"].strip()}
+
+
+def attach_errors(form: forms.Form, error: ValidationError) -> None:
+    """Put a service's ValidationError on the form's fields (unknown fields: form-wide)."""
+    if not hasattr(error, "error_dict"):
+        form.add_error(None, error)
+        return
+    for field, messages in error.message_dict.items():
+        base = field.split(".")[0].split("[")[0]
+        form.add_error(base if base in form.fields else None, messages)

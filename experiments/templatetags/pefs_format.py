@@ -1,0 +1,121 @@
+"""Formatting for PEFS pages: numbers, scores, durations, local times, design strips.
+
+Times are rendered as <time datetime="ISO"> in UTC and rewritten by pefs.js into the reader's
+locale, so the server never guesses a time zone.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from django import template
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+register = template.Library()
+
+STRATEGY_CODES = (("adapter", "A"), ("prefix", "P"), ("bitfit", "B"), ("lora", "L"))
+DASH = "—"
+
+
+@register.filter
+def compact(value) -> str:
+    """22713216 -> "22.7M", 113568 -> "114k", 950 -> "950"."""
+    if value is None or value == "":
+        return DASH
+    number = float(value)
+    for threshold, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(number) >= threshold:
+            scaled = number / threshold
+            return f"{scaled:.1f}{suffix}" if scaled < 100 else f"{scaled:.0f}{suffix}"
+    return f"{number:.0f}"
+
+
+@register.filter
+def score(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return DASH
+    return f"{float(value):.{int(digits)}f}"
+
+
+@register.filter
+def percent(fraction, digits: int = 2) -> str:
+    """0.005 -> "0.50%"."""
+    if fraction is None:
+        return DASH
+    return f"{float(fraction) * 100:.{int(digits)}f}%"
+
+
+@register.filter
+def duration(seconds) -> str:
+    """83 -> "1m 23s", 7500 -> "2h 05m"."""
+    if seconds is None:
+        return DASH
+    if isinstance(seconds, dt.timedelta):
+        seconds = seconds.total_seconds()
+    seconds = max(0, int(round(float(seconds))))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+@register.simple_tag
+def elapsed(start, end=None) -> str:
+    """Duration from start to end (or now, for something still running)."""
+    if start is None:
+        return DASH
+    return duration(((end or timezone.now()) - start).total_seconds())
+
+
+@register.filter
+def localtime(value, style: str = "datetime"):
+    """<time> element that pefs.js formats in the reader's locale; UTC text without JavaScript."""
+    if value is None:
+        return DASH
+    value = timezone.localtime(value, dt.UTC)
+    return format_html('<time datetime="{}" data-style="{}">{} UTC</time>',
+                       value.isoformat(), style, value.strftime("%Y-%m-%d %H:%M"))
+
+
+@register.filter
+def status_badge(status: str):
+    labels = {"awaiting": "waiting for approval", "waiting": "waiting for approval"}
+    return format_html('<span class="badge s-{}">{}</span>', status, labels.get(status, status))
+
+
+def design_codes(design: dict | None) -> list[str]:
+    """Per layer, the strategy codes it carries: ["AL", "", "PB", ...]."""
+    layers = (design or {}).get("layers") or []
+    return ["".join(code for name, code in STRATEGY_CODES if layer.get(name)) for layer in layers]
+
+
+@register.filter
+def design_strip(design: dict | None):
+    """A compact layer x strategy strip: one column per layer, rows A, P, B, L."""
+    codes = design_codes(design)
+    if not codes:
+        return DASH
+    cells = [(code if code in layer else "",) for layer in codes for _, code in STRATEGY_CODES]
+    title = " ".join(f"L{i + 1}:{c or '-'}" for i, c in enumerate(codes))
+    return format_html('<span class="strip" title="{}" aria-label="design {}">{}</span>', title, title,
+                       format_html_join("", '<i class="{}"></i>', cells))
+
+
+@register.filter
+def design_summary(design: dict | None) -> str:
+    """Text form of the strip, e.g. "AL AL AP APB APB PBL" (one token per layer)."""
+    return " ".join(code or "-" for code in design_codes(design)) or DASH
+
+
+@register.filter
+def get_item(mapping, key):
+    if mapping is None:
+        return None
+    try:
+        return mapping.get(key)
+    except AttributeError:
+        return None

@@ -1,0 +1,169 @@
+// PEFS charts on plotly.js (served from the plotly PyPI package): curves, parallel coordinates,
+// score vs parameters with the Pareto front, EDFs, grouped bars with error bars.
+(function () {
+  "use strict";
+
+  const PEFS = (window.PEFS = window.PEFS || {});
+  const COLORS = ["#3b5bdb", "#f08c00", "#2f9e44", "#ae3ec9", "#e03131", "#1098ad", "#5c940d", "#d6336c",
+                  "#7048e8", "#0c8599", "#e8590c", "#495057"];
+  const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+
+  function layout(extra) {
+    return Object.assign({
+      margin: { l: 56, r: 16, t: 28, b: 44 },
+      font: { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 12, color: "#1c2430" },
+      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#fff",
+      xaxis: { gridcolor: "#eef0f3", zeroline: false },
+      yaxis: { gridcolor: "#eef0f3", zeroline: false },
+      legend: { orientation: "h", y: -0.2, font: { size: 11 } },
+      hoverlabel: { namelength: -1 },
+    }, extra || {});
+  }
+
+  function empty(el, message) {
+    if (window.Plotly && el.data) Plotly.purge(el);
+    el.innerHTML = '<div class="chart-empty"></div>';
+    el.firstChild.textContent = message;
+  }
+
+  // series: [{label, steps, values, color?, dash?}]
+  function curves(el, series, opts) {
+    if (!series.length) { empty(el, opts.empty || "No points yet."); return; }
+    if (el.querySelector(".chart-empty")) el.innerHTML = "";
+    const traces = series.map(function (s, i) {
+      return {
+        type: "scattergl", mode: "lines", name: s.label, x: s.steps, y: s.values,
+        line: { color: s.color || COLORS[i % COLORS.length], width: 1.8, dash: s.dash || "solid" },
+        hovertemplate: "%{fullData.name}<br>step %{x}: %{y:.4g}<extra></extra>",
+      };
+    });
+    Plotly.react(el, traces, layout({
+      title: { text: opts.title, font: { size: 13 }, x: 0.01 },
+      xaxis: { title: { text: "step" }, gridcolor: "#eef0f3" },
+      yaxis: { title: { text: opts.ytitle || "" }, gridcolor: "#eef0f3", type: opts.ytype || "linear" },
+      showlegend: series.length <= 12,
+    }), CONFIG);
+  }
+
+  function paretoFront(params, scores) {
+    const order = params.map(function (_, i) { return i; })
+      .sort(function (a, b) { return params[a] - params[b] || scores[b] - scores[a]; });
+    const front = [];
+    let best = -Infinity;
+    order.forEach(function (i) { if (scores[i] > best) { best = scores[i]; front.push(i); } });
+    return front;
+  }
+
+  function parcoords(el, data) {
+    if (!data.id.length) { empty(el, "No finished trials yet: the chart fills in as trials succeed."); return; }
+    el.innerHTML = "";
+    const dims = [];
+    data.components.forEach(function (name) {
+      const codes = data.codes[name];
+      const used = Array.from(new Set(codes.filter(function (c) { return c >= 0; }))).sort(function (a, b) { return a - b; });
+      if (used.length < 1) return;
+      const hasNone = codes.some(function (c) { return c < 0; });
+      const ticks = used.map(function (c) { return data.labels[name][c]; });
+      const position = {};
+      used.forEach(function (c, i) { position[c] = i; });
+      dims.push({
+        label: name.replace("assignment.", ""),
+        values: codes.map(function (c) { return c < 0 ? -1 : position[c]; }),
+        tickvals: (hasNone ? [-1] : []).concat(used.map(function (_, i) { return i; })),
+        ticktext: (hasNone ? ["—"] : []).concat(ticks),
+        range: [hasNone ? -1 : 0, Math.max(used.length - 1, 1)],
+      });
+    });
+    dims.push({ label: "score", values: data.score });
+    Plotly.react(el, [{
+      type: "parcoords",
+      line: { color: data.score, colorscale: "Viridis", showscale: true, colorbar: { title: { text: "score" }, thickness: 10 } },
+      dimensions: dims,
+      labelangle: -20,
+      labelfont: { size: 11 }, tickfont: { size: 10 },
+    }], layout({ margin: { l: 60, r: 50, t: 60, b: 24 } }), CONFIG);
+  }
+
+  function pareto(el, data, trialUrl) {
+    if (!data.id.length) { empty(el, "No finished trials yet: scores and parameter counts appear here."); return; }
+    el.innerHTML = "";
+    const front = paretoFront(data.params, data.score);
+    const byKind = {};
+    data.id.forEach(function (_, i) { (byKind[data.kind[i]] = byKind[data.kind[i]] || []).push(i); });
+    const names = { sample: "sampled designs", selected: "selected design", baseline: "baselines" };
+    const traces = Object.keys(byKind).map(function (kind, k) {
+      const idx = byKind[kind];
+      return {
+        type: "scattergl", mode: "markers", name: names[kind] || kind,
+        x: idx.map(function (i) { return data.params[i]; }), y: idx.map(function (i) { return data.score[i]; }),
+        customdata: idx.map(function (i) { return [data.id[i], data.stage[i], data.label[i] || ""]; }),
+        marker: { size: kind === "sample" ? 6 : 10, color: COLORS[k % COLORS.length], opacity: kind === "sample" ? 0.55 : 0.95,
+                  symbol: kind === "selected" ? "star" : kind === "baseline" ? "diamond" : "circle" },
+        hovertemplate: "trial %{customdata[0]} (%{customdata[1]}) %{customdata[2]}<br>%{x:,} parameters<br>score %{y:.2f}<extra></extra>",
+      };
+    });
+    traces.push({
+      type: "scatter", mode: "lines+markers", name: "Pareto front",
+      x: front.map(function (i) { return data.params[i]; }), y: front.map(function (i) { return data.score[i]; }),
+      line: { color: "#e03131", width: 2, shape: "hv" }, marker: { size: 8, color: "#e03131", symbol: "circle-open" },
+      customdata: front.map(function (i) { return [data.id[i], data.stage[i], data.label[i] || ""]; }),
+      hovertemplate: "Pareto: trial %{customdata[0]}<br>%{x:,} parameters<br>score %{y:.2f}<extra></extra>",
+    });
+    Plotly.react(el, traces, layout({
+      xaxis: { title: { text: "trainable PEFT parameters" }, gridcolor: "#eef0f3", tickformat: "~s" },
+      yaxis: { title: { text: "score (0-100)" }, gridcolor: "#eef0f3" },
+    }), CONFIG);
+    if (trialUrl && !el.dataset.clickBound) {
+      el.dataset.clickBound = "1";
+      el.on("plotly_click", function (event) {
+        const point = event.points && event.points[0];
+        if (point && point.customdata) window.location.href = trialUrl.replace(/0\/$/, point.customdata[0] + "/");
+      });
+    }
+  }
+
+  // choices: summary.choices (each {choice, n, mean, median, std, ci95, edf: [[x, F], ...]})
+  function edf(el, choices, recommended) {
+    const withData = choices.filter(function (c) { return c.edf && c.edf.length; });
+    if (!withData.length) { empty(el, "No successful trials in this stage yet, so there is no distribution to plot."); return; }
+    el.innerHTML = "";
+    const traces = withData.map(function (c, i) {
+      const xs = [c.edf[0][0]].concat(c.edf.map(function (p) { return p[0]; }));
+      const ys = [0].concat(c.edf.map(function (p) { return p[1]; }));
+      const rec = c.choice === recommended;
+      return {
+        type: "scatter", mode: "lines", name: c.choice + " (n=" + c.n + ")" + (rec ? " ★ recommended" : ""),
+        x: xs, y: ys, line: { shape: "hv", width: rec ? 4 : 1.8, color: COLORS[i % COLORS.length] },
+        opacity: rec || !recommended ? 1 : 0.75,
+        hovertemplate: c.choice + "<br>score ≤ %{x:.2f}: %{y:.0%}<extra></extra>",
+      };
+    });
+    Plotly.react(el, traces, layout({
+      xaxis: { title: { text: "score (higher is better: a better choice's curve lies to the right)" }, gridcolor: "#eef0f3" },
+      yaxis: { title: { text: "fraction of designs with score ≤ x" }, range: [0, 1.02], tickformat: ".0%", gridcolor: "#eef0f3" },
+      legend: { orientation: "v", x: 0.01, y: 0.99, bgcolor: "rgba(255,255,255,.8)" },
+    }), CONFIG);
+  }
+
+  // groups: [{name, values: {task: {mean, std}}}], tasks: [task names]
+  function groupedBars(el, groups, tasks) {
+    if (!groups.length) { empty(el, "The final stage has no finished trials yet."); return; }
+    el.innerHTML = "";
+    const traces = groups.map(function (g, i) {
+      return {
+        type: "bar", name: g.name, x: tasks,
+        y: tasks.map(function (t) { return g.values[t] ? g.values[t].mean : null; }),
+        error_y: { type: "data", visible: true, array: tasks.map(function (t) { return g.values[t] ? (g.values[t].std || 0) : 0; }), thickness: 1.2, width: 3 },
+        marker: { color: i === 0 ? "#3b5bdb" : COLORS[(i + 1) % COLORS.length], opacity: i === 0 ? 1 : 0.75 },
+        hovertemplate: g.name + "<br>%{x}: %{y:.2f}<extra></extra>",
+      };
+    });
+    Plotly.react(el, traces, layout({
+      barmode: "group", bargap: 0.25,
+      yaxis: { title: { text: "score (0-100), mean ± std over seeds" }, gridcolor: "#eef0f3" },
+    }), CONFIG);
+  }
+
+  PEFS.charts = { curves: curves, parcoords: parcoords, pareto: pareto, edf: edf, groupedBars: groupedBars,
+                  empty: empty, paretoFront: paretoFront, COLORS: COLORS };
+})();
