@@ -1,0 +1,91 @@
+"""save/load round trip (atol 1e-5) and Hugging Face PEFT export verified with the peft library."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from tasks.peft import NotExpressible, apply, design_from_sizes, export_peft, load, save
+from tasks.peft.persistence import DESIGN_FILE, HEAD_FILE, PEFT_FILE
+from tests.tasks.peft.conftest import logits, tiny_backbone, tiny_inputs
+
+
+def train_a_little(model, family, steps: int = 3) -> None:
+    """A few real optimiser steps so that every PEFT tensor moves away from its initial value."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    labels = torch.tensor([0, 1, 2])
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model(**tiny_inputs(family), labels=labels).loss.backward()
+        optimizer.step()
+
+
+def apply_and_train(backbone, design, family, untouched):
+    """Apply ``design``, train briefly; return inputs and logits, checked to differ from ``untouched``."""
+    apply(backbone, design)
+    train_a_little(backbone.model, family)
+    inputs = tiny_inputs(family)
+    expected = logits(backbone.model, inputs)
+    assert not torch.allclose(expected, logits(untouched, inputs), atol=1e-3)
+    return inputs, expected
+
+
+def test_save_load_round_trip(family, tmp_path):
+    backbone = tiny_backbone(family)
+    fresh = copy.deepcopy(backbone.model)
+    n = backbone.shape.num_layers
+    sizes = {0: {"adapter": 3, "lora": 2}, 1: {"prefix": 2, "bitfit": 1},
+             n - 1: {"adapter": 2, "prefix": 3, "bitfit": 1, "lora": 1}}
+    design = design_from_sizes(backbone.shape, sizes, seed=3,
+                               options={"prefix": {"reparameterize": True, "mlp_hidden": 16}})
+    inputs, expected = apply_and_train(backbone, design, family, fresh)
+
+    save(backbone.model, design, tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {DESIGN_FILE, PEFT_FILE, HEAD_FILE}
+    from safetensors.torch import load_file
+
+    stored = load_file(str(tmp_path / PEFT_FILE))
+    assert sum(t.numel() for t in stored.values()) == design.trainable_parameters.peft_total
+    assert not any("mlp" in k or k.endswith(".inputs") for k in stored), "training-only tensors saved"
+    assert json.loads((tmp_path / DESIGN_FILE).read_text()) == design.to_dict()
+
+    restored = load(tmp_path, fresh)
+    torch.testing.assert_close(logits(restored, inputs), expected, rtol=0, atol=1e-5)
+
+
+def lora_only(shape):
+    n = shape.num_layers
+    return {0: {"lora": 2}, n - 1: {"lora": 4}}
+
+
+def test_export_peft_round_trip(family, tmp_path):
+    from peft import PeftModel
+
+    backbone = tiny_backbone(family)
+    base = copy.deepcopy(backbone.model)
+    design = design_from_sizes(backbone.shape, lora_only(backbone.shape), seed=0,
+                               options={"lora": {"alpha": 8, "targets": ["query", "value", "output"]}})
+    inputs, expected = apply_and_train(backbone, design, family, base)
+
+    export_peft(backbone.model, design, tmp_path)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert config["r"] in (2, 4) and set(config["rank_pattern"].values()) <= {2, 4}
+    assert len(config["target_modules"]) == 6  # 3 projections x 2 layers, self-attention only
+    restored = PeftModel.from_pretrained(base, str(tmp_path))
+    torch.testing.assert_close(logits(restored, inputs), expected, rtol=0, atol=1e-5)
+
+
+def test_export_refuses_non_lora_parts_precisely(tmp_path):
+    backbone = tiny_backbone("bert")
+    design = design_from_sizes(backbone.shape, {0: {"lora": 2, "adapter": 2}, 2: {"prefix": 1, "bitfit": 1}},
+                               seed=0)
+    apply(backbone, design)
+    with pytest.raises(NotExpressible) as err:
+        export_peft(backbone.model, design, tmp_path)
+    assert err.value.parts == ["adapter on layers [0]", "prefix on layers [2]", "bitfit on layers [2]"]
+    assert "layers [0]" in str(err.value) and "bitfit" in str(err.value)
+    assert not (tmp_path / "adapter_config.json").exists()
