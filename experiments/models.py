@@ -135,6 +135,8 @@ class Stage(models.Model):
     component = models.CharField(max_length=32, blank=True, help_text="What this stage decides.")
     space = models.JSONField(help_text="The design space this stage samples from.")
     next_space = models.JSONField(null=True, blank=True, help_text="The space after the decision.")
+    plan = models.JSONField(default=dict, blank=True,
+                            help_text="How the stage was sampled: requested, redraws, shortfall; final plan.")
     summary = models.JSONField(null=True, blank=True, help_text="Per-choice statistics.")
     recommendation = models.JSONField(null=True, blank=True)
     decision = models.JSONField(null=True, blank=True, help_text="The chosen option.")

@@ -369,18 +369,26 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
     recorder = MetricRecorder(trial_id=trial.pk, attempt=attempt, search_id=search.pk, stage_id=trial.stage_id)
     heartbeat = _Heartbeat(trial_id=trial.pk, attempt=attempt, interval=settings.PEFS_HEARTBEAT_SECONDS)
     heartbeat.start()
-    output_dir = trial_artifact_dir(trial) if trial.kind == Trial.Kind.SELECTED else None
+    final = trial.stage.key == "final"
+    tasks = list(search.tasks.order_by("name"))
+    if final:  # a final-stage run trains one task
+        tasks = [t for t in tasks if t.name == trial.choices.get("task")]
+    first_seed = min(range(search_config(search).final_seeds))
+    keep_weights = trial.kind == Trial.Kind.SELECTED and trial.seed == first_seed
+    output_dir = trial_artifact_dir(trial) if keep_weights else None
     try:
-        config = TrainConfig(**train_config_fields(search.config, seed=trial.seed))
+        config = TrainConfig(**train_config_fields(search.config, seed=trial.seed, final=final))
         outcome = run_design(
             trial.design,
-            [task_spec(task) for task in search.tasks.order_by("name")],
+            [task_spec(task) for task in tasks],
             train_config=config,
             callbacks=_RecorderCallbacks(recorder),
             should_stop=heartbeat.stop.is_set,
             backbone_cache=backbone_cache,
             output_dir=output_dir,
         )
+        if output_dir is not None:
+            outcome.notes.extend(_export_peft(outcome.saved, trial.design))
     except Cancelled:
         recorder.flush()
         return trial_finish(trial_id=trial.pk, attempt=attempt, status=Trial.Status.CANCELLED,
@@ -396,10 +404,24 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
     recorder.flush()
     result = TrialResult(score=outcome.score, scores=outcome.per_task, trainable_params=outcome.peft_total,
                          head_params=outcome.head_params, notes=list(outcome.notes))
-    finished = trial_finish(trial_id=trial.pk, attempt=attempt, status=Trial.Status.SUCCEEDED, result=result)
-    if finished is not None and output_dir is not None:
-        artifacts_record_trial(trial=finished, directory=output_dir)
-    return finished
+    return trial_finish(trial_id=trial.pk, attempt=attempt, status=Trial.Status.SUCCEEDED, result=result)
+
+
+def _export_peft(saved: dict[str, str], design: dict[str, Any]) -> list[str]:
+    """Hugging Face PEFT export of each task's saved weights where the design is LoRA-only."""
+    from pathlib import Path
+
+    from tasks.peft import export_peft, load
+    from tasks.peft.persistence import NotExpressible
+
+    notes = []
+    for task, directory in saved.items():
+        try:
+            export_peft(load(directory), design, Path(directory) / "peft")
+        except NotExpressible as exc:
+            notes.append(f"PEFT export not available for {task}: {exc}")
+            (Path(directory) / "peft-not-expressible.txt").write_text(f"{exc}\n")
+    return notes
 
 
 class _RecorderCallbacks:
@@ -580,14 +602,405 @@ def seed_bundled(*, backbone: bool = True) -> dict[str, int]:
         new_tasks += 1
     new_backbones = 0
     if backbone and not Backbone.objects.filter(owner=None, is_default=True).exists():
-        from tasks.peft import default_backbone_path
-
         shape = backbone_introspect(None)
         Backbone.objects.create(
-            owner=None, name_or_path=str(default_backbone_path()), display_name="all-MiniLM-L6-v2 (bundled)",
+            owner=None, name_or_path=shape.name_or_path, display_name="all-MiniLM-L6-v2 (bundled)",
             model_type=shape.model_type, family=shape.family, num_layers=shape.num_layers,
             hidden_size=shape.hidden_size, num_heads=shape.num_heads, total_params=shape.total_params,
             shape=shape.to_dict(), is_default=True,
         )
         new_backbones = 1
     return {"tasks": new_tasks, "backbones": new_backbones}
+
+
+# --- searches and stages -------------------------------------------------------------------
+
+def _space_error(exc) -> ValidationError:
+    """experiments.space.SpaceError / InfeasibleBudget -> ValidationError naming the field."""
+    field_name = getattr(exc, "field", None) or "config"
+    return ValidationError({field_name: [getattr(exc, "message", None) or str(exc)]})
+
+
+def search_config(search: Search):
+    from experiments.space import SearchConfig
+
+    return SearchConfig.from_dict(search.config)
+
+
+def train_config_fields(config: dict[str, Any], *, seed: int, final: bool = False) -> dict[str, Any]:
+    """TrainConfig arguments for one trial of a search with SearchConfig dict `config`."""
+    return {
+        "batch_size": config["batch_size"],
+        "epochs": config["final_epochs"] if final else config["epochs"],
+        "learning_rate": config["learning_rate"],
+        "train_examples": config.get("max_train_examples"),
+        "max_length": config.get("max_length", 128) if "max_length" in config else 128,
+        "seed": seed,
+    }
+
+
+def search_create(*, owner, name: str, tasks: list, backbone, budget_kind: str = "fraction",
+                  budget_value: float = 0.005, groups: int = 4, preset: str = "quick",
+                  overrides: dict[str, Any] | None = None, auto_approve: bool = False, seed: int = 0) -> Search:
+    """Validate a search, store it with its first stage and queue that stage's trials."""
+    from experiments.space import DesignSpace, SpaceError
+    from experiments.space import preset as make_preset
+
+    from .models import Backbone, Task
+
+    errors: dict[str, list[str]] = {}
+    name = (name or "").strip()
+    if not name:
+        errors["name"] = ["Give the search a name."]
+    tasks = list(tasks or [])
+    if not tasks:
+        errors["tasks"] = ["Choose at least one task."]
+    for task in tasks:
+        if not isinstance(task, Task) or (task.owner_id not in (None, owner.pk)):
+            errors.setdefault("tasks", []).append(f"Unknown task {getattr(task, 'pk', task)!r}.")
+        elif task.source == Task.Source.HUB and not task.spec.get("available_offline", True):
+            pass  # hub tasks are allowed; loading them fails clearly on the worker without network
+    if not isinstance(backbone, Backbone) or backbone.owner_id not in (None, owner.pk):
+        errors["backbone"] = ["Unknown backbone."]
+    if errors:
+        raise ValidationError(errors)
+    if isinstance(groups, bool) or not isinstance(groups, int) or not 1 <= groups <= backbone.num_layers:
+        raise ValidationError({"groups": [f"Groups must be a whole number from 1 to the backbone's "
+                                          f"{backbone.num_layers} layers."]})
+    count = budget_params(backbone=backbone, budget_kind=budget_kind, budget_value=budget_value)
+    try:
+        config = make_preset(preset, **(overrides or {}), num_groups=groups, budget={"parameters": count},
+                             auto_approve=bool(auto_approve), seed=seed)
+    except SpaceError as exc:
+        raise _space_error(exc) from None
+    except TypeError as exc:
+        raise ValidationError({"overrides": [str(exc)]}) from None
+    with transaction.atomic():
+        search = Search.objects.create(
+            owner=owner, name=name[:128], backbone=backbone, budget_kind=budget_kind,
+            budget_value=budget_value, budget_params=count, groups=groups, preset=preset,
+            config=config.to_dict(), auto_approve=bool(auto_approve), seed=seed,
+        )
+        search.tasks.set(tasks)
+        stage_open(search=search, space=DesignSpace.initial(num_groups=groups), order=0)
+    return search
+
+
+def stage_open(*, search: Search, space, order: int) -> Stage:
+    """Create the stage that follows `space` and queue its trials (inside the caller's transaction)."""
+    from experiments.space import REFERENCE, InfeasibleSpace, SpaceError, next_stage, sample, stage_seed
+    from experiments.space.stages import FINAL
+    from tasks.peft.budget import BackboneShape
+
+    config = search_config(search)
+    spec = REFERENCE if order == 0 and config.reference_stage else next_stage(space)
+    if spec.name == FINAL.name:
+        return final_stage_open(search=search, space=space, order=order)
+    shape = BackboneShape.from_dict(search.backbone.shape)
+    try:
+        batch = sample(space, config.designs_per_stage, seed=stage_seed(config.seed, spec.name), shape=shape,
+                       budget=config.budget, balance=spec.component if config.balance and spec.component else None,
+                       provenance={"search": search.pk, "stage": spec.name})
+    except (InfeasibleSpace, SpaceError) as exc:
+        raise _space_error(exc) from None
+    stage = Stage.objects.create(
+        search=search, order=order, key=spec.name, component=spec.component or "", space=space.to_dict(),
+        plan={"title": spec.title, "requested": batch.requested, "sampled": len(batch.designs),
+              "distinct_available": batch.distinct_available, "redraws": batch.redraws,
+              "duplicates": batch.duplicates, "infeasible_fields": dict(batch.infeasible_fields),
+              "shortfall": batch.shortfall, "seed": batch.seed},
+    )
+    trials = Trial.objects.bulk_create([
+        Trial(search=search, stage=stage, index=d.index, kind=Trial.Kind.SAMPLE, choices=dict(d.choices),
+              design=d.design, seed=d.seed, trainable_params=d.parameters,
+              label=_choices_label(d.choices))
+        for d in batch.designs
+    ])
+    _stage_started(search, stage, trials)
+    return stage
+
+
+def _choices_label(choices: dict[str, Any]) -> str:
+    assignment = " ".join(f"{k.split('.')[-1]}:{v}" for k, v in choices.items()
+                          if k.startswith("assignment.") and v)
+    return f"{choices.get('grouping', '')}/{choices.get('allocation', '')}/{choices.get('groups', '')} {assignment}"[:64]
+
+
+def _stage_started(search: Search, stage: Stage, trials: list[Trial]) -> None:
+    trials = list(Trial.objects.filter(stage=stage).order_by("index"))  # bulk_create gives no pks on some DBs
+    Search.objects.filter(pk=search.pk).update(
+        trials_total=F("trials_total") + len(trials), current_stage=stage, status=Search.Status.RUNNING)
+    trials_enqueue(trials=trials)
+    search.refresh_from_db()
+    _publish_on_commit(search.pk, "stage.status", {"stage": {"id": stage.pk, "key": stage.key,
+                                                             "status": stage.status}})
+    _publish_on_commit(search.pk, "search.status", {"search": search_event(search)})
+
+
+def final_stage_open(*, search: Search, space, order: int) -> Stage:
+    """The selected design against single-strategy baselines and full fine-tuning, several seeds."""
+    from experiments.space import SpaceError, final_plan
+    from tasks.peft.budget import BackboneShape
+
+    config = search_config(search)
+    shape = BackboneShape.from_dict(search.backbone.shape)
+    task_names = [t.name for t in search.tasks.order_by("name")]
+    try:
+        plan = final_plan(space, shape=shape, budget=config.budget, tasks=task_names, seeds=config.final_seeds)
+    except SpaceError as exc:
+        raise _space_error(exc) from None
+    plan_dict = plan.to_dict()
+    plan_dict.pop("runs")
+    stage = Stage.objects.create(search=search, order=order, key="final", component="", space=space.to_dict(),
+                                 plan={"title": "Final: the selected design against baselines", **plan_dict})
+    Trial.objects.bulk_create([
+        Trial(search=search, stage=stage, index=i,
+              kind=Trial.Kind.SELECTED if run.arm == "selected" else Trial.Kind.BASELINE,
+              label=f"{run.arm} · {run.task} · seed {run.seed}",
+              choices={"arm": run.arm, "task": run.task, "seed": run.seed},
+              design=run.design or {"full_finetuning": True, "backbone": shape.name_or_path},
+              seed=run.seed, trainable_params=run.parameters)
+        for i, run in enumerate(plan.runs)
+    ])
+    _stage_started(search, stage, [])
+    return stage
+
+
+def _outcomes(stage: Stage):
+    from experiments.space import TrialOutcome
+
+    rows = stage.trials.values_list("pk", "choices", "score", "status")
+    return [TrialOutcome(choices, score if status == Trial.Status.SUCCEEDED else None, pk)
+            for pk, choices, score, status in rows]
+
+
+def stage_check_complete(*, stage_id: int) -> Stage | None:
+    """When every trial of a stage is final: summarise it, then wait for approval or move on."""
+    from experiments.space import DesignSpace, SpaceError, summarise
+
+    stage = Stage.objects.select_for_update().select_related("search", "search__backbone").get(pk=stage_id)
+    if stage.status != Stage.Status.RUNNING or stage.trials.exclude(status__in=Trial.FINAL_STATUSES).exists():
+        return None
+    search = stage.search
+    if search.status == Search.Status.CANCELLED:
+        return None
+    config = search_config(search)
+    now = timezone.now()
+    if stage.key == "final":
+        return search_complete(search=search, stage=stage)
+    space = DesignSpace.from_dict(stage.space)
+    try:
+        summary = summarise(_outcomes(stage), component=stage.component or None,
+                            open_choices=space.open(stage.component) if stage.component else (),
+                            stage=stage.key, seed=config.seed, resamples=config.bootstrap_resamples,
+                            min_successes=config.min_successes)
+    except SpaceError as exc:
+        summary = None
+        stage.summary = {"error": str(exc)}
+    else:
+        stage.summary = summary.to_dict()
+        stage.recommendation = summary.recommendation.to_dict() if summary.recommendation else None
+    stage.finished_at = now
+    if not stage.component:  # the S0 reference stage decides nothing: go straight on
+        stage.status = Stage.Status.COMPLETED
+        stage.save(update_fields=["summary", "recommendation", "finished_at", "status"])
+        _publish_on_commit(search.pk, "stage.status", {"stage": {"id": stage.pk, "key": stage.key,
+                                                                 "status": stage.status}})
+        stage_open(search=search, space=space, order=stage.order + 1)
+        return stage
+    stage.status = Stage.Status.AWAITING
+    stage.save(update_fields=["summary", "recommendation", "finished_at", "status"])
+    Search.objects.filter(pk=search.pk).update(status=Search.Status.WAITING)
+    search.refresh_from_db()
+    _publish_on_commit(search.pk, "stage.status", {"stage": {"id": stage.pk, "key": stage.key,
+                                                             "status": stage.status}})
+    _publish_on_commit(search.pk, "search.status", {"search": search_event(search)})
+    recommendation = stage.recommendation or {}
+    if search.auto_approve and recommendation.get("choice") and recommendation.get("status") != "insufficient":
+        stage_approve(stage=stage, user=None)
+    return stage
+
+
+def stage_approve(*, stage: Stage, user, choice: str | None = None, reason: str = "") -> Stage:
+    """Apply a stage's recommendation (choice None) or override it with a reason; open the next stage.
+
+    user None means the search's auto-approve applied the recommendation.
+    """
+    from experiments.space import AUTO, DesignSpace, SpaceError, refine
+
+    with transaction.atomic():
+        stage = Stage.objects.select_for_update().select_related("search", "search__backbone").get(pk=stage.pk)
+        if stage.status != Stage.Status.AWAITING:
+            raise ValidationError({"stage": [f"Stage {stage.key} is {stage.get_status_display().lower()}, "
+                                             "not waiting for approval."]})
+        recommended = (stage.recommendation or {}).get("choice")
+        choice = (choice or "").strip() or recommended
+        if not choice:
+            raise ValidationError({"choice": ["This stage has no recommendation (too few successful trials): "
+                                              "choose an option and give a reason, or retry the failed trials."]})
+        space = DesignSpace.from_dict(stage.space)
+        decided_by = AUTO if user is None else f"user:{user.get_username()}"
+        try:
+            next_space, decision = refine(space, stage.component, choice, decided_by=decided_by,
+                                          reason=reason, recommended=recommended)
+        except SpaceError as exc:
+            raise _space_error(exc) from None
+        stage.decision = decision.to_dict()
+        stage.decided_by = user
+        stage.decided_automatically = user is None
+        stage.decided_at = timezone.now()
+        stage.override_reason = decision.reason if decision.override else ""
+        stage.next_space = next_space.to_dict()
+        stage.status = Stage.Status.APPROVED
+        stage.save(update_fields=["decision", "decided_by", "decided_automatically", "decided_at",
+                                  "override_reason", "next_space", "status"])
+        _publish_on_commit(stage.search_id, "stage.status", {"stage": {"id": stage.pk, "key": stage.key,
+                                                                       "status": stage.status}})
+        stage_open(search=stage.search, space=next_space, order=stage.order + 1)
+    return stage
+
+
+def search_cancel(*, search: Search) -> Search:
+    """Stop a search: queued trials never start, running ones stop at their next step."""
+    with transaction.atomic():
+        search = Search.objects.select_for_update().get(pk=search.pk)
+        if search.status in (Search.Status.COMPLETED, Search.Status.CANCELLED, Search.Status.FAILED):
+            raise ValidationError({"status": [f"The search is already {search.status}."]})
+        now = timezone.now()
+        queued = Trial.objects.filter(search=search, status=Trial.Status.QUEUED)
+        cancelled = queued.update(status=Trial.Status.CANCELLED, finished_at=now)
+        Trial.objects.filter(search=search, status=Trial.Status.RUNNING).update(cancel_requested=True)
+        Stage.objects.filter(search=search, status__in=[Stage.Status.RUNNING, Stage.Status.AWAITING]).update(
+            status=Stage.Status.CANCELLED, finished_at=now)
+        Search.objects.filter(pk=search.pk).update(status=Search.Status.CANCELLED, finished_at=now,
+                                                   trials_done=F("trials_done") + cancelled)
+        search.refresh_from_db()
+        _publish_on_commit(search.pk, "search.status", {"search": search_event(search)})
+    return search
+
+
+# --- completion, report and artifacts ------------------------------------------------------
+
+def search_complete(*, search: Search, stage: Stage) -> Stage:
+    """Close the final stage: results table, downloadable files, search completed."""
+    from experiments.space import FinalResult, results_table
+
+    rows = stage.trials.values_list("choices", "score", "status")
+    results = [FinalResult(arm=c["arm"], task=c["task"], seed=c["seed"],
+                           score=score if status == Trial.Status.SUCCEEDED else None)
+               for c, score, status in rows]
+    stage.summary = results_table(results, parameters=stage.plan.get("parameters"))
+    stage.status = Stage.Status.COMPLETED
+    stage.finished_at = timezone.now()
+    stage.save(update_fields=["summary", "status", "finished_at"])
+    Search.objects.filter(pk=search.pk).update(status=Search.Status.COMPLETED, finished_at=stage.finished_at)
+    search.refresh_from_db()
+    artifacts_write(search=search)
+    _publish_on_commit(search.pk, "stage.status", {"stage": {"id": stage.pk, "key": stage.key,
+                                                             "status": stage.status}})
+    _publish_on_commit(search.pk, "search.status", {"search": search_event(search)})
+    return stage
+
+
+def _artifact(search: Search, kind: str, path, *, task: str = "", trial: Trial | None = None):
+    import hashlib
+    from pathlib import Path
+
+    from .models import Artifact
+
+    path = Path(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    relative = str(path.relative_to(settings.MEDIA_ROOT))
+    Artifact.objects.update_or_create(
+        search=search, kind=kind, task=task,
+        defaults={"path": relative, "size_bytes": path.stat().st_size, "sha256": digest, "trial": trial},
+    )
+
+
+def selected_design(search: Search) -> dict[str, Any] | None:
+    """The search's winning design document (the selected arm, first seed)."""
+    trial = (Trial.objects.filter(search=search, stage__key="final", kind=Trial.Kind.SELECTED)
+             .order_by("seed", "index").first())
+    if trial is None:
+        return None
+    design = dict(trial.design)
+    design["provenance"] = {**design.get("provenance", {}), "search": search.pk, "search_name": search.name,
+                            "decisions": [s.decision for s in search.stages.order_by("order") if s.decision]}
+    return design
+
+
+def artifacts_write(*, search: Search) -> None:
+    """Design JSON, weights, PEFT exports, usage snippet and the report, under MEDIA_ROOT."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from .models import Artifact
+    from .reports import report_json, report_markdown
+
+    root = Path(settings.MEDIA_ROOT) / "searches" / str(search.pk)
+    root.mkdir(parents=True, exist_ok=True)
+    design = selected_design(search)
+    if design is not None:
+        path = root / "design.json"
+        path.write_text(json.dumps(design, indent=2) + "\n")
+        _artifact(search, Artifact.Kind.DESIGN, path)
+    selected = (Trial.objects.filter(search=search, stage__key="final", kind=Trial.Kind.SELECTED,
+                                     status=Trial.Status.SUCCEEDED).order_by("seed", "index"))
+    first_seed = selected.first().seed if selected.exists() else None
+    for trial in selected.filter(seed=first_seed):
+        directory = trial_artifact_dir(trial)
+        if not directory.exists():
+            continue
+        for task_dir in sorted(p for p in directory.iterdir() if p.is_dir()):
+            task = task_dir.name
+            if (task_dir / "peft.safetensors").exists():
+                weights = _combined_weights(task_dir, root / f"weights-{task}.safetensors")
+                _artifact(search, Artifact.Kind.WEIGHTS, weights, task=task, trial=trial)
+            peft_dir = task_dir / "peft"
+            if peft_dir.is_dir():
+                archive = shutil.make_archive(str(root / f"peft-{task}"), "zip", peft_dir)
+                _artifact(search, Artifact.Kind.PEFT_EXPORT, archive, task=task, trial=trial)
+    report = report_json(search)
+    (root / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    _artifact(search, Artifact.Kind.REPORT_JSON, root / "report.json")
+    (root / "report.md").write_text(report_markdown(report))
+    _artifact(search, Artifact.Kind.REPORT_MD, root / "report.md")
+
+
+def _combined_weights(task_dir, out):
+    """One download per task: the PEFT tensors and the task head, in one .safetensors file."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    tensors, metadata = {}, {}
+    for name in ("peft.safetensors", "head.safetensors"):
+        with safe_open(str(task_dir / name), "np") as f:
+            metadata.update(f.metadata() or {})
+            tensors.update({key: f.get_tensor(key) for key in f.keys()})
+    save_file(tensors, str(out), metadata=metadata)
+    return out
+
+
+# --- in-process execution ------------------------------------------------------------------
+
+def search_run_local(*, search: Search, progress: Callable[[Search], None] | None = None,
+                     backbone_cache: Any = None) -> Search:
+    """Run a search's queued trials in this process (the CLI's --local), until it completes,
+    fails, is cancelled, or waits for a person. Celery messages sent meanwhile are harmless:
+    a worker that later receives one finds the trial no longer queued and drops it."""
+    if backbone_cache is None:
+        from tasks.runner import BackboneCache
+
+        backbone_cache = BackboneCache()
+    while True:
+        search.refresh_from_db()
+        if progress:
+            progress(search)
+        if search.status != Search.Status.RUNNING:
+            return search
+        trial = (Trial.objects.filter(search=search, status=Trial.Status.QUEUED, cancel_requested=False)
+                 .order_by("stage__order", "index").first())
+        if trial is None:
+            return search
+        trial_execute(trial_id=trial.pk, attempt=trial.attempt, worker="local", backbone_cache=backbone_cache)
