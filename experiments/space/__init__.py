@@ -1,0 +1,146 @@
+"""PEFS design spaces: components, sampling, stage statistics and greedy refinement.
+
+Pure Python (no Django, no torch): the web side stores what this library returns as JSON and
+the workers train the designs it compiles. Method and definitions: ../shared/PAPER.md.
+
+Modules
+-------
+grouping, allocation   the layer-grouping and parameter-allocation patterns for any L and G
+subsets                labels of the subset choices: tunable groups "G1+G3", strategies "A+P+B"
+space                  DesignSpace (open choices per component), JSON, diff
+compiling              Budget; compile one set of choices to a pefs.design/1 Design
+sampling               sample(space, n, ...) -> SampleBatch of SampledDesign
+stats                  summarise(trial outcomes) -> StageSummary (n, mean, median, std, CI, EDF,
+                       recommendation)
+stages                 stage order S0, S1..S3, S4.G1..S4.GG, final; next_stage; refine -> Decision
+presets                SearchConfig and the "paper" / "quick" presets
+halving                successive halving inside a stage and its replay on recorded stages
+final                  final stage plan (selected design vs baselines) and its results table
+transfer               compile a finished search's choices on another backbone
+
+A search, end to end (what the platform's services do, one stage per Stage row)::
+
+    from experiments.space import (DesignSpace, TrialOutcome, next_stage, preset, refine,
+                                   sample, stage_seed, summarise)
+    from tasks.peft.budget import BackboneShape
+
+    config = preset("quick", seed=1)
+    shape = BackboneShape.from_dict(backbone_row.shape)          # JSON stored on the Backbone row
+    space = DesignSpace.initial(num_groups=config.num_groups)     # S0; store space.to_dict()
+
+    stage = next_stage(space)                                     # StageSpec("S1", "grouping", ...)
+    batch = sample(space, config.designs_per_stage, seed=stage_seed(config.seed, stage.name),
+                   shape=shape, budget=config.budget,
+                   balance=stage.component if config.balance else None,
+                   provenance={"search": search.id, "stage": stage.name})
+    # one Trial per batch.designs[i]: store .choices, .design (the pefs.design/1 dict),
+    # .parameters, .seed; workers train .design and report a score (None when a trial fails)
+
+    summary = summarise([TrialOutcome(t.choices, t.score, t.id) for t in trials],
+                        component=stage.component, open_choices=space.open(stage.component),
+                        stage=stage.name, seed=config.seed,
+                        resamples=config.bootstrap_resamples, min_successes=config.min_successes)
+    # store summary.to_dict(); once a person approves (or config.auto_approve):
+    space, decision = refine(space, stage.component, chosen, decided_by="user:alice",
+                             reason=reason, recommended=summary.recommendation.choice)
+    # store decision.to_dict() and the next space; repeat until next_stage(space) is FINAL,
+    # then final_plan(space, shape=..., budget=..., tasks=..., seeds=config.final_seeds)
+
+When ``config.reference_stage`` is set, run the REFERENCE stage (S0) first: sample the initial
+space without balance and summarise with ``component=None``; it decides nothing and gives the
+EDF that later stages are compared with.
+
+Every bad input raises ``SpaceError`` (a ``ValueError``) whose ``.field`` names the offending
+field; a budget the backbone cannot meet raises ``tasks.peft.budget.InfeasibleBudget`` from the
+solver (``sample`` redraws those and raises ``InfeasibleSpace`` only when nothing is feasible).
+"""
+
+from experiments.space.compiling import Budget, CompiledDesign, compile_choices, effective_choices
+from experiments.space.errors import SpaceError
+from experiments.space.final import (
+    ARMS,
+    FinalPlan,
+    FinalResult,
+    FinalRun,
+    baseline_design,
+    final_plan,
+    results_table,
+)
+from experiments.space.halving import (
+    HalvingPlan,
+    RecordedTrial,
+    ReplayReport,
+    plan_halving,
+    promote,
+    replay,
+    rung_epochs,
+)
+from experiments.space.presets import PRESETS, SearchConfig, preset
+from experiments.space.sampling import InfeasibleSpace, SampleBatch, SampledDesign, sample
+from experiments.space.space import SPACE_SCHEMA, ChoiceChange, DesignSpace, component_names, diff
+from experiments.space.stages import (
+    AUTO,
+    FINAL,
+    REFERENCE,
+    Decision,
+    StageSpec,
+    final_choices,
+    next_stage,
+    refine,
+    remaining_stages,
+    stage_order,
+    stage_seed,
+)
+from experiments.space.stats import StageSummary, TrialOutcome, edf_points, summarise
+from experiments.space.transfer import choices_from_design, transfer
+
+__all__ = [
+    "ARMS",
+    "AUTO",
+    "FINAL",
+    "PRESETS",
+    "REFERENCE",
+    "SPACE_SCHEMA",
+    "Budget",
+    "ChoiceChange",
+    "CompiledDesign",
+    "Decision",
+    "DesignSpace",
+    "FinalPlan",
+    "FinalResult",
+    "FinalRun",
+    "HalvingPlan",
+    "InfeasibleSpace",
+    "RecordedTrial",
+    "ReplayReport",
+    "SampleBatch",
+    "SampledDesign",
+    "SearchConfig",
+    "SpaceError",
+    "StageSpec",
+    "StageSummary",
+    "TrialOutcome",
+    "baseline_design",
+    "choices_from_design",
+    "compile_choices",
+    "component_names",
+    "diff",
+    "edf_points",
+    "effective_choices",
+    "final_choices",
+    "final_plan",
+    "next_stage",
+    "plan_halving",
+    "preset",
+    "promote",
+    "refine",
+    "remaining_stages",
+    "replay",
+    "results_table",
+    "rung_epochs",
+    "sample",
+    "stage_order",
+    "stage_seed",
+    "summarise",
+    "transfer",
+]

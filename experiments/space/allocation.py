@@ -53,4 +53,4 @@ def layer_budgets(pattern: str, *, tuned_layers: Sequence[int], total: float) ->
         raise SpaceError("tuned_layers", f"layers repeat: {list(tuned_layers)}")
     weights = allocation_weights(pattern, len(layers))
     scale = total / sum(weights)
-    return {layer: w * scale for layer, w in zip(layers, weights)}
+    return {layer: w * scale for layer, w in zip(layers, weights, strict=True)}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from experiments.space.allocation import ALLOCATION_PATTERNS, layer_budgets
@@ -55,7 +55,12 @@ class Budget:
             raise SpaceError("budget", "give either a fraction or a parameter count, not both")
         if self.fraction is not None:
             f = self.fraction
-            if isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or not 0 < f < 1:
+            if (
+                isinstance(f, bool)
+                or not isinstance(f, (int, float))
+                or not math.isfinite(f)
+                or not 0 < f < 1
+            ):
                 raise SpaceError("budget.fraction", f"must be in (0, 1), got {f!r}")
             object.__setattr__(self, "fraction", float(f))
         if self.parameters is not None:
@@ -71,17 +76,25 @@ class Budget:
         return max(1, round(self.fraction * shape.total_params))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"parameters": self.parameters} if self.parameters is not None else {"fraction": self.fraction}
+        return (
+            {"parameters": self.parameters}
+            if self.parameters is not None
+            else {"fraction": self.fraction}
+        )
 
     @classmethod
     def from_dict(cls, data: Any) -> Budget:
         if isinstance(data, Budget):
             return data
         if not isinstance(data, Mapping):
-            raise SpaceError("budget", f"must be an object with 'fraction' or 'parameters', got {data!r}")
+            raise SpaceError(
+                "budget", f"must be an object with 'fraction' or 'parameters', got {data!r}"
+            )
         unknown = sorted(set(data) - {"fraction", "parameters"})
         if unknown:
-            raise SpaceError(f"budget.{unknown[0]}", "unknown field; expected 'fraction' or 'parameters'")
+            raise SpaceError(
+                f"budget.{unknown[0]}", "unknown field; expected 'fraction' or 'parameters'"
+            )
         return cls(fraction=data.get("fraction"), parameters=data.get("parameters"))
 
 
@@ -112,19 +125,25 @@ def effective_choices(choices: Choices, num_groups: int) -> dict[str, str | None
         if not isinstance(choices.get(name), str):
             raise SpaceError(f"choices.{name}", f"missing or not a string: {choices.get(name)!r}")
     tuned = parse_groups(choices["groups"], num_groups, field="choices.groups")
-    result: dict[str, str | None] = {name: choices[name] for name in ("grouping", "allocation", "groups")}
+    result: dict[str, str | None] = {
+        name: choices[name] for name in ("grouping", "allocation", "groups")
+    }
     for g in range(num_groups):
         name = assignment_component(g)
         if g in tuned:
             if not isinstance(choices.get(name), str):
-                raise SpaceError(f"choices.{name}", f"group G{g + 1} is tuned and needs a strategy set")
+                raise SpaceError(
+                    f"choices.{name}", f"group G{g + 1} is tuned and needs a strategy set"
+                )
             parse_strategies(choices[name], field=f"choices.{name}")
             result[name] = choices[name]
         else:
             result[name] = None
     for name, patterns in (("grouping", GROUPING_PATTERNS), ("allocation", ALLOCATION_PATTERNS)):
         if result[name] not in patterns:
-            raise SpaceError(f"choices.{name}", f"unknown pattern {result[name]!r}; expected one of {patterns}")
+            raise SpaceError(
+                f"choices.{name}", f"unknown pattern {result[name]!r}; expected one of {patterns}"
+            )
     return result
 
 
@@ -145,7 +164,9 @@ def compile_choices(
     """
     if num_groups > shape.num_layers:
         raise SpaceError(
-            "num_groups", f"{num_groups} groups need at least as many layers; {shape.name_or_path} has {shape.num_layers}"
+            "num_groups",
+            f"{num_groups} groups need at least as many layers; "
+            f"{shape.name_or_path} has {shape.num_layers}",
         )
     effective = effective_choices(choices, num_groups)
     options = options if isinstance(options, DesignOptions) else DesignOptions.from_dict(options)
@@ -156,7 +177,9 @@ def compile_choices(
         for layer in runs[g]:
             layer_strategies[layer] = strategies
     target = budget.resolve(shape)
-    budgets = layer_budgets(effective["allocation"], tuned_layers=sorted(layer_strategies), total=target)
+    budgets = layer_budgets(
+        effective["allocation"], tuned_layers=sorted(layer_strategies), total=target
+    )
     solved = solve_sizes(budgets, layer_strategies, shape, lora_targets=options.lora.targets)
     design = design_from_sizes(
         shape,

@@ -43,13 +43,21 @@ from fractions import Fraction
 
 from experiments.space.errors import SpaceError
 
-GROUPING_PATTERNS: tuple[str, ...] = ("increasing", "uniform", "decreasing", "spindle", "bottleneck")
+GROUPING_PATTERNS: tuple[str, ...] = (
+    "increasing",
+    "uniform",
+    "decreasing",
+    "spindle",
+    "bottleneck",
+)
 
 
 def grouping_weights(pattern: str, num_groups: int) -> tuple[int, ...]:
     """Integer weights of the ``num_groups`` groups for ``pattern`` (see the module table)."""
     if pattern not in GROUPING_PATTERNS:
-        raise SpaceError("grouping", f"unknown pattern {pattern!r}; expected one of {GROUPING_PATTERNS}")
+        raise SpaceError(
+            "grouping", f"unknown pattern {pattern!r}; expected one of {GROUPING_PATTERNS}"
+        )
     if num_groups < 1:
         raise SpaceError("num_groups", f"must be at least 1, got {num_groups}")
     positions = range(1, num_groups + 1)
@@ -71,7 +79,8 @@ def group_sizes(pattern: str, *, num_layers: int, num_groups: int) -> tuple[int,
         raise SpaceError("num_layers", f"must be at least 1, got {num_layers}")
     if not 1 <= num_groups <= num_layers:
         raise SpaceError(
-            "num_groups", f"must be between 1 and the number of layers ({num_layers}), got {num_groups}"
+            "num_groups",
+            f"must be between 1 and the number of layers ({num_layers}), got {num_groups}",
         )
     weights = grouping_weights(pattern, num_groups)
     total_weight = sum(weights)

@@ -30,14 +30,18 @@ def _int(name: str, value: Any, minimum: int, *, optional: bool = False) -> None
     if optional and value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpaceError(name, f"must be an integer >= {minimum}{' or null' if optional else ''}, got {value!r}")
+        raise SpaceError(
+            name, f"must be an integer >= {minimum}{' or null' if optional else ''}, got {value!r}"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
 class SearchConfig:
-    """How a search runs: stage sizes, the short training regime, budget, statistics, final stage."""
+    """How a search runs: stage size, short training regime, budget, statistics, final stage."""
 
-    designs_per_stage: int = field(default=100, metadata={"help": "designs sampled and trained per stage"})
+    designs_per_stage: int = field(
+        default=100, metadata={"help": "designs sampled and trained per stage"}
+    )
     epochs: int = field(default=3, metadata={"help": "training epochs of each stage design"})
     budget: Budget = field(default_factory=Budget, metadata={"help": "PEFT parameter budget"})
     num_groups: int = field(default=4, metadata={"help": "layer groups G (1 <= G <= layers)"})
@@ -50,24 +54,32 @@ class SearchConfig:
     learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate"})
     batch_size: int = field(default=128, metadata={"help": "training batch size"})
     reference_stage: bool = field(
-        default=True, metadata={"help": "run S0 (sample the unconstrained space) as the reference EDF"}
+        default=True,
+        metadata={"help": "run S0 (sample the unconstrained space) as the reference EDF"},
     )
     balance: bool = field(
-        default=True, metadata={"help": "give each open choice of the decided component an equal share"}
+        default=True,
+        metadata={"help": "give each open choice of the decided component an equal share"},
     )
     halving_eta: int | None = field(
-        default=None, metadata={"help": "successive halving inside stages: keep 1/eta per rung (null: off)"}
+        default=None,
+        metadata={"help": "successive halving inside stages: keep 1/eta per rung (null: off)"},
     )
     min_successes: int = field(
         default=2, metadata={"help": "successful trials a choice needs to be compared"}
     )
-    bootstrap_resamples: int = field(default=2000, metadata={"help": "bootstrap resamples for the CIs"})
+    bootstrap_resamples: int = field(
+        default=2000, metadata={"help": "bootstrap resamples for the CIs"}
+    )
     auto_approve: bool = field(
-        default=False, metadata={"help": "apply each stage's recommendation without waiting for a person"}
+        default=False,
+        metadata={"help": "apply each stage's recommendation without waiting for a person"},
     )
     final_seeds: int = field(default=3, metadata={"help": "seeds per task in the final stage"})
     final_epochs: int = field(default=10, metadata={"help": "training epochs in the final stage"})
-    seed: int = field(default=0, metadata={"help": "search seed; stage sampling seeds derive from it"})
+    seed: int = field(
+        default=0, metadata={"help": "search seed; stage sampling seeds derive from it"}
+    )
 
     def __post_init__(self) -> None:
         _int("designs_per_stage", self.designs_per_stage, 2)
@@ -80,7 +92,12 @@ class SearchConfig:
         _int("max_train_examples", self.max_train_examples, 1, optional=True)
         _int("max_eval_examples", self.max_eval_examples, 1, optional=True)
         lr = self.learning_rate
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        if (
+            isinstance(lr, bool)
+            or not isinstance(lr, (int, float))
+            or not math.isfinite(lr)
+            or lr <= 0
+        ):
             raise SpaceError("learning_rate", f"must be a positive number, got {lr!r}")
         _int("batch_size", self.batch_size, 1)
         for flag in ("reference_stage", "balance", "auto_approve"):

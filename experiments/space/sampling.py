@@ -6,8 +6,10 @@ space: at random, each component's choice drawn uniformly and independently from
 
 - **reproducible**: the same space, n, seed, shape, budget and balance give the same designs;
 - **no duplicates while possible**: a draw equal to an earlier one (same effective choices) is
-  drawn again; when the space runs out of distinct designs the batch is shorter than asked and
-  ``shortfall`` says why (or, with ``repeats=True``, earlier designs are repeated with new seeds).
+  drawn again. When the space runs out of distinct designs ``shortfall`` says so, and the
+  batch is filled by repeating the distinct designs in order with new seeds (``repeat_of``), so
+  a late stage with few designs (S4.GG: 15) still gives each choice several seed replicates;
+  ``repeats=False`` returns the shorter batch instead.
   Redrawing keeps a component's marginal uniform when each of its choices leads to equally many
   designs (grouping, allocation, assignments). Tunable-groups choices do not (one tuned group:
   225 designs in S0, all four: 759,375), so in draws large enough to saturate the small ones they
@@ -131,7 +133,9 @@ class _Drawer:
 
     def _draw(self, want: str | None) -> dict[str, str | None]:
         def pick(component: str) -> str:
-            return want if component == self.balance else self.rng.choice(self.space.open(component))
+            return (
+                want if component == self.balance else self.rng.choice(self.space.open(component))
+            )
 
         choices: dict[str, str | None] = {
             "grouping": pick("grouping"),
@@ -145,7 +149,7 @@ class _Drawer:
         return choices
 
     def next(self, want: str | None) -> dict[str, str | None] | None:
-        """A new effective design (with the balanced component at ``want``), or None if exhausted."""
+        """A new effective design (balanced component at ``want``); None when exhausted."""
         for _ in range(MAX_DUPLICATE_DRAWS):
             if self.seen_per_want[want] >= self.available[want]:
                 return None
@@ -169,7 +173,8 @@ def _check_balance(space: DesignSpace, balance: str | None) -> None:
         if not space.always_tuned(group):
             raise SpaceError(
                 "balance",
-                f"cannot balance {balance}: some open tunable-groups choices leave G{group + 1} untuned",
+                f"cannot balance {balance}: some open tunable-groups choices "
+                f"leave G{group + 1} untuned",
             )
 
 
@@ -181,7 +186,7 @@ def sample(
     shape: BackboneShape,
     budget: Budget | None = None,
     balance: str | None = None,
-    repeats: bool = False,
+    repeats: bool = True,
     max_redraws: int | None = None,
     options: DesignOptions | Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
@@ -196,12 +201,6 @@ def sample(
         raise SpaceError("n", f"must be a positive integer, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SpaceError("seed", f"must be a non-negative integer, got {seed!r}")
-    if space.num_groups > shape.num_layers:
-        raise SpaceError(
-            "num_groups",
-            f"{space.num_groups} groups need at least as many layers; "
-            f"{shape.name_or_path} has {shape.num_layers}",
-        )
     if max_redraws is None:
         max_redraws = max(100, 10 * n)
     elif isinstance(max_redraws, bool) or not isinstance(max_redraws, int) or max_redraws < 0:
@@ -277,12 +276,14 @@ def sample(
         )
     if shortfall is None and len(found) < n:
         shortfall = (
-            f"the space has {drawer.available_total} distinct designs, {len(found)} of them feasible "
+            f"the space has {drawer.available_total} distinct designs, "
+            f"{len(found)} of them feasible "
             f"at this budget ({redraws} infeasible); {n} were requested"
         )
 
     designs = [_sampled(i, c, redraws_before[i], None) for i, c in enumerate(found)]
-    if repeats and redraws <= max_redraws:
+    if repeats and redraws <= max_redraws and len(found) < n:
+        shortfall = f"{shortfall}; the batch repeats them with new seeds"
         # The space is exhausted: cycle through its feasible designs again, each with a new seed.
         designs += [
             _sampled(i, compile_at(found[i % len(found)].choices, i), 0, i % len(found))
@@ -300,7 +301,9 @@ def sample(
     )
 
 
-def _sampled(index: int, compiled: CompiledDesign, redraws: int, repeat_of: int | None) -> SampledDesign:
+def _sampled(
+    index: int, compiled: CompiledDesign, redraws: int, repeat_of: int | None
+) -> SampledDesign:
     return SampledDesign(
         index=index,
         seed=compiled.design.seed,

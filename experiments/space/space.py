@@ -46,7 +46,7 @@ MAX_GROUPS = 12
 
 
 def assignment_component(group: int) -> str:
-    """Component name of the strategy assignment of 0-based ``group``: ``0`` -> ``"assignment.G1"``."""
+    """Component deciding the strategies of 0-based ``group``: ``0`` -> ``"assignment.G1"``."""
     return f"assignment.G{group + 1}"
 
 
@@ -68,7 +68,8 @@ def all_choices(component: str, num_groups: int) -> tuple[str, ...]:
     if component in component_names(num_groups):
         return strategy_subsets()
     raise SpaceError(
-        "component", f"unknown component {component!r}; expected one of {component_names(num_groups)}"
+        "component",
+        f"unknown component {component!r}; expected one of {component_names(num_groups)}",
     )
 
 
@@ -98,7 +99,9 @@ class DesignSpace:
         given = dict(self.choices)
         for name in given:
             if name not in expected:
-                raise SpaceError(f"choices.{name}", f"unknown component; expected one of {expected}")
+                raise SpaceError(
+                    f"choices.{name}", f"unknown component; expected one of {expected}"
+                )
         canonical: dict[str, tuple[str, ...]] = {}
         for name in expected:
             if name not in given:
@@ -137,7 +140,9 @@ class DesignSpace:
     def open(self, component: str) -> tuple[str, ...]:
         """The open choices of ``component``."""
         if component not in self.choices:
-            raise SpaceError("component", f"unknown component {component!r}; expected one of {self.components}")
+            raise SpaceError(
+                "component", f"unknown component {component!r}; expected one of {self.components}"
+            )
         return self.choices[component]
 
     def is_fixed(self, component: str) -> bool:
@@ -152,7 +157,8 @@ class DesignSpace:
         for i, value in enumerate(keep):
             if value not in current:
                 raise SpaceError(
-                    f"choices.{component}[{i}]", f"{value!r} is not open; open choices: {_preview(current)}"
+                    f"choices.{component}[{i}]",
+                    f"{value!r} is not open; open choices: {_preview(current)}",
                 )
         return DesignSpace(num_groups=self.num_groups, choices={**self.choices, component: keep})
 
@@ -171,7 +177,8 @@ class DesignSpace:
         per_groups = 0
         for label in self.open("groups"):
             per_groups += math.prod(
-                len(self.open(assignment_component(g))) for g in parse_groups(label, self.num_groups)
+                len(self.open(assignment_component(g)))
+                for g in parse_groups(label, self.num_groups)
             )
         return len(self.open("grouping")) * len(self.open("allocation")) * per_groups
 
@@ -225,7 +232,8 @@ def diff(before: DesignSpace, after: DesignSpace) -> list[ChoiceChange]:
     """Components whose open choices differ, in stage order (empty when the spaces are equal)."""
     if before.num_groups != after.num_groups:
         raise SpaceError(
-            "num_groups", f"cannot compare spaces over {before.num_groups} and {after.num_groups} groups"
+            "num_groups",
+            f"cannot compare spaces over {before.num_groups} and {after.num_groups} groups",
         )
     return [
         ChoiceChange(name, before.open(name), after.open(name))

@@ -106,11 +106,16 @@ def final_choices(space: DesignSpace) -> dict[str, str | None]:
     """The single design a fully decided space describes (untuned groups' assignments: None)."""
     stage = next_stage(space)
     if stage is not FINAL:
-        raise SpaceError("space", f"not fully decided: {stage.component} is still open ({stage.name})")
+        raise SpaceError(
+            "space", f"not fully decided: {stage.component} is still open ({stage.name})"
+        )
     tuned = space.tunable_groups()
     choices: dict[str, str | None] = {}
     for component in space.components:
-        irrelevant = component.startswith("assignment.") and int(component.removeprefix("assignment.G")) - 1 not in tuned
+        irrelevant = (
+            component.startswith("assignment.")
+            and int(component.removeprefix("assignment.G")) - 1 not in tuned
+        )
         choices[component] = None if irrelevant else space.open(component)[0]
     return choices
 
@@ -184,18 +189,27 @@ def refine(
     """
     expected = next_stage(space)
     if expected.component != component:
-        wanted = f"{expected.component!r} ({expected.name})" if expected.component else "nothing (the space is fully decided)"
+        wanted = (
+            f"{expected.component!r} ({expected.name})"
+            if expected.component
+            else "nothing (the space is fully decided)"
+        )
         raise SpaceError("component", f"the next stage decides {wanted}, not {component!r}")
     if not isinstance(decided_by, str) or not decided_by.strip():
         raise SpaceError("decided_by", "must name who decided (e.g. 'auto' or 'user:alice')")
     if choice not in space.open(component):
-        raise SpaceError("choice", f"{choice!r} is not an open choice of {component}: {list(space.open(component))}")
+        raise SpaceError(
+            "choice",
+            f"{choice!r} is not an open choice of {component}: {list(space.open(component))}",
+        )
     if recommended is not None and recommended not in space.open(component):
         raise SpaceError("recommended", f"{recommended!r} is not an open choice of {component}")
     override = recommended is not None and choice != recommended
     reason = (reason or "").strip()
     if decided_by == AUTO and (recommended is None or override):
-        raise SpaceError("decided_by", "only the stage's recommendation can be applied automatically")
+        raise SpaceError(
+            "decided_by", "only the stage's recommendation can be applied automatically"
+        )
     if override and not reason:
         raise SpaceError("reason", f"overriding the recommendation {recommended!r} needs a reason")
     decision = Decision(

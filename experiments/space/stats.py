@@ -16,8 +16,10 @@ fewer than two comparable choices the stage is "insufficient" and recommends not
 (score None) are excluded from every statistic and counted, per choice and in total.
 
 >>> summary = summarise(
-...     [TrialOutcome({"allocation": "uniform"}, 80.0), TrialOutcome({"allocation": "uniform"}, 82.0),
-...      TrialOutcome({"allocation": "increasing"}, 60.0), TrialOutcome({"allocation": "increasing"}, 62.0),
+...     [TrialOutcome({"allocation": "uniform"}, 80.0),
+...      TrialOutcome({"allocation": "uniform"}, 82.0),
+...      TrialOutcome({"allocation": "increasing"}, 60.0),
+...      TrialOutcome({"allocation": "increasing"}, 62.0),
 ...      TrialOutcome({"allocation": "increasing"}, None)],
 ...     component="allocation", open_choices=["increasing", "uniform"])
 >>> summary.recommendation.choice, summary.recommendation.status, summary.failed
@@ -30,7 +32,7 @@ import math
 import random
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from experiments.space.errors import SpaceError
@@ -160,7 +162,11 @@ def quantile(ordered: Sequence[float], q: float) -> float:
 
 
 def bootstrap_ci(
-    scores: Sequence[float], *, seed: int | str, resamples: int = DEFAULT_RESAMPLES, level: float = CI_LEVEL
+    scores: Sequence[float],
+    *,
+    seed: int | str,
+    resamples: int = DEFAULT_RESAMPLES,
+    level: float = CI_LEVEL,
 ) -> tuple[float, float]:
     """Percentile-bootstrap confidence interval of the mean, reproducible by ``seed``.
 
@@ -228,7 +234,9 @@ def _recommend(
         + ("do not overlap" if separable else "overlap, so the data do not separate them")
     )
     if not_compared:
-        reason += f"; not compared (fewer than {min_successes} successes): {', '.join(not_compared)}"
+        reason += (
+            f"; not compared (fewer than {min_successes} successes): {', '.join(not_compared)}"
+        )
     return Recommendation(
         choice=best.choice,
         status="separable" if separable else "not_separable",
@@ -253,7 +261,10 @@ def summarise(
     Every open choice is listed, with n = 0 when no trial drew it.
     """
     if isinstance(min_successes, bool) or not isinstance(min_successes, int) or min_successes < 2:
-        raise SpaceError("min_successes", f"must be an integer >= 2 (a CI needs two scores), got {min_successes!r}")
+        raise SpaceError(
+            "min_successes",
+            f"must be an integer >= 2 (a CI needs two scores), got {min_successes!r}",
+        )
     if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
         raise SpaceError("resamples", f"must be a positive integer, got {resamples!r}")
     if component is not None and len(open_choices) < 2:
@@ -266,7 +277,9 @@ def summarise(
     for i, outcome in enumerate(outcomes):
         score = outcome.score
         if score is not None and (isinstance(score, bool) or not math.isfinite(score)):
-            raise SpaceError(f"outcomes[{i}].score", f"must be a finite number or None, got {score!r}")
+            raise SpaceError(
+                f"outcomes[{i}].score", f"must be a finite number or None, got {score!r}"
+            )
         if score is None:
             failed += 1
         else:
@@ -279,14 +292,16 @@ def summarise(
             continue
         if choice not in scores:
             raise SpaceError(
-                f"outcomes[{i}].choices.{component}", f"{choice!r} is not one of the open choices {list(open_choices)}"
+                f"outcomes[{i}].choices.{component}",
+                f"{choice!r} is not one of the open choices {list(open_choices)}",
             )
         if score is None:
             failures[choice] += 1
         else:
             scores[choice].append(float(score))
     described = tuple(
-        describe(scores[c], choice=c, failed=failures[c], seed=seed, resamples=resamples) for c in open_choices
+        describe(scores[c], choice=c, failed=failures[c], seed=seed, resamples=resamples)
+        for c in open_choices
     )
     return StageSummary(
         stage=stage,

@@ -33,7 +33,9 @@ STRATEGY_CODES: dict[str, str] = {CODE_OF_STRATEGY[name]: name for name in STRAT
 
 def _subsets(members: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(
-        "+".join(combo) for size in range(1, len(members) + 1) for combo in combinations(members, size)
+        "+".join(combo)
+        for size in range(1, len(members) + 1)
+        for combo in combinations(members, size)
     )
 
 
@@ -54,15 +56,20 @@ def strategy_subsets() -> tuple[str, ...]:
 
 def _parse(label: str, members: tuple[str, ...], field: str, what: str) -> tuple[str, ...]:
     if not isinstance(label, str) or not label:
-        raise SpaceError(field, f"expected a non-empty {what} label such as {members[0]!r}, got {label!r}")
+        raise SpaceError(
+            field, f"expected a non-empty {what} label such as {members[0]!r}, got {label!r}"
+        )
     parts = label.split("+")
     unknown = [p for p in parts if p not in members]
     if unknown:
-        raise SpaceError(field, f"unknown {what} {unknown[0]!r} in {label!r}; expected members of {members}")
+        raise SpaceError(
+            field, f"unknown {what} {unknown[0]!r} in {label!r}; expected members of {members}"
+        )
     canonical = tuple(m for m in members if m in parts)
     if canonical != tuple(parts):
         raise SpaceError(
-            field, f"{label!r} must list each {what} once in canonical order: {'+'.join(canonical)!r}"
+            field,
+            f"{label!r} must list each {what} once in canonical order: {'+'.join(canonical)!r}",
         )
     return canonical
 
@@ -80,7 +87,9 @@ def groups_label(indices: Iterable[int]) -> str:
 
 def parse_strategies(label: str, *, field: str = "strategies") -> tuple[str, ...]:
     """Contract strategy names of a strategy-set label; ``"A+L"`` -> ``("adapter", "lora")``."""
-    return tuple(STRATEGY_CODES[c] for c in _parse(label, tuple(STRATEGY_CODES), field, "strategy code"))
+    return tuple(
+        STRATEGY_CODES[c] for c in _parse(label, tuple(STRATEGY_CODES), field, "strategy code")
+    )
 
 
 def strategies_label(strategies: Iterable[str]) -> str:

@@ -31,7 +31,9 @@ def test_budgets_sum_to_total_and_follow_depth() -> None:
         ("uniform", [1, 1], 10, "tuned_layers"),
     ],
 )
-def test_bad_input_names_the_field(pattern: str, tuned: list[int], total: float, field: str) -> None:
+def test_bad_input_names_the_field(
+    pattern: str, tuned: list[int], total: float, field: str
+) -> None:
     with pytest.raises(SpaceError) as info:
         layer_budgets(pattern, tuned_layers=tuned, total=total)
     assert info.value.field == field

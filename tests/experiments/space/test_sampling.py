@@ -11,19 +11,17 @@ from experiments.space.errors import SpaceError
 from experiments.space.sampling import InfeasibleSpace, sample
 from experiments.space.space import DesignSpace
 from tasks.peft.design import Design
+from tests.experiments.space.paper import PAPER_S4
 from tests.experiments.space.shapes import bert_base_shape, minilm_shape
-
-PAPER_S4 = {
-    "grouping": "spindle", "allocation": "uniform", "groups": "G1+G2+G3+G4",
-    "assignment.G1": "A+L", "assignment.G2": "A+P", "assignment.G3": "A+P+B", "assignment.G4": "P+B+L",
-}
 
 
 def without_bitfit_only(space: DesignSpace) -> DesignSpace:
     """BitFit alone cannot spend a budget, so such draws are redrawn; leave them out where a test
     needs every draw to be feasible."""
     for g in range(1, space.num_groups + 1):
-        space = space.restrict(f"assignment.G{g}", [c for c in space.open(f"assignment.G{g}") if c != "B"])
+        space = space.restrict(
+            f"assignment.G{g}", [c for c in space.open(f"assignment.G{g}") if c != "B"]
+        )
     return space
 
 
@@ -54,7 +52,9 @@ def test_designs_are_distinct_valid_and_within_two_percent_of_the_budget() -> No
 
 
 def test_absolute_budget() -> None:
-    batch = sample(DesignSpace.initial(), 10, seed=2, shape=minilm_shape(), budget=Budget(parameters=60_000))
+    batch = sample(
+        DesignSpace.initial(), 10, seed=2, shape=minilm_shape(), budget=Budget(parameters=60_000)
+    )
     assert all(abs(d.parameters - 60_000) <= 1_200 for d in batch.designs)
 
 
@@ -73,7 +73,9 @@ def test_each_component_is_uniform_over_its_open_choices() -> None:
 
 def test_balanced_component_gets_equal_shares() -> None:
     space = without_bitfit_only(DesignSpace.initial())
-    batch = sample(space, 32, seed=5, shape=minilm_shape(), budget=Budget(fraction=0.01), balance="groups")
+    batch = sample(
+        space, 32, seed=5, shape=minilm_shape(), budget=Budget(fraction=0.01), balance="groups"
+    )
     counts = Counter(d.choices["groups"] for d in batch.designs)
     assert len(counts) == 15 and max(counts.values()) - min(counts.values()) <= 1
 
@@ -81,11 +83,16 @@ def test_balanced_component_gets_equal_shares() -> None:
 def test_untuned_groups_have_no_assignment_and_no_parameters() -> None:
     compiled = compile_choices(
         {**PAPER_S4, "groups": "G1+G4", "assignment.G2": "B"},
-        shape=bert_base_shape(), budget=Budget(), num_groups=4, seed=0,
+        shape=bert_base_shape(),
+        budget=Budget(),
+        num_groups=4,
+        seed=0,
     )
     assert compiled.choices["assignment.G2"] is None and compiled.choices["assignment.G3"] is None
     layers = compiled.design.to_dict()["layers"]
-    assert layers[2:10] == [{}] * 8  # spindle on 12 layers: G1 = 0-1, G2 = 2-5, G3 = 6-9, G4 = 10-11
+    assert (
+        layers[2:10] == [{}] * 8
+    )  # spindle on 12 layers: G1 = 0-1, G2 = 2-5, G3 = 6-9, G4 = 10-11
     assert set(layers[0]) == {"adapter", "lora"} and set(layers[11]) == {"prefix", "bitfit", "lora"}
 
 
@@ -93,10 +100,11 @@ def test_small_space_reports_shortfall_or_repeats() -> None:
     space = DesignSpace.initial()
     for component, choice in list(PAPER_S4.items())[:-1]:
         space = space.restrict(component, [choice])
-    short = sample(space, 20, seed=0, shape=minilm_shape(), balance="assignment.G4")
+    short = sample(space, 20, seed=0, shape=minilm_shape(), balance="assignment.G4", repeats=False)
     assert len(short.designs) == 15 and short.distinct_available == 15
     assert "15 distinct designs" in short.shortfall
-    repeated = sample(space, 20, seed=0, shape=minilm_shape(), repeats=True)
+    repeated = sample(space, 20, seed=0, shape=minilm_shape())
+    assert "15 distinct designs" in repeated.shortfall
     assert len(repeated.designs) == 20 and repeated.distinct == 15
     assert [d.repeat_of for d in repeated.designs[15:]] == [0, 1, 2, 3, 4]
     assert repeated.designs[15].choices == repeated.designs[0].choices
@@ -113,8 +121,14 @@ def test_space_that_cannot_meet_the_budget_is_reported() -> None:
 
 def test_redraw_cap_stops_and_says_why() -> None:
     # A budget so small (0.02% of BERT-base) that most draws fail, with a cap of 3 redraws.
-    batch = sample(DesignSpace.initial(), 50, seed=0, shape=bert_base_shape(),
-                   budget=Budget(parameters=20_000), max_redraws=3)
+    batch = sample(
+        DesignSpace.initial(),
+        50,
+        seed=0,
+        shape=bert_base_shape(),
+        budget=Budget(parameters=20_000),
+        max_redraws=3,
+    )
     assert batch.redraws == 4 and len(batch.designs) < 50
     assert batch.shortfall.startswith("stopped after 3 infeasible redraws")
 
@@ -122,20 +136,47 @@ def test_redraw_cap_stops_and_says_why() -> None:
 @pytest.mark.parametrize(
     ("call", "field"),
     [
-        (lambda: sample(DesignSpace.initial(num_groups=8), 4, seed=0, shape=minilm_shape()), "num_groups"),
+        (
+            lambda: sample(DesignSpace.initial(num_groups=8), 4, seed=0, shape=minilm_shape()),
+            "num_groups",
+        ),
         (lambda: sample(DesignSpace.initial(), 0, seed=0, shape=minilm_shape()), "n"),
         (lambda: sample(DesignSpace.initial(), 4, seed=-1, shape=minilm_shape()), "seed"),
-        (lambda: sample(DesignSpace.initial(), 4, seed=0, shape=minilm_shape(), balance="depth"), "component"),
-        (lambda: sample(DesignSpace.initial(), 4, seed=0, shape=minilm_shape(), balance="assignment.G1"), "balance"),
+        (
+            lambda: sample(DesignSpace.initial(), 4, seed=0, shape=minilm_shape(), balance="depth"),
+            "component",
+        ),
+        (
+            lambda: sample(
+                DesignSpace.initial(), 4, seed=0, shape=minilm_shape(), balance="assignment.G1"
+            ),
+            "balance",
+        ),
         (lambda: Budget(fraction=-0.01), "budget.fraction"),
         (lambda: Budget(fraction=1.5), "budget.fraction"),
         (lambda: Budget(parameters=-5), "budget.parameters"),
         (lambda: Budget(fraction=0.01, parameters=5), "budget"),
         (lambda: Budget.from_dict({"percent": 1}), "budget.percent"),
-        (lambda: compile_choices({**PAPER_S4, "grouping": "zigzag"}, shape=minilm_shape(),
-                                 budget=Budget(), num_groups=4, seed=0), "choices.grouping"),
-        (lambda: compile_choices({**PAPER_S4, "assignment.G1": None}, shape=minilm_shape(),
-                                 budget=Budget(), num_groups=4, seed=0), "choices.assignment.G1"),
+        (
+            lambda: compile_choices(
+                {**PAPER_S4, "grouping": "zigzag"},
+                shape=minilm_shape(),
+                budget=Budget(),
+                num_groups=4,
+                seed=0,
+            ),
+            "choices.grouping",
+        ),
+        (
+            lambda: compile_choices(
+                {**PAPER_S4, "assignment.G1": None},
+                shape=minilm_shape(),
+                budget=Budget(),
+                num_groups=4,
+                seed=0,
+            ),
+            "choices.assignment.G1",
+        ),
     ],
 )
 def test_bad_input_names_the_field(call, field: str) -> None:

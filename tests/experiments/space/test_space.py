@@ -19,8 +19,13 @@ from experiments.space.subsets import (
 def test_s0_leaves_every_choice_open() -> None:
     s0 = DesignSpace.initial(num_groups=4)
     assert s0.components == (
-        "grouping", "allocation", "groups",
-        "assignment.G1", "assignment.G2", "assignment.G3", "assignment.G4",
+        "grouping",
+        "allocation",
+        "groups",
+        "assignment.G1",
+        "assignment.G2",
+        "assignment.G3",
+        "assignment.G4",
     )
     assert len(s0.open("grouping")) == 5 and len(s0.open("allocation")) == 3
     assert len(s0.open("groups")) == 15
@@ -78,9 +83,18 @@ def good_dict() -> dict:
     ("mutate", "field"),
     [
         (lambda d: d["choices"].__setitem__("grouping", []), "choices.grouping"),
-        (lambda d: d["choices"].__setitem__("grouping", ["uniform", "zigzag"]), "choices.grouping[1]"),
-        (lambda d: d["choices"].__setitem__("allocation", ["uniform", "uniform"]), "choices.allocation[1]"),
-        (lambda d: d["choices"].__setitem__("assignment.G2", ["A", "X"]), "choices.assignment.G2[1]"),
+        (
+            lambda d: d["choices"].__setitem__("grouping", ["uniform", "zigzag"]),
+            "choices.grouping[1]",
+        ),
+        (
+            lambda d: d["choices"].__setitem__("allocation", ["uniform", "uniform"]),
+            "choices.allocation[1]",
+        ),
+        (
+            lambda d: d["choices"].__setitem__("assignment.G2", ["A", "X"]),
+            "choices.assignment.G2[1]",
+        ),
         (lambda d: d["choices"].__setitem__("groups", ["G5"]), "choices.groups[0]"),
         (lambda d: d["choices"].pop("groups"), "choices.groups"),
         (lambda d: d["choices"].__setitem__("assignment.G9", ["A"]), "choices.assignment.G9"),

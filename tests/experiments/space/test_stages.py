@@ -15,20 +15,26 @@ from experiments.space.stages import (
     stage_order,
     stage_seed,
 )
-
-PAPER_DECISIONS = [
-    ("grouping", "spindle"), ("allocation", "uniform"), ("groups", "G1+G2+G3+G4"),
-    ("assignment.G1", "A+L"), ("assignment.G2", "A+P"), ("assignment.G3", "A+P+B"),
-    ("assignment.G4", "P+B+L"),
-]
+from tests.experiments.space.paper import PAPER_S4
 
 
 def test_stage_order_s0_to_s4_g4() -> None:
     assert [s.name for s in stage_order(4)] == [
-        "S0", "S1", "S2", "S3", "S4.G1", "S4.G2", "S4.G3", "S4.G4", "final",
+        "S0",
+        "S1",
+        "S2",
+        "S3",
+        "S4.G1",
+        "S4.G2",
+        "S4.G3",
+        "S4.G4",
+        "final",
     ]
     assert [s.component for s in stage_order(4, reference=False)][:4] == [
-        "grouping", "allocation", "groups", "assignment.G1",
+        "grouping",
+        "allocation",
+        "groups",
+        "assignment.G1",
     ]
     assert stage_order(2)[0] is REFERENCE and stage_order(2)[-1] is FINAL
 
@@ -36,7 +42,7 @@ def test_stage_order_s0_to_s4_g4() -> None:
 def test_greedy_refinement_walks_the_paper_path() -> None:
     space = DesignSpace.initial(num_groups=4)
     names, records = [], []
-    for component, choice in PAPER_DECISIONS:
+    for component, choice in PAPER_S4.items():
         stage = next_stage(space)
         assert stage.component == component
         names.append(stage.name)
@@ -44,21 +50,36 @@ def test_greedy_refinement_walks_the_paper_path() -> None:
         records.append(decision)
     assert names == ["S1", "S2", "S3", "S4.G1", "S4.G2", "S4.G3", "S4.G4"]
     assert next_stage(space) is FINAL and remaining_stages(space) == (FINAL,)
-    assert final_choices(space) == dict(PAPER_DECISIONS)
-    assert records[0].open_before == ("increasing", "uniform", "decreasing", "spindle", "bottleneck")
+    assert final_choices(space) == PAPER_S4
+    assert records[0].open_before == (
+        "increasing",
+        "uniform",
+        "decreasing",
+        "spindle",
+        "bottleneck",
+    )
     assert not any(r.override for r in records)
 
 
 def test_override_keeps_the_reason() -> None:
     space = DesignSpace.initial(num_groups=4)
-    space, decision = refine(space, "grouping", "uniform", decided_by="user:alice",
-                             reason="spindle is not separable from uniform; prefer the simpler one",
-                             recommended="spindle")
+    space, decision = refine(
+        space,
+        "grouping",
+        "uniform",
+        decided_by="user:alice",
+        reason="spindle is not separable from uniform; prefer the simpler one",
+        recommended="spindle",
+    )
     assert space.open("grouping") == ("uniform",)
     record = decision.to_dict()
     assert record == {
-        "stage": "S1", "component": "grouping", "choice": "uniform", "recommended": "spindle",
-        "override": True, "decided_by": "user:alice",
+        "stage": "S1",
+        "component": "grouping",
+        "choice": "uniform",
+        "recommended": "spindle",
+        "override": True,
+        "decided_by": "user:alice",
         "reason": "spindle is not separable from uniform; prefer the simpler one",
         "open_before": ["increasing", "uniform", "decreasing", "spindle", "bottleneck"],
     }
@@ -67,7 +88,11 @@ def test_override_keeps_the_reason() -> None:
 
 def test_untuned_groups_get_no_strategy_stage() -> None:
     space = DesignSpace.initial(num_groups=4)
-    for component, choice in [("grouping", "spindle"), ("allocation", "uniform"), ("groups", "G2+G4")]:
+    for component, choice in [
+        ("grouping", "spindle"),
+        ("allocation", "uniform"),
+        ("groups", "G2+G4"),
+    ]:
         space, _ = refine(space, component, choice, decided_by="user:bob")
     assert [s.name for s in remaining_stages(space)] == ["S4.G2", "S4.G4", "final"]
     for component in ("assignment.G2", "assignment.G4"):
@@ -84,14 +109,46 @@ def test_components_fixed_up_front_are_skipped() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"component": "allocation", "choice": "uniform", "decided_by": "auto", "recommended": "uniform"}, "component"),
+        (
+            {
+                "component": "allocation",
+                "choice": "uniform",
+                "decided_by": "auto",
+                "recommended": "uniform",
+            },
+            "component",
+        ),
         ({"component": "grouping", "choice": "zigzag", "decided_by": "user:a"}, "choice"),
-        ({"component": "grouping", "choice": "uniform", "decided_by": "user:a", "recommended": "spindle"}, "reason"),
-        ({"component": "grouping", "choice": "uniform", "decided_by": "auto", "recommended": "spindle",
-          "reason": "x"}, "decided_by"),
+        (
+            {
+                "component": "grouping",
+                "choice": "uniform",
+                "decided_by": "user:a",
+                "recommended": "spindle",
+            },
+            "reason",
+        ),
+        (
+            {
+                "component": "grouping",
+                "choice": "uniform",
+                "decided_by": "auto",
+                "recommended": "spindle",
+                "reason": "x",
+            },
+            "decided_by",
+        ),
         ({"component": "grouping", "choice": "uniform", "decided_by": "auto"}, "decided_by"),
         ({"component": "grouping", "choice": "uniform", "decided_by": " "}, "decided_by"),
-        ({"component": "grouping", "choice": "uniform", "decided_by": "user:a", "recommended": "zigzag"}, "recommended"),
+        (
+            {
+                "component": "grouping",
+                "choice": "uniform",
+                "decided_by": "user:a",
+                "recommended": "zigzag",
+            },
+            "recommended",
+        ),
     ],
 )
 def test_bad_refinements_name_the_field(kwargs: dict, field: str) -> None:

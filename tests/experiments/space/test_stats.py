@@ -7,11 +7,22 @@ import math
 import pytest
 
 from experiments.space.errors import SpaceError
-from experiments.space.stats import TrialOutcome, bootstrap_ci, describe, edf_points, quantile, summarise
+from experiments.space.stats import (
+    TrialOutcome,
+    bootstrap_ci,
+    describe,
+    edf_points,
+    quantile,
+    summarise,
+)
 
 
 def outcomes(component: str, data: dict[str, list[float | None]]) -> list[TrialOutcome]:
-    return [TrialOutcome({component: choice}, score) for choice, scores in data.items() for score in scores]
+    return [
+        TrialOutcome({component: choice}, score)
+        for choice, scores in data.items()
+        for score in scores
+    ]
 
 
 def test_describe_by_hand() -> None:
@@ -64,7 +75,9 @@ def test_edf_is_monotone_and_ends_at_one() -> None:
 def test_clear_winner_is_separable() -> None:
     summary = summarise(
         outcomes("grouping", {"spindle": [80.0, 81.0, 82.0], "uniform": [60.0, 61.0, 62.0, None]}),
-        component="grouping", open_choices=["uniform", "spindle"], stage="S1",
+        component="grouping",
+        open_choices=["uniform", "spindle"],
+        stage="S1",
     )
     rec = summary.recommendation
     assert (rec.choice, rec.status, rec.runner_up) == ("spindle", "separable", "uniform")
@@ -77,9 +90,16 @@ def test_clear_winner_is_separable() -> None:
 
 def test_overlapping_intervals_are_not_separable() -> None:
     summary = summarise(
-        outcomes("allocation", {"uniform": [70.0, 75.0, 80.0], "increasing": [69.0, 74.0, 79.0],
-                                "decreasing": [50.0, 51.0]}),
-        component="allocation", open_choices=["increasing", "uniform", "decreasing"],
+        outcomes(
+            "allocation",
+            {
+                "uniform": [70.0, 75.0, 80.0],
+                "increasing": [69.0, 74.0, 79.0],
+                "decreasing": [50.0, 51.0],
+            },
+        ),
+        component="allocation",
+        open_choices=["increasing", "uniform", "decreasing"],
     )
     rec = summary.recommendation
     assert (rec.choice, rec.status, rec.runner_up) == ("uniform", "not_separable", "increasing")
@@ -89,7 +109,8 @@ def test_overlapping_intervals_are_not_separable() -> None:
 def test_too_few_successes_recommends_nothing() -> None:
     summary = summarise(
         outcomes("groups", {"G1": [70.0, None], "G2": [None, None], "G1+G2": [71.0, 72.0]}),
-        component="groups", open_choices=["G1", "G2", "G1+G2"],
+        component="groups",
+        open_choices=["G1", "G2", "G1+G2"],
     )
     rec = summary.recommendation
     assert rec.choice is None and rec.status == "insufficient"
@@ -100,16 +121,21 @@ def test_too_few_successes_recommends_nothing() -> None:
 def test_choices_below_the_minimum_are_named() -> None:
     summary = summarise(
         outcomes("groups", {"G1": [70.0, 71.0], "G2": [50.0], "G1+G2": [60.0, 61.0]}),
-        component="groups", open_choices=["G1", "G2", "G1+G2"],
+        component="groups",
+        open_choices=["G1", "G2", "G1+G2"],
     )
     assert summary.recommendation.choice == "G1"
     assert summary.recommendation.not_compared == ("G2",)
 
 
 def test_not_applicable_trials_are_counted_apart() -> None:
-    data = [TrialOutcome({"assignment.G2": None}, 70.0), TrialOutcome({"assignment.G2": "A"}, 71.0),
-            TrialOutcome({"assignment.G2": "A"}, 72.0), TrialOutcome({"assignment.G2": "P"}, 60.0),
-            TrialOutcome({"assignment.G2": "P"}, 61.0)]
+    data = [
+        TrialOutcome({"assignment.G2": None}, 70.0),
+        TrialOutcome({"assignment.G2": "A"}, 71.0),
+        TrialOutcome({"assignment.G2": "A"}, 72.0),
+        TrialOutcome({"assignment.G2": "P"}, 60.0),
+        TrialOutcome({"assignment.G2": "P"}, 61.0),
+    ]
     summary = summarise(data, component="assignment.G2", open_choices=["A", "P"])
     assert summary.not_applicable == 1 and summary.overall.n == 5
     assert [c.n for c in summary.choices] == [2, 2]
@@ -125,13 +151,33 @@ def test_reference_stage_summarises_everything() -> None:
 def test_summary_json_shape() -> None:
     summary = summarise(
         outcomes("grouping", {"spindle": [80.0, 81.0], "uniform": [60.0, 61.0]}),
-        component="grouping", open_choices=["uniform", "spindle"], stage="S1", seed=4,
+        component="grouping",
+        open_choices=["uniform", "spindle"],
+        stage="S1",
+        seed=4,
     )
     data = summary.to_dict()
-    assert set(data) == {"stage", "component", "trials", "choices", "overall", "recommendation", "bootstrap"}
+    assert set(data) == {
+        "stage",
+        "component",
+        "trials",
+        "choices",
+        "overall",
+        "recommendation",
+        "bootstrap",
+    }
     assert data["trials"] == {"total": 4, "succeeded": 4, "failed": 0, "not_applicable": 0}
     assert [c["choice"] for c in data["choices"]] == ["uniform", "spindle"]
-    assert set(data["choices"][0]) == {"choice", "n", "failed", "mean", "median", "std", "ci95", "edf"}
+    assert set(data["choices"][0]) == {
+        "choice",
+        "n",
+        "failed",
+        "mean",
+        "median",
+        "std",
+        "ci95",
+        "edf",
+    }
     assert data["bootstrap"] == {"resamples": 2000, "seed": 4, "level": 0.95}
 
 
@@ -139,8 +185,14 @@ def test_summary_json_shape() -> None:
     ("kwargs", "field"),
     [
         ({"component": "grouping", "open_choices": ["uniform"]}, "open_choices"),
-        ({"component": "grouping", "open_choices": ["uniform", "spindle"], "min_successes": 1}, "min_successes"),
-        ({"component": "grouping", "open_choices": ["uniform", "spindle"], "resamples": 0}, "resamples"),
+        (
+            {"component": "grouping", "open_choices": ["uniform", "spindle"], "min_successes": 1},
+            "min_successes",
+        ),
+        (
+            {"component": "grouping", "open_choices": ["uniform", "spindle"], "resamples": 0},
+            "resamples",
+        ),
     ],
 )
 def test_bad_arguments_name_the_field(kwargs: dict, field: str) -> None:
@@ -151,10 +203,16 @@ def test_bad_arguments_name_the_field(kwargs: dict, field: str) -> None:
 
 def test_unknown_choice_and_bad_score_name_the_trial() -> None:
     with pytest.raises(SpaceError) as info:
-        summarise([TrialOutcome({"grouping": "zigzag"}, 1.0)], component="grouping",
-                  open_choices=["uniform", "spindle"])
+        summarise(
+            [TrialOutcome({"grouping": "zigzag"}, 1.0)],
+            component="grouping",
+            open_choices=["uniform", "spindle"],
+        )
     assert info.value.field == "outcomes[0].choices.grouping"
     with pytest.raises(SpaceError) as info:
-        summarise([TrialOutcome({"grouping": "uniform"}, float("nan"))], component="grouping",
-                  open_choices=["uniform", "spindle"])
+        summarise(
+            [TrialOutcome({"grouping": "uniform"}, float("nan"))],
+            component="grouping",
+            open_choices=["uniform", "spindle"],
+        )
     assert info.value.field == "outcomes[0].score"

@@ -1,0 +1,259 @@
+"""Successive halving inside a stage (beyond the paper; optional, ``SearchConfig.halving_eta``).
+
+A stage trains all its designs for a few epochs, keeps the best 1/eta of the designs *of each
+choice*, trains those further, and so on until the stage's full epoch count. Keeping the same
+fraction per choice keeps the comparison fair: each choice is judged by the final scores of its
+own best designs, so the stage decides with the same statistics (stats.summarise over the
+survivors) while spending fewer trial-epochs.
+
+Rungs end at epochs ``round(E / eta**(K - k))`` for k = 0..K, K the largest integer with
+``E / eta**K >= min_epochs`` (E = 3, eta = 3: rungs at 1 and 3 epochs; E = 10: 1, 3, 10). A choice
+with n designs keeps ``max(1, ceil(n / eta))`` of them at each rung.
+
+``replay`` measures, on a stage that was trained in full with a score recorded after every epoch,
+whether halving would have reached the same decision, and how often it does over bootstrap
+resamples of the stage's trials.
+
+>>> plan = plan_halving({"uniform": 20, "spindle": 20}, epochs=3, eta=3)
+>>> [r.epochs for r in plan.rungs], plan.trial_epochs, plan.full_trial_epochs
+([1, 3], 68, 120)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from experiments.space.errors import SpaceError
+
+
+@dataclass(frozen=True)
+class Rung:
+    """Designs of each choice trained from the previous rung's epoch count to ``epochs``."""
+
+    index: int
+    epochs: int
+    trials_per_choice: Mapping[str, int]
+
+    @property
+    def trials(self) -> int:
+        return sum(self.trials_per_choice.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "epochs": self.epochs,
+            "trials_per_choice": dict(self.trials_per_choice),
+        }
+
+
+@dataclass(frozen=True)
+class HalvingPlan:
+    eta: int
+    epochs: int
+    rungs: tuple[Rung, ...]
+    trial_epochs: int  # epochs trained over all trials with halving
+    full_trial_epochs: int  # epochs trained if every trial ran all epochs
+
+    @property
+    def saved(self) -> int:
+        return self.full_trial_epochs - self.trial_epochs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "eta": self.eta,
+            "epochs": self.epochs,
+            "rungs": [r.to_dict() for r in self.rungs],
+            "trial_epochs": self.trial_epochs,
+            "full_trial_epochs": self.full_trial_epochs,
+            "saved_trial_epochs": self.saved,
+        }
+
+
+def _check(epochs: int, eta: int, min_epochs: int) -> None:
+    for name, value, minimum in (
+        ("epochs", epochs, 1),
+        ("eta", eta, 2),
+        ("min_epochs", min_epochs, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise SpaceError(name, f"must be an integer >= {minimum}, got {value!r}")
+
+
+def rung_epochs(epochs: int, *, eta: int = 3, min_epochs: int = 1) -> tuple[int, ...]:
+    """Cumulative epochs at the end of each rung; the last is ``epochs``.
+
+    >>> rung_epochs(10, eta=3), rung_epochs(3, eta=2), rung_epochs(1, eta=3)
+    ((1, 3, 10), (2, 3), (1,))
+    """
+    _check(epochs, eta, min_epochs)
+    top = 0
+    while epochs / eta ** (top + 1) >= min_epochs:
+        top += 1
+    ends = sorted({max(min_epochs, round(epochs / eta ** (top - k))) for k in range(top + 1)})
+    return tuple(ends)
+
+
+def keep_count(n: int, eta: int) -> int:
+    """Designs of one choice promoted out of ``n``: the best 1/eta, at least one."""
+    return max(1, math.ceil(n / eta))
+
+
+def plan_halving(
+    trials_per_choice: Mapping[str, int], *, epochs: int, eta: int = 3, min_epochs: int = 1
+) -> HalvingPlan:
+    """Rungs, per-choice survivors and the trial-epochs halving spends versus a full stage."""
+    for choice, n in trials_per_choice.items():
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise SpaceError(
+                f"trials_per_choice.{choice}", f"must be a non-negative integer, got {n!r}"
+            )
+    rungs: list[Rung] = []
+    alive = dict(trials_per_choice)
+    spent = previous = 0
+    for index, end in enumerate(rung_epochs(epochs, eta=eta, min_epochs=min_epochs)):
+        if index:
+            alive = {c: keep_count(n, eta) if n else 0 for c, n in alive.items()}
+        rungs.append(Rung(index=index, epochs=end, trials_per_choice=dict(alive)))
+        spent += sum(alive.values()) * (end - previous)
+        previous = end
+    return HalvingPlan(
+        eta=eta,
+        epochs=epochs,
+        rungs=tuple(rungs),
+        trial_epochs=spent,
+        full_trial_epochs=sum(trials_per_choice.values()) * epochs,
+    )
+
+
+def promote(
+    scores: Mapping[Any, float | None], choice_of: Mapping[Any, str], *, eta: int
+) -> set[Any]:
+    """Trial ids that go on to the next rung: the best ``keep_count`` of each choice.
+
+    A trial without a score (failed) is never promoted; ties go to the earlier trial id order.
+    """
+    by_choice: dict[str, list[Any]] = {}
+    for trial in scores:
+        by_choice.setdefault(choice_of[trial], []).append(trial)
+    promoted: set[Any] = set()
+    for trials in by_choice.values():
+        scored = [t for t in trials if scores[t] is not None]
+        scored.sort(key=lambda t: -scores[t])  # stable: earlier ids win ties
+        promoted.update(scored[: keep_count(len(trials), eta)])
+    return promoted
+
+
+@dataclass(frozen=True)
+class RecordedTrial:
+    """A trial of a fully trained stage: its choice, its score after each epoch (None: failed)."""
+
+    choice: str
+    scores: Sequence[float | None]
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    full_decision: str | None
+    halving_decision: str | None
+    agreement: float  # fraction of bootstrap resamples where halving decides like the full stage
+    resamples: int
+    plan: HalvingPlan
+
+    @property
+    def same_decision(self) -> bool:
+        return self.full_decision == self.halving_decision
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "full_decision": self.full_decision,
+            "halving_decision": self.halving_decision,
+            "same_decision": self.same_decision,
+            "agreement": self.agreement,
+            "resamples": self.resamples,
+            "plan": self.plan.to_dict(),
+        }
+
+
+def _best_mean(finals: Mapping[str, list[float]], order: Sequence[str]) -> str | None:
+    means = {c: statistics.fmean(v) for c, v in finals.items() if v}
+    if not means:
+        return None
+    return min(means, key=lambda c: (-means[c], order.index(c)))
+
+
+def _full_decision(trials: Sequence[RecordedTrial], order: Sequence[str]) -> str | None:
+    finals: dict[str, list[float]] = {c: [] for c in order}
+    for t in trials:
+        if t.scores[-1] is not None:
+            finals[t.choice].append(t.scores[-1])
+    return _best_mean(finals, order)
+
+
+def _halving_decision(
+    trials: Sequence[RecordedTrial], rungs: Sequence[int], eta: int, order: Sequence[str]
+) -> str | None:
+    alive = list(range(len(trials)))
+    for end in rungs[:-1]:
+        alive = sorted(
+            promote(
+                {i: trials[i].scores[end - 1] for i in alive},
+                {i: trials[i].choice for i in alive},
+                eta=eta,
+            )
+        )
+    finals: dict[str, list[float]] = {c: [] for c in order}
+    for i in alive:
+        if trials[i].scores[-1] is not None:
+            finals[trials[i].choice].append(trials[i].scores[-1])
+    return _best_mean(finals, order)
+
+
+def replay(
+    trials: Sequence[RecordedTrial],
+    *,
+    eta: int = 3,
+    min_epochs: int = 1,
+    resamples: int = 200,
+    seed: int = 0,
+) -> ReplayReport:
+    """Would halving have decided this fully trained stage the same way? (module docstring)
+
+    The full decision is the choice with the highest mean final-epoch score; the halving decision
+    the choice whose surviving designs have the highest mean final-epoch score. ``agreement``
+    repeats both on ``resamples`` stratified bootstrap resamples (trials redrawn within each
+    choice, so every choice keeps its count).
+    """
+    if not trials:
+        raise SpaceError("trials", "need at least one recorded trial")
+    epochs = len(trials[0].scores)
+    for i, t in enumerate(trials):
+        if len(t.scores) != epochs:
+            raise SpaceError(
+                f"trials[{i}].scores", f"has {len(t.scores)} epochs, trials[0] has {epochs}"
+            )
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+        raise SpaceError("resamples", f"must be a positive integer, got {resamples!r}")
+    rungs = rung_epochs(epochs, eta=eta, min_epochs=min_epochs)
+    order = list(dict.fromkeys(t.choice for t in trials))
+    full = _full_decision(trials, order)
+    halved = _halving_decision(trials, rungs, eta, order)
+
+    rng = random.Random(seed)
+    by_choice = {c: [t for t in trials if t.choice == c] for c in order}
+    agree = 0
+    for _ in range(resamples):
+        resample = [t for c in order for t in rng.choices(by_choice[c], k=len(by_choice[c]))]
+        agree += _full_decision(resample, order) == _halving_decision(resample, rungs, eta, order)
+    counts = {c: len(v) for c, v in by_choice.items()}
+    return ReplayReport(
+        full_decision=full,
+        halving_decision=halved,
+        agreement=agree / resamples,
+        resamples=resamples,
+        plan=plan_halving(counts, epochs=epochs, eta=eta, min_epochs=min_epochs),
+    )

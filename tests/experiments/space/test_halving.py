@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import pytest
+
+from experiments.space.errors import SpaceError
+from experiments.space.halving import (
+    RecordedTrial,
+    keep_count,
+    plan_halving,
+    promote,
+    replay,
+    rung_epochs,
+)
+
+
+def test_rungs() -> None:
+    assert rung_epochs(3, eta=3) == (1, 3)
+    assert rung_epochs(10, eta=3) == (1, 3, 10)
+    assert rung_epochs(9, eta=3) == (1, 3, 9)
+    assert rung_epochs(8, eta=2) == (1, 2, 4, 8)
+    assert rung_epochs(1, eta=2) == (1,)
+    assert rung_epochs(10, eta=3, min_epochs=2) == (3, 10)
+
+
+def test_plan_counts_trial_epochs_saved() -> None:
+    # 5 choices of 20 designs, 3 epochs, eta 3: 100 designs x 1 epoch, then 7 per choice x 2 epochs
+    plan = plan_halving({c: 20 for c in "abcde"}, epochs=3, eta=3)
+    assert [r.trials for r in plan.rungs] == [100, 35]
+    assert (plan.trial_epochs, plan.full_trial_epochs, plan.saved) == (170, 300, 130)
+    assert plan.to_dict()["saved_trial_epochs"] == 130
+    # a single epoch cannot be halved: nothing saved
+    assert plan_halving({"a": 4}, epochs=1, eta=3).saved == 0
+
+
+def test_keep_count_keeps_at_least_one() -> None:
+    assert [keep_count(n, 3) for n in (1, 2, 3, 4, 7)] == [1, 1, 1, 2, 3]
+
+
+def test_promote_keeps_best_per_choice_and_never_failed() -> None:
+    scores = {1: 50.0, 2: 70.0, 3: 60.0, 4: None, 5: 10.0, 6: 20.0, 7: None}
+    choice_of = {1: "a", 2: "a", 3: "a", 4: "a", 5: "b", 6: "b", 7: "b"}
+    # a: 4 designs keep 2 (70, 60); b: 3 designs keep 2, and only 20 and 10 have scores
+    assert promote(scores, choice_of, eta=2) == {2, 3, 5, 6}
+    assert promote({1: None, 2: None}, {1: "a", 2: "a"}, eta=2) == set()
+
+
+def trial(choice: str, *scores: float | None) -> RecordedTrial:
+    return RecordedTrial(choice, scores)
+
+
+def test_replay_agrees_when_early_scores_predict_late_ones() -> None:
+    trials = [trial("good", 60 + i, 70 + i, 80 + i) for i in range(6)]
+    trials += [trial("bad", 50 + i, 55 + i, 60 + i) for i in range(6)]
+    report = replay(trials, eta=3, resamples=50, seed=1)
+    assert report.full_decision == report.halving_decision == "good"
+    assert report.same_decision and report.agreement == 1.0
+    assert report.plan.saved == 12 * 3 - (12 * 1 + 4 * 2)
+
+
+def test_replay_detects_a_different_decision() -> None:
+    # "a": one excellent design among poor ones (final mean 54.5); "b": uniformly decent (60).
+    # The full stage picks b; halving (eta 3: rungs at 1 and 3 epochs) keeps 2 designs of each
+    # choice and compares (95 + 41) / 2 = 68 with 60, so it picks a.
+    trials = [trial("a", 90, 95, 95)] + [trial("a", 40, 40, 41) for _ in range(3)]
+    trials += [trial("b", 60, 60, 60) for _ in range(4)]
+    report = replay(trials, eta=3, resamples=20, seed=0)
+    assert (report.full_decision, report.halving_decision) == ("b", "a")
+    assert not report.same_decision and report.agreement < 1.0
+
+
+def test_replay_validates_input() -> None:
+    with pytest.raises(SpaceError) as info:
+        replay([trial("a", 1.0, 2.0), trial("b", 1.0)])
+    assert info.value.field == "trials[1].scores"
+    with pytest.raises(SpaceError) as info:
+        replay([trial("a", 1.0)], eta=1)
+    assert info.value.field == "eta"
