@@ -142,8 +142,12 @@ def task_upload(request: HttpRequest) -> HttpResponse:
 def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
     search = _search_or_404(request, search_id)
     stages = list(search.stages.all())
+    # Curves of the running trials or, when none runs, of the latest finished ones.
     running = list(Trial.objects.filter(search=search, status=Trial.Status.RUNNING)
                    .order_by("started_at").values_list("id", flat=True)[:12])
+    if not running:
+        running = list(Trial.objects.filter(search=search, status=Trial.Status.SUCCEEDED)
+                       .order_by("-finished_at", "-id").values_list("id", flat=True)[:6])
     context = {
         "search": search,
         "timeline": stage_timeline(search, stages),
@@ -410,43 +414,47 @@ def space_diff(stage: Stage, options: list[str]) -> list[dict]:
     return rows
 
 
+ARM_NAMES = {"selected": "Selected design", "adapter": "Adapter only", "prefix": "Prefix only",
+             "bitfit": "BitFit only", "lora": "LoRA only", "full": "Full fine-tuning"}
+
+
 def final_report(search: Search) -> dict:
-    """The final stage: selected design vs baselines per task (mean, std over seeds), the selected
-    design's layer x strategy sizes, every stage's decision, and the downloadable artifacts."""
-    import statistics
+    """The final stage: each arm (selected design, single-strategy baselines, full fine-tuning) per
+    task, mean and std over seeds (experiments.space.final.results_table); the selected design's
+    layer x strategy sizes; every stage's decision; the downloadable artifacts."""
+    from experiments.space.final import FinalResult, results_table
 
     final = search.stages.filter(key="final").first()
-    groups: dict[str, dict] = {}
-    task_names = [task.name for task in search.tasks.all()]
+    results, parameters, pending = [], {}, 0
     if final is not None:
-        for trial in final.trials.order_by("kind", "label", "index"):
-            name = "Selected design" if trial.kind == Trial.Kind.SELECTED else (trial.label or trial.kind)
-            group = groups.setdefault(name, {"name": name, "kind": trial.kind, "per_task": {}, "average": [],
-                                             "params": trial.trainable_params, "trials": [], "failed": 0})
-            group["trials"].append(trial)
-            if trial.status != Trial.Status.SUCCEEDED or trial.score is None:
-                group["failed"] += trial.status == Trial.Status.FAILED
+        rows = final.trials.values_list("choices", "status", "score", "trainable_params")
+        for choices, status, score_value, params in rows:
+            arm = choices.get("arm")
+            if arm is None:
                 continue
-            group["average"].append(trial.score)
-            for task, result in (trial.scores or {}).items():
-                if isinstance(result, dict) and result.get("score") is not None:
-                    group["per_task"].setdefault(task, []).append(result["score"])
-    rows = []
-    for group in sorted(groups.values(), key=lambda g: (g["kind"] != Trial.Kind.SELECTED, g["name"])):
-        cells = {}
-        for task in [*task_names, "average"]:
-            values = group["average"] if task == "average" else group["per_task"].get(task, [])
-            cells[task] = {"mean": statistics.fmean(values) if values else None,
-                           "std": statistics.stdev(values) if len(values) > 1 else None, "n": len(values)}
-        rows.append({**group, "cells": cells})
-    best_baseline = max((r["cells"]["average"]["mean"] for r in rows
-                         if r["kind"] != Trial.Kind.SELECTED and r["cells"]["average"]["mean"] is not None),
-                        default=None)
+            parameters.setdefault(arm, params)
+            if status not in Trial.FINAL_STATUSES:
+                pending += 1
+                continue
+            results.append(FinalResult(arm=arm, task=choices.get("task", ""), seed=choices.get("seed", 0),
+                                       score=score_value if status == Trial.Status.SUCCEEDED else None))
+    table = results_table(results, parameters=parameters) if results else {"tasks": [], "rows": [], "best": None}
+    for row in table["rows"]:
+        row["name"] = ARM_NAMES.get(row["arm"], row["arm"])
+        row["failed"] = sum(cell["failed"] for cell in row["per_task"].values())
+        row["cells"] = {**row["per_task"], "average": {**row["average"], "n": row["average"]["seeds"]}}
+    table["rows"].sort(key=lambda row: row["arm"] != "selected")
+    selected_row = next((r for r in table["rows"] if r["arm"] == "selected"), None)
+    baselines = [r["average"]["mean"] for r in table["rows"]
+                 if r["arm"] not in ("selected", "full") and r["average"]["mean"] is not None]
+    full = next((r["average"]["mean"] for r in table["rows"] if r["arm"] == "full"), None)
     selected = selectors.search_final_trial(search=search)
     return {
-        "final_stage": final, "tasks": task_names, "rows": rows, "best_baseline": best_baseline,
+        "final_stage": final, "tasks": table["tasks"], "rows": table["rows"], "best": table["best"],
+        "pending": pending, "selected_average": selected_row["average"]["mean"] if selected_row else None,
+        "best_baseline": max(baselines, default=None), "full": full,
         "selected": selected, "heatmap": design_heatmap(selected.design if selected else None),
-        "decisions": [s for s in search.stages.all() if s.decision is not None or s.decided_at],
+        "decisions": [s for s in search.stages.all() if s.decision],
         "artifacts": list(selectors.artifact_list(search=search)),
     }
 

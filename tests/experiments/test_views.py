@@ -275,15 +275,17 @@ def test_report_compares_selected_design_with_baselines(owner_client, search, us
                                      "override": True, "decided_by": "alice", "reason": "cheaper",
                                      "open_before": ["G1", "G1+G2"]})
     final = StageFactory(search=search, order=9, key="final", component="", space=S0_SPACE, status="completed")
+    design = design_document(layers=[{"adapter": 8, "lora": 4}, {"prefix": 2}, {}, {"bitfit": True}])
     for seed, (selected, lora) in enumerate([(80.0, 70.0), (82.0, 72.0)]):
-        TrialFactory(stage=final, kind="selected", label="selected", status="succeeded", score=selected, seed=seed,
-                     scores={"sst2": {"score": selected, "metrics": {"accuracy": selected / 100}}},
-                     design=design_document(layers=[{"adapter": 8, "lora": 4}, {"prefix": 2}, {}, {"bitfit": True}]))
-        TrialFactory(stage=final, kind="baseline", label="lora", status="succeeded", score=lora, seed=seed,
-                     scores={"sst2": {"score": lora, "metrics": {"accuracy": lora / 100}}})
+        TrialFactory(stage=final, kind="selected", status="succeeded", score=selected, seed=seed, design=design,
+                     choices={"arm": "selected", "task": "sst2", "seed": seed}, trainable_params=4321)
+        TrialFactory(stage=final, kind="baseline", status="succeeded", score=lora, seed=seed,
+                     choices={"arm": "lora", "task": "sst2", "seed": seed})
+    TrialFactory(stage=final, kind="baseline", status="running", choices={"arm": "full", "task": "sst2", "seed": 0})
     body = owner_client.get(reverse("search-report", args=[search.pk])).content.decode()
-    assert "Selected design" in body and "lora" in body
+    assert "Selected design" in body and "LoRA only" in body and "4,321" in body
     assert "81.00" in body and "± 1.41" in body  # mean and std over two seeds
+    assert "1 run to go" in body
     assert 'id="chart-bars"' in body and 'class="heat"' in body
     assert "G1+G2" in body and "override" in body and "cheaper" in body
     assert "not expressible" in body  # PEFT export of an adapter design

@@ -54,15 +54,20 @@
     return front;
   }
 
-  function parcoords(el, data) {
+  function parcoords(el, all) {
+    // Only sampled designs have choices of every component; final-stage runs are left out.
+    const keep = all.id.map(function (_, i) { return i; }).filter(function (i) { return all.kind[i] === "sample"; });
+    const pick = function (column) { return keep.map(function (i) { return column[i]; }); };
+    const data = { id: pick(all.id), score: pick(all.score), components: all.components, labels: all.labels, codes: {} };
+    all.components.forEach(function (name) { data.codes[name] = pick(all.codes[name]); });
     if (!data.id.length) { empty(el, "No finished trials yet: the chart fills in as trials succeed."); return; }
     el.innerHTML = "";
     const dims = [];
     data.components.forEach(function (name) {
       const codes = data.codes[name];
       const used = Array.from(new Set(codes.filter(function (c) { return c >= 0; }))).sort(function (a, b) { return a - b; });
-      if (used.length < 1) return;
       const hasNone = codes.some(function (c) { return c < 0; });
+      if (used.length + (hasNone ? 1 : 0) < 2) return;  // a fixed component says nothing here
       const ticks = used.map(function (c) { return data.labels[name][c]; });
       const position = {};
       used.forEach(function (c, i) { position[c] = i; });
@@ -141,7 +146,6 @@
     Plotly.react(el, traces, layout({
       xaxis: { title: { text: "score (higher is better: a better choice's curve lies to the right)" }, gridcolor: "#eef0f3" },
       yaxis: { title: { text: "fraction of designs with score ≤ x" }, range: [0, 1.02], tickformat: ".0%", gridcolor: "#eef0f3" },
-      legend: { orientation: "v", x: 0.01, y: 0.99, bgcolor: "rgba(255,255,255,.8)" },
     }), CONFIG);
   }
 

@@ -25,7 +25,7 @@
   }
 
   function track(id) {
-    if (!trials.has(id)) trials.set(id, { attempt: 0, cursor: 0, active: Date.now(), status: "running", series: {} });
+    if (!trials.has(id)) trials.set(id, { attempt: 0, cursor: 0, active: Date.now(), status: "", series: {} });
     const t = trials.get(id);
     t.active = Date.now();
     if (trials.size > MAX_TRIALS) {  // forget the trial that has been quiet longest
@@ -57,7 +57,7 @@
         total += steps.length;
         out.push({ label: "trial " + id + " · " + name.split(":")[0], steps: steps,
                    values: steps.map(function (s) { return t.series[name].get(s); }),
-                   dash: t.status === "running" ? "solid" : "dot" });
+                   dash: t.status && t.status !== "running" ? "dot" : "solid" });
       });
     });
     return { series: out, total: total };
