@@ -127,7 +127,7 @@ class _Drawer:
             self.available = {None: space.count_designs()}
         else:
             self.available = {
-                c: space.restrict(balance, [c]).count_designs() for c in space.open(balance)
+                c: space.count_designs(fixing=(balance, c)) for c in space.open(balance)
             }
         self.available_total = sum(self.available.values())
 

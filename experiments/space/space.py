@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from types import MappingProxyType
 from typing import Any
 
@@ -50,6 +51,7 @@ def assignment_component(group: int) -> str:
     return f"assignment.G{group + 1}"
 
 
+@cache
 def component_names(num_groups: int) -> tuple[str, ...]:
     """All components of a space over ``num_groups`` groups, in stage (decision) order."""
     return ("grouping", "allocation", "groups") + tuple(
@@ -71,6 +73,12 @@ def all_choices(component: str, num_groups: int) -> tuple[str, ...]:
         "component",
         f"unknown component {component!r}; expected one of {component_names(num_groups)}",
     )
+
+
+@cache  # G = 12 has 4095 tunable-groups choices: validate by lookup, not by scanning
+def _positions(component: str, num_groups: int) -> dict[str, int]:
+    """Canonical position of each possible choice of ``component``."""
+    return {choice: i for i, choice in enumerate(all_choices(component, num_groups))}
 
 
 def _check_num_groups(num_groups: Any) -> int:
@@ -113,16 +121,23 @@ class DesignSpace:
             if not values:
                 raise SpaceError(f"choices.{name}", "must keep at least one open choice")
             possible = all_choices(name, num_groups)
+            position = _positions(name, num_groups)
+            seen: set[str] = set()
             for i, value in enumerate(values):
-                if value not in possible:
+                if not isinstance(value, str) or value not in position:
                     raise SpaceError(
                         f"choices.{name}[{i}]",
                         f"unknown choice {value!r}; expected one of {_preview(possible)}",
                     )
-                if value in values[:i]:
+                if value in seen:
                     raise SpaceError(f"choices.{name}[{i}]", f"repeats {value!r}")
-            canonical[name] = tuple(v for v in possible if v in values)
+                seen.add(value)
+            canonical[name] = tuple(sorted(seen, key=position.__getitem__))
         object.__setattr__(self, "choices", MappingProxyType(canonical))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The choices are a read-only mappingproxy, which pickle and deepcopy cannot handle.
+        return (_space_from_dict, (self.to_dict(),))
 
     @classmethod
     def initial(cls, *, num_groups: int = 4) -> DesignSpace:
@@ -172,15 +187,26 @@ class DesignSpace:
         """True when every open tunable-groups choice tunes 0-based ``group``."""
         return all(group in parse_groups(label, self.num_groups) for label in self.open("groups"))
 
-    def count_designs(self) -> int:
-        """Distinct effective designs: an untuned group's assignment does not count."""
-        per_groups = 0
-        for label in self.open("groups"):
-            per_groups += math.prod(
-                len(self.open(assignment_component(g)))
-                for g in parse_groups(label, self.num_groups)
-            )
-        return len(self.open("grouping")) * len(self.open("allocation")) * per_groups
+    def count_designs(self, *, fixing: tuple[str, str] | None = None) -> int:
+        """Distinct effective designs: an untuned group's assignment does not count.
+
+        ``fixing=(component, choice)`` counts as if that component were restricted to the choice
+        (without building the restricted space: sampling asks this for every open choice).
+        """
+
+        def size(component: str) -> int:
+            if fixing is not None and fixing[0] == component:
+                return 1
+            return len(self.open(component))
+
+        labels = self.open("groups")
+        if fixing is not None and fixing[0] == "groups":
+            labels = (fixing[1],)
+        per_groups = sum(
+            math.prod(size(assignment_component(g)) for g in parse_groups(label, self.num_groups))
+            for label in labels
+        )
+        return size("grouping") * size("allocation") * per_groups
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -200,6 +226,10 @@ class DesignSpace:
         if not isinstance(choices, Mapping):
             raise SpaceError("choices", "must be an object mapping component names to lists")
         return cls(num_groups=data.get("num_groups"), choices=choices)
+
+
+def _space_from_dict(data: Mapping[str, Any]) -> DesignSpace:
+    return DesignSpace.from_dict(data)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ full set last.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 from itertools import combinations
 
 from experiments.space.errors import SpaceError
@@ -44,11 +45,13 @@ def group_names(num_groups: int) -> tuple[str, ...]:
     return tuple(f"G{k}" for k in range(1, num_groups + 1))
 
 
+@cache  # spaces are validated against these on every construction
 def group_subsets(num_groups: int) -> tuple[str, ...]:
     """Every non-empty subset of the groups, as labels, in canonical order."""
     return _subsets(group_names(num_groups))
 
 
+@cache
 def strategy_subsets() -> tuple[str, ...]:
     """The 15 non-empty subsets of A, P, B, L, as labels, in canonical order."""
     return _subsets(tuple(STRATEGY_CODES))

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import copy
 import json
+import pickle
+import time
 
 import pytest
 
@@ -73,6 +76,11 @@ def test_diff_lists_changed_components_in_stage_order() -> None:
 def test_count_ignores_assignment_of_untuned_groups() -> None:
     space = DesignSpace.initial(num_groups=2).restrict("groups", ["G1"])
     assert space.count_designs() == 5 * 3 * 15
+    s0 = DesignSpace.initial(num_groups=2)
+    for component in s0.components:
+        for choice in s0.open(component):
+            expected = s0.restrict(component, [choice]).count_designs()
+            assert s0.count_designs(fixing=(component, choice)) == expected
 
 
 def good_dict() -> dict:
@@ -128,3 +136,17 @@ def test_restrict_rejects_closed_or_empty_choices() -> None:
 def test_component_names_for_one_group() -> None:
     assert component_names(1) == ("grouping", "allocation", "groups", "assignment.G1")
     assert DesignSpace.initial(num_groups=1).count_designs() == 5 * 3 * 15
+
+
+def test_spaces_pickle_and_copy() -> None:
+    space = DesignSpace.initial(num_groups=3).restrict("groups", ["G1+G3"])
+    assert pickle.loads(pickle.dumps(space)) == space
+    assert copy.deepcopy(space) == space
+
+
+def test_largest_space_is_cheap_to_build() -> None:
+    start = time.perf_counter()
+    space = DesignSpace.initial(num_groups=MAX_GROUPS)
+    assert len(space.open("groups")) == 2**MAX_GROUPS - 1
+    assert DesignSpace.from_dict(space.to_dict()) == space
+    assert time.perf_counter() - start < 1.0
