@@ -50,6 +50,20 @@ When ``config.reference_stage`` is set, run the REFERENCE stage (S0) first: samp
 space without balance and summarise with ``component=None``; it decides nothing and gives the
 EDF that later stages are compared with.
 
+Successive halving (``config.halving_eta``), inside one stage::
+
+    plan = plan_halving(Counter(d.choices[stage.component] for d in batch.designs),
+                        epochs=config.epochs, eta=config.halving_eta)
+    # train every trial to plan.rungs[0].epochs; at the end of each rung but the last:
+    alive = promote({t.id: t.score for t in alive_trials},  # scores at this rung
+                    {t.id: t.choices[stage.component] for t in alive_trials},
+                    eta=config.halving_eta)
+    # stop the others (not failures: leave them out of summarise), train `alive` to the next
+    # rung's epochs; summarise the survivors' final scores. plan.saved = trial-epochs saved.
+    # On a fully trained stage with a score after every epoch:
+    report = replay([RecordedTrial(choice, per_epoch_scores), ...], eta=3)
+    # report.same_decision, report.agreement (over bootstrap resamples), report.plan.saved
+
 Every bad input raises ``SpaceError`` (a ``ValueError``) whose ``.field`` names the offending
 field; a budget the backbone cannot meet raises ``tasks.peft.budget.InfeasibleBudget`` from the
 solver (``sample`` redraws those and raises ``InfeasibleSpace`` only when nothing is feasible).
