@@ -61,7 +61,7 @@ def backbone_find(*, user: AbstractBaseUser, ref: str) -> Backbone | None:
 SEARCH_LIST_FIELDS = (
     "id", "name", "status", "preset", "auto_approve", "trials_done", "trials_total", "best_score",
     "budget_kind", "budget_value", "budget_params", "groups", "seed", "created_at", "finished_at",
-    "error", "backbone__id", "backbone__display_name", "current_stage__id", "current_stage__key",
+    "error", "owner", "backbone__id", "backbone__display_name", "current_stage__id", "current_stage__key",
     "current_stage__status",
 )
 
@@ -207,7 +207,7 @@ def trial_strategy_strip(design: Mapping[str, Any]) -> list[str]:
 
 METRICS_DEFAULT_POINTS = 4000
 METRICS_MAX_POINTS = 20000
-METRICS_SCAN_FACTOR = 10
+METRICS_SCAN_FACTOR = 5
 
 
 @dataclass
@@ -247,37 +247,57 @@ def metric_points(*, search: Search, after: int = 0, trial_id: int | None = None
                   stage_id: int | None = None, max_points: int = METRICS_DEFAULT_POINTS) -> MetricPage:
     """The search's metric points with id > ``after``, latest attempt of each trial only.
 
-    One call reads at most ``max_points * METRICS_SCAN_FACTOR`` points in id order (so its cost is
-    bounded however large the stage) and downsamples each series it read to at most its share of
-    ``max_points``, keeping every series' first and last point. The answer's ``next`` is the cursor
-    for the following call and ``more`` says whether one is needed: a page that reconnects calls
-    with its last cursor until ``more`` is false and then follows the live events.
+    One call reads at most ``max_points * METRICS_SCAN_FACTOR`` points in id order, so its cost
+    is bounded however large the stage, and downsamples each series it read to at most its share
+    of ``max_points``, keeping every series' first and last point. ``next`` is the cursor for the
+    following call and ``more`` says whether one is needed: a page that reconnects calls with its
+    last cursor until ``more`` is false, then follows the live events.
+
+    The points are read by primary key (``trial_id + 0`` keeps the planner off the trial index,
+    which would read every point of the stage and sort them), and filtered to the latest attempts
+    here, against the {trial: attempt} map of the asked trials.
     """
     max_points = max(1, min(int(max_points), METRICS_MAX_POINTS))
     scan_limit = max_points * METRICS_SCAN_FACTOR
-    points = MetricPoint.objects.filter(id__gt=after, trial__search=search, attempt=F("trial__attempt"))
+    trials = Trial.objects.filter(search=search)
     if trial_id is not None:
-        points = points.filter(trial_id=trial_id)
+        trials = trials.filter(pk=trial_id)
     if stage_id is not None:
-        points = points.filter(trial__stage_id=stage_id)
-    rows = list(points.order_by("id").values_list("id", "trial_id", "attempt", "name", "step", "value")[:scan_limit + 1])
+        trials = trials.filter(stage_id=stage_id)
+    attempts = dict(trials.values_list("id", "attempt"))
+    if not attempts:
+        return MetricPage(series=[], next=after, more=False, scanned=0, returned=0, downsampled=False)
+    points = MetricPoint.objects.filter(id__gt=after)
+    if len(attempts) == 1:
+        (only_trial, only_attempt), = attempts.items()
+        points = points.filter(trial_id=only_trial, attempt=only_attempt)
+    else:
+        points = (points.alias(trial_key=F("trial_id") + 0)
+                  .filter(trial_key__gte=min(attempts), trial_key__lte=max(attempts)))
+    rows = list(points.order_by("id").values_list("id", "trial_id", "attempt", "name", "step", "value")
+                [:scan_limit + 1])
     more = len(rows) > scan_limit
     rows = rows[:scan_limit]
 
     grouped: dict[tuple[int, int, str], tuple[list[int], list[float]]] = {}
+    kept = 0
     for _, trial, attempt, name, step, value in rows:
+        if attempts.get(trial) != attempt:
+            continue
         steps, values = grouped.setdefault((trial, attempt, name), ([], []))
         steps.append(step)
         values.append(value)
+        kept += 1
 
-    downsampled = len(rows) > max_points
+    downsampled = kept > max_points
     keep_per_series = max(2, max_points // max(1, len(grouped))) if downsampled else 0
     series: list[MetricSeries] = []
     returned = 0
     for (trial, attempt, name), (steps, values) in grouped.items():
+        if any(a > b for a, b in zip(steps, steps[1:])):  # written out of step order: sort by step
+            steps, values = map(list, zip(*sorted(zip(steps, values))))
         if downsampled and len(steps) > keep_per_series:
-            order = sorted(range(len(steps)), key=steps.__getitem__)
-            picked = [order[i] for i in downsample_indices(len(order), keep_per_series)]
+            picked = downsample_indices(len(steps), keep_per_series)
             steps, values = [steps[i] for i in picked], [values[i] for i in picked]
         returned += len(steps)
         series.append(MetricSeries(trial=trial, attempt=attempt, name=name, steps=steps, values=values))
@@ -303,3 +323,74 @@ def search_final_trial(*, search: Search) -> Trial | None:
     return (Trial.objects.filter(search=search, kind=Trial.Kind.SELECTED)
             .order_by(F("score").desc(nulls_last=True), "-stage__order", "index").first())
 
+
+
+# --- reports -----------------------------------------------------------------------------------
+
+REPORT_SCHEMA = "pefs.report/1"
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return mean, std
+
+
+def search_results(*, search: Search) -> list[dict[str, Any]]:
+    """The final stage's designs (selected and baselines), scores averaged over their seeds.
+
+    One entry per (kind, label): mean and std of the overall score and of each task's score, n
+    finished seeds, and the trainable-parameter count.
+    """
+    groups: dict[tuple[str, str], list[Trial]] = {}
+    finals = (Trial.objects.filter(search=search, kind__in=[Trial.Kind.SELECTED, Trial.Kind.BASELINE],
+                                   status=Trial.Status.SUCCEEDED)
+              .only("kind", "label", "score", "scores", "trainable_params", "seed").order_by("kind", "label", "seed"))
+    for trial in finals:
+        groups.setdefault((trial.kind, trial.label), []).append(trial)
+    results = []
+    for (kind, label), trials in groups.items():
+        mean, std = _mean_std([t.score for t in trials if t.score is not None])
+        task_names = sorted({name for t in trials for name in (t.scores or {})})
+        per_task = {}
+        for name in task_names:
+            task_mean, task_std = _mean_std([float(t.scores[name]["score"]) for t in trials
+                                             if isinstance(t.scores.get(name), dict) and "score" in t.scores[name]])
+            per_task[name] = {"mean": task_mean, "std": task_std}
+        results.append({"kind": kind, "label": label or kind, "n": len(trials), "score_mean": mean,
+                        "score_std": std, "per_task": per_task, "trainable_params": trials[0].trainable_params,
+                        "trial_ids": [t.pk for t in trials]})
+    results.sort(key=lambda r: (r["kind"] != Trial.Kind.SELECTED, -(r["score_mean"] or 0.0)))
+    return results
+
+
+def search_report(*, search: Search) -> dict[str, Any]:
+    """Everything a finished (or unfinished) search decided and measured, JSON-serialisable."""
+    stages = list(search.stages.select_related("decided_by").order_by("order"))
+    final = search_final_trial(search=search)
+    return {
+        "schema": REPORT_SCHEMA,
+        "search": {
+            "id": search.pk, "name": search.name, "status": search.status, "preset": search.preset,
+            "backbone": search.backbone.name_or_path, "backbone_params": search.backbone.total_params,
+            "tasks": [task.name for task in search.tasks.order_by("name")],
+            "budget_kind": search.budget_kind, "budget_value": search.budget_value,
+            "budget_params": search.budget_params, "groups": search.groups, "seed": search.seed,
+            "config": search.config, "trials_done": search.trials_done, "trials_total": search.trials_total,
+            "best_score": search.best_score, "created_at": search.created_at.isoformat(),
+            "finished_at": search.finished_at.isoformat() if search.finished_at else None,
+            "elapsed_s": round(search_elapsed_s(search), 1), "error": search.error,
+        },
+        "stages": [{
+            "key": stage.key, "component": stage.component, "status": stage.status,
+            "recommendation": stage.recommendation, "decision": stage.decision,
+            "decided_by": stage.decided_by.get_username() if stage.decided_by else
+            ("auto" if stage.decided_automatically else None),
+            "decided_at": stage.decided_at.isoformat() if stage.decided_at else None,
+            "override_reason": stage.override_reason, "trials": stage_trial_counts(stage=stage),
+        } for stage in stages],
+        "results": search_results(search=search),
+        "design": final.design if final else None,
+    }

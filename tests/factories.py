@@ -15,6 +15,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from experiments.models import Artifact, Backbone, MetricPoint, Search, Stage, Task, Trial
+from experiments.space.presets import preset
+from experiments.space.space import DesignSpace
 
 HIDDEN = 32
 LAYERS = 4
@@ -110,7 +112,7 @@ class SearchFactory(factory.django.DjangoModelFactory):
     budget_kind = Search.BudgetKind.FRACTION
     budget_value = 0.005
     budget_params = 500
-    config = factory.LazyFunction(lambda: {"samples_per_stage": 4, "epochs": 1})
+    config = factory.LazyFunction(lambda: preset("quick", designs_per_stage=4).to_dict())
 
     @factory.post_generation
     def tasks(self, create: bool, extracted: list[Task] | None, **kwargs: Any) -> None:
@@ -126,7 +128,7 @@ class StageFactory(factory.django.DjangoModelFactory):
     order = factory.Sequence(lambda n: n)
     key = factory.LazyAttribute(lambda o: f"S{o.order}")
     component = "grouping"
-    space = factory.LazyFunction(lambda: {"grouping": ["uniform", "spindle"]})
+    space = factory.LazyFunction(lambda: DesignSpace.initial(num_groups=4).to_dict())
 
 
 class TrialFactory(factory.django.DjangoModelFactory):
