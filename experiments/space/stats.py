@@ -11,7 +11,9 @@ curve is a non-decreasing step function ending at 1. PEFS scores are "higher is 
 
 Recommendation: the choice with the highest mean among those with at least ``min_successes``
 successful trials (ties: higher median, then canonical order). It is "separable" when its 95% CI
-lies strictly above the runner-up's, else "not_separable" (still named, a person decides). With
+lies strictly above the runner-up's, else "not_separable" (still named, a person decides). A
+choice with a single score has no CI, so with ``min_successes=1`` (the "quick" preset, whose 8
+designs cannot give 15 tunable-groups choices two each) such comparisons are "not_separable". With
 fewer than two comparable choices the stage is "insufficient" and recommends nothing. Failed trials
 (score None) are excluded from every statistic and counted, per choice and in total.
 
@@ -226,13 +228,19 @@ def _recommend(
     order = {c: i for i, c in enumerate(open_choices)}
     ranked = sorted(comparable, key=lambda c: (-c.mean, -c.median, order[c.choice]))
     best, runner = ranked[0], ranked[1]
-    assert best.ci95 is not None and runner.ci95 is not None  # n >= min_successes >= 2
-    separable = best.ci95[0] > runner.ci95[1]
-    reason = (
+    lead = (
         f"{best.choice} has the highest mean score ({best.mean:.2f}, n={best.n}) ahead of "
-        f"{runner.choice} ({runner.mean:.2f}, n={runner.n}); their 95% confidence intervals "
-        + ("do not overlap" if separable else "overlap, so the data do not separate them")
+        f"{runner.choice} ({runner.mean:.2f}, n={runner.n})"
     )
+    if best.ci95 is None or runner.ci95 is None:
+        # Only reachable with min_successes = 1 (the "quick" preset): a mean without a CI.
+        separable = False
+        reason = f"{lead}; one of them has a single score, too few for a confidence interval"
+    else:
+        separable = best.ci95[0] > runner.ci95[1]
+        reason = f"{lead}; their 95% confidence intervals " + (
+            "do not overlap" if separable else "overlap, so the data do not separate them"
+        )
     if not_compared:
         reason += (
             f"; not compared (fewer than {min_successes} successes): {', '.join(not_compared)}"
@@ -260,11 +268,8 @@ def summarise(
 
     Every open choice is listed, with n = 0 when no trial drew it.
     """
-    if isinstance(min_successes, bool) or not isinstance(min_successes, int) or min_successes < 2:
-        raise SpaceError(
-            "min_successes",
-            f"must be an integer >= 2 (a CI needs two scores), got {min_successes!r}",
-        )
+    if isinstance(min_successes, bool) or not isinstance(min_successes, int) or min_successes < 1:
+        raise SpaceError("min_successes", f"must be a positive integer, got {min_successes!r}")
     if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
         raise SpaceError("resamples", f"must be a positive integer, got {resamples!r}")
     if component is not None and len(open_choices) < 2:

@@ -42,6 +42,7 @@ def test_every_field_is_overridable_and_round_trips() -> None:
         ({"halving_eta": 1}, "halving_eta"),
         ({"balance": "yes"}, "balance"),
         ({"final_seeds": 0}, "final_seeds"),
+        ({"min_successes": 0}, "min_successes"),
         ({"epochs": 2.5}, "epochs"),
         ({"warmup": 3}, "warmup"),
     ],

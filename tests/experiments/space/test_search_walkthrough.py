@@ -109,3 +109,40 @@ def test_greedy_search_finds_the_planted_design() -> None:
     assert final_choices(space) == PLANTED
     assert [d["stage"] for d in decisions] == visited[1:]
     assert failed > 0  # failures happened and were excluded, not averaged
+
+
+def test_quick_preset_reaches_the_final_stage_with_a_recommendation_at_each_stage() -> None:
+    # 8 designs per stage cannot cover 15 choices twice; the quick preset still recommends
+    # (never "separable" on single scores), so an auto-approved quick search runs to the end.
+    config = preset("quick")
+    space = DesignSpace.initial(num_groups=config.num_groups)
+    rng = random.Random(1)
+    statuses = []
+    while (stage := next_stage(space)) is not FINAL:
+        batch = sample(
+            space,
+            config.designs_per_stage,
+            seed=stage_seed(config.seed, stage.name),
+            shape=minilm_shape(),
+            budget=config.budget,
+            balance=stage.component,
+        )
+        assert len(batch.designs) == config.designs_per_stage
+        outcomes = [
+            TrialOutcome(d.choices, 50.0 + rng.gauss(0, 5)) for d in batch.designs
+        ]  # no failures here: this checks coverage, not robustness
+        summary = summarise(
+            outcomes,
+            component=stage.component,
+            open_choices=space.open(stage.component),
+            min_successes=config.min_successes,
+            resamples=config.bootstrap_resamples,
+        )
+        rec = summary.recommendation
+        statuses.append(rec.status)
+        space, _ = refine(
+            space, stage.component, rec.choice, decided_by="auto", recommended=rec.choice
+        )
+    # S1, S2, S3, then one S4 stage per group S3 chose to tune
+    tuned = len(space.open("groups")[0].split("+"))
+    assert len(statuses) == 3 + tuned and "insufficient" not in statuses

@@ -186,7 +186,7 @@ def test_summary_json_shape() -> None:
     [
         ({"component": "grouping", "open_choices": ["uniform"]}, "open_choices"),
         (
-            {"component": "grouping", "open_choices": ["uniform", "spindle"], "min_successes": 1},
+            {"component": "grouping", "open_choices": ["uniform", "spindle"], "min_successes": 0},
             "min_successes",
         ),
         (
@@ -216,3 +216,15 @@ def test_unknown_choice_and_bad_score_name_the_trial() -> None:
             open_choices=["uniform", "spindle"],
         )
     assert info.value.field == "outcomes[0].score"
+
+
+def test_single_scores_compare_only_when_allowed() -> None:
+    data = outcomes("groups", {"G1": [70.0], "G2": [50.0], "G1+G2": [60.0, None]})
+    strict = summarise(data, component="groups", open_choices=["G1", "G2", "G1+G2"])
+    assert strict.recommendation.status == "insufficient"
+    lenient = summarise(
+        data, component="groups", open_choices=["G1", "G2", "G1+G2"], min_successes=1
+    )
+    rec = lenient.recommendation
+    assert (rec.choice, rec.status, rec.runner_up) == ("G1", "not_separable", "G1+G2")
+    assert "too few for a confidence interval" in rec.reason
