@@ -1,0 +1,308 @@
+"""Run one concrete design on one or more tasks: build, apply, train, evaluate, score.
+
+:func:`run_design` is what a worker calls for a trial. For each task it builds the design's
+backbone with the task's head (classification with the task's number of labels, or regression),
+applies the design with ``tasks.peft.apply``, trains and evaluates it with ``tasks.train``, and
+scores it on the 0-100 scale of ../shared/PAPER.md; the design's score is the mean over tasks.
+No Django, no Celery: progress leaves through callbacks, cancellation comes in through
+``should_stop`` (:class:`~tasks.train.Cancelled` is raised, and re-exported here).
+
+Reproducibility: the seed (``train_config.seed``, or the design's own ``seed`` when that is None)
+is set before the model is built, so the task head and the PEFT modules are initialised the same
+way every time, and it then drives dropout and data order in the trainer.
+
+:class:`BackboneCache` keeps a backbone's pretrained weights (a state dict, head excluded) and
+tokenizer in memory, so a long-lived worker reads each checkpoint from disk once. Every model is
+built the same way, cache or not: a fresh model from the pretrained config (its head initialised
+under the trial's seed), then the cached pretrained weights copied in. A warm cache therefore
+changes nothing but the time it takes.
+
+Example:
+    >>> outcome = run_design(design_dict, ["sst2", "rte"],                      # doctest: +SKIP
+    ...                      train_config=TrainConfig(epochs=1, train_examples=512),
+    ...                      callbacks=Callbacks(on_eval=print), should_stop=lambda: False)
+    >>> outcome.score, outcome.per_task["rte"]["metrics"]                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tasks.data import DataError, TaskSpec, encode_task, resolve_task
+from tasks.peft.design import Design, DesignError, HeadSpec
+from tasks.train import Callbacks, Cancelled, TrainConfig, train
+
+__all__ = ["BackboneCache", "Cancelled", "DesignOutcome", "run_design"]
+
+
+@dataclass
+class DesignOutcome:
+    """The result of one design over its tasks.
+
+    ``score``: mean of the per-task scores (0-100). ``per_task[name]``: ``metrics`` (raw GLUE
+    metrics of the last evaluation), ``score``, and the run's ``steps``, ``seconds``,
+    ``train_examples``, ``eval_examples``, ``head_params``, ``trainable_total`` and
+    ``training_only`` (prefix MLP parameters trained but not stored). ``peft_total``: stored PEFT
+    parameters (the budget's count, identical for every task). ``head_params``: the largest task
+    head among the tasks (heads differ only in their output width). ``notes``: what a reader of
+    the scores must know (held-out splits, sub-sampling, dev-set evaluation, the seed used).
+    """
+
+    score: float
+    per_task: dict[str, dict[str, Any]]
+    peft_total: int
+    head_params: int
+    notes: list[str]
+    seed: int
+    seconds: float = 0.0
+    saved: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "score": self.score, "per_task": self.per_task, "peft_total": self.peft_total,
+            "head_params": self.head_params, "notes": list(self.notes), "seed": self.seed,
+            "seconds": self.seconds, "saved": dict(self.saved),
+        }
+
+
+# --- backbone cache -----------------------------------------------------------------------
+
+@dataclass
+class _CachedBackbone:
+    config: Any
+    tokenizer: Any
+    shape: Any
+    weights: dict[str, torch.Tensor]
+
+
+def _default_names() -> set[str]:
+    from tasks.peft.backbones import DEFAULT_BACKBONE, default_backbone_path
+
+    return {DEFAULT_BACKBONE, str(default_backbone_path())}
+
+
+def _load_name(name_or_path: str | None) -> str | None:
+    """The argument for load_backbone: None (the bundled MiniLM, offline) for the default's names."""
+    if not name_or_path or name_or_path in _default_names():
+        return None
+    return name_or_path
+
+
+class BackboneCache:
+    """Pretrained weights, config and tokenizer per backbone, kept in memory between trials.
+
+    Holds at most ``max_backbones`` backbones (least recently used goes first). Thread-safe.
+
+    Example:
+        >>> cache = BackboneCache()
+        >>> backbone = cache.load(None, head=HeadSpec(problem="regression", num_labels=1), seed=0)  # doctest: +SKIP
+    """
+
+    def __init__(self, max_backbones: int = 2) -> None:
+        if max_backbones < 1:
+            raise ValueError("max_backbones: must be at least 1")
+        self.max_backbones = max_backbones
+        self._entries: OrderedDict[str, _CachedBackbone] = OrderedDict()
+        self._lock = threading.Lock()
+        self.disk_loads = 0  # how often a checkpoint was read from disk (tests, worker metrics)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def _entry(self, name_or_path: str | None) -> _CachedBackbone:
+        from tasks.peft.backbones import load_backbone
+
+        key = _load_name(name_or_path) or "<default>"
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                return entry
+            # Fixed RNG for the disk load: the throwaway head (and anything the checkpoint lacks)
+            # is initialised identically in every process, and the caller's RNG is left alone.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                loaded = load_backbone(_load_name(name_or_path), head=HeadSpec(problem="classification", num_labels=2))
+            self.disk_loads += 1
+            return self._store(key, loaded)
+
+    def _store(self, key: str, backbone: Any) -> _CachedBackbone:
+        from tasks.peft.backbones import head_parameters
+
+        head_names = {name for name, _ in head_parameters(backbone.model)}
+        # state_dict tensors outlive a discarded model; load_state_dict copies them into each new
+        # model, so the cached weights are never trained in place.
+        weights = {k: v for k, v in backbone.model.state_dict().items() if k not in head_names}
+        entry = _CachedBackbone(backbone.model.config, backbone.tokenizer, backbone.shape, weights)
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_backbones:
+            self._entries.popitem(last=False)
+        return entry
+
+    def put(self, name_or_path: str, backbone: Any) -> None:
+        """Register a backbone already in memory (before ``apply``) under ``name_or_path``.
+
+        Its weights are copied, so later training of ``backbone`` does not leak into the cache.
+        Used for models built from a config (tests) or fetched by other means.
+        """
+        if backbone.tokenizer is None:
+            raise ValueError("backbone: has no tokenizer; set backbone.tokenizer before caching it")
+        with self._lock:
+            entry = self._store(_load_name(name_or_path) or "<default>", backbone)
+            entry.weights = {k: v.clone() for k, v in entry.weights.items()}
+
+    def tokenizer(self, name_or_path: str | None) -> Any:
+        """The backbone's tokenizer (loads the backbone into the cache if needed)."""
+        return self._entry(name_or_path).tokenizer
+
+    def load(self, name_or_path: str | None, *, head: HeadSpec, seed: int) -> Any:
+        """A fresh ``tasks.peft.Backbone`` with pretrained weights and a head initialised under ``seed``."""
+        from tasks.peft.backbones import Backbone, head_parameters, load_backbone
+
+        entry = self._entry(name_or_path)
+        torch.manual_seed(seed)
+        built = load_backbone(head=head, config=entry.config)
+        missing, unexpected = built.model.load_state_dict(entry.weights, strict=False)
+        head_names = {name for name, _ in head_parameters(built.model)}
+        if unexpected or set(missing) - head_names:
+            raise RuntimeError(
+                f"cached weights do not fit the rebuilt model: missing {sorted(set(missing) - head_names)}, "
+                f"unexpected {sorted(unexpected)}"
+            )
+        return Backbone(model=built.model, tokenizer=entry.tokenizer, shape=entry.shape, head=head)
+
+
+# --- running a design ---------------------------------------------------------------------
+
+def _directory_name(task_name: str) -> str:
+    # Hub ids ("someone/reviews:config") must not become nested or odd paths.
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", task_name).strip("._") or "task"
+
+
+def _check_head(design: Design, spec: TaskSpec, head: HeadSpec) -> None:
+    if design.head is not None and design.head != head:
+        raise DesignError(
+            "head",
+            f"the design fixes a {design.head.problem} head with {design.head.num_labels} output(s), "
+            f"but task {spec.name!r} needs {head.problem} with {head.num_labels}; use head: null to "
+            "choose the head per task",
+        )
+
+
+def run_design(
+    design: Design | Mapping[str, Any],
+    tasks: Sequence[str | TaskSpec | Mapping[str, Any]],
+    *,
+    train_config: TrainConfig,
+    callbacks: Callbacks | Any | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    backbone_cache: BackboneCache | None = None,
+    output_dir: str | Path | None = None,
+) -> DesignOutcome:
+    """Train and score ``design`` on each of ``tasks``; return the mean score and details.
+
+    ``tasks``: registered names ("sst2"), TaskSpecs, or TaskSpec dicts (as stored on Task rows).
+    ``callbacks``: any object with optional ``on_step(task, step, values)``,
+    ``on_eval(task, step, metrics)`` and ``on_end(outcome)`` methods (e.g. :class:`Callbacks`);
+    ``on_end`` is called once, with the outcome, after the last task. ``should_stop`` is polled
+    every step; when it returns True, :class:`Cancelled` is raised and no outcome is produced.
+    ``output_dir``: when given, each task's trained PEFT weights and head are saved with
+    ``tasks.peft.save`` into ``output_dir/<task>/``.
+
+    Raises ``DesignError`` (bad design, or a fixed head that does not fit a task), ``DataError``
+    (bad task), ``TrainConfigError`` and ``TrainingDiverged``, each naming the problem.
+    """
+    from tasks.peft import apply
+
+    started = time.perf_counter()
+    if not isinstance(train_config, TrainConfig):
+        raise TypeError(f"train_config: expected a TrainConfig, got {type(train_config).__name__}")
+    design = design if isinstance(design, Design) else Design.from_dict(design)
+    if isinstance(tasks, (str, TaskSpec, Mapping)):
+        tasks = [tasks]
+    specs = [resolve_task(task) for task in tasks]
+    if not specs:
+        raise DataError("tasks", "give at least one task")
+    names = [spec.name for spec in specs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError("tasks", f"task(s) listed more than once: {', '.join(repeated)}")
+
+    seed = design.seed if train_config.seed is None else train_config.seed
+    config = replace(train_config, seed=seed)
+    cache = backbone_cache if backbone_cache is not None else BackboneCache(max_backbones=1)
+    backbone_name = design.backbone.name_or_path
+
+    per_task: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    saved: dict[str, str] = {}
+    peft_total = 0
+    # Load, tokenise and check every task before training any: a bad task or a head that does
+    # not fit should fail the trial at once, not after the first tasks have trained.
+    tokenizer = cache.tokenizer(backbone_name)
+    prepared = []
+    for spec in specs:
+        encoded = encode_task(
+            spec, tokenizer, max_length=config.max_length, train_examples=config.train_examples
+        )
+        spec = encoded.spec  # hub tasks learn their label set when loaded
+        head = HeadSpec(problem=spec.problem, num_labels=spec.num_labels)
+        _check_head(design, spec, head)
+        prepared.append((spec, encoded, head))
+
+    for spec, encoded, head in prepared:
+        if should_stop is not None and should_stop():
+            raise Cancelled(spec.name, 0)
+        backbone = cache.load(backbone_name, head=head, seed=seed)
+        report = apply(backbone, design)
+        peft_total = report.peft_total
+        result = train(
+            backbone.model, encoded, config, task_name=spec.name, callbacks=callbacks,
+            should_stop=should_stop,
+        )
+        per_task[spec.name] = {
+            "metrics": result.metrics, "score": result.score, "steps": result.steps,
+            "seconds": result.seconds, "train_examples": len(encoded.train),
+            "eval_examples": len(encoded.eval), "head_params": report.head,
+            "trainable_total": report.trainable_total, "training_only": report.training_only,
+        }
+        notes.extend(note for note in encoded.notes if note not in notes)
+        if output_dir is not None:
+            from tasks.peft import save
+
+            directory = Path(output_dir) / _directory_name(spec.name)
+            backbone.model.to("cpu")
+            save(backbone.model, design, directory)
+            saved[spec.name] = str(directory)
+        del backbone  # free the trained model before building the next task's
+
+    seed_source = "the design's seed" if train_config.seed is None else "train_config.seed"
+    notes.append(f"seed {seed} ({seed_source}) for initialisation, dropout and data order")
+    outcome = DesignOutcome(
+        score=sum(entry["score"] for entry in per_task.values()) / len(per_task),
+        per_task=per_task,
+        peft_total=peft_total,
+        head_params=max(entry["head_params"] for entry in per_task.values()),
+        notes=notes,
+        seed=seed,
+        seconds=time.perf_counter() - started,
+        saved=saved,
+    )
+    on_end = getattr(callbacks, "on_end", None)
+    if on_end is not None:
+        on_end(outcome)
+    return outcome
