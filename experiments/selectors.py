@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from .models import Artifact, Backbone, MetricPoint, Search, Stage, Task, Trial
@@ -205,7 +205,7 @@ def trial_strategy_strip(design: Mapping[str, Any]) -> list[str]:
 
 # --- metrics ---------------------------------------------------------------------------------
 
-METRICS_DEFAULT_POINTS = 4000
+METRICS_DEFAULT_POINTS = 2000
 METRICS_MAX_POINTS = 20000
 METRICS_SCAN_FACTOR = 5
 
@@ -253,9 +253,9 @@ def metric_points(*, search: Search, after: int = 0, trial_id: int | None = None
     following call and ``more`` says whether one is needed: a page that reconnects calls with its
     last cursor until ``more`` is false, then follows the live events.
 
-    The points are read by primary key (``trial_id + 0`` keeps the planner off the trial index,
-    which would read every point of the stage and sort them), and filtered to the latest attempts
-    here, against the {trial: attempt} map of the asked trials.
+    The points are read by primary key within the asked trials' id range (``trial_id + 0`` keeps
+    the planner off the trial index, which would read every point of the stage and sort them), then
+    filtered here to the asked trials at their latest attempt.
     """
     max_points = max(1, min(int(max_points), METRICS_MAX_POINTS))
     scan_limit = max_points * METRICS_SCAN_FACTOR
@@ -264,20 +264,21 @@ def metric_points(*, search: Search, after: int = 0, trial_id: int | None = None
         trials = trials.filter(pk=trial_id)
     if stage_id is not None:
         trials = trials.filter(stage_id=stage_id)
-    attempts = dict(trials.values_list("id", "attempt"))
-    if not attempts:
+    bounds = trials.aggregate(low=Min("id"), high=Max("id"))
+    if bounds["low"] is None:
         return MetricPage(series=[], next=after, more=False, scanned=0, returned=0, downsampled=False)
     points = MetricPoint.objects.filter(id__gt=after)
-    if len(attempts) == 1:
-        (only_trial, only_attempt), = attempts.items()
-        points = points.filter(trial_id=only_trial, attempt=only_attempt)
+    if bounds["low"] == bounds["high"]:
+        points = points.filter(trial_id=bounds["low"])
     else:
-        points = (points.alias(trial_key=F("trial_id") + 0)
-                  .filter(trial_key__gte=min(attempts), trial_key__lte=max(attempts)))
+        points = points.alias(trial_key=F("trial_id") + 0).filter(trial_key__gte=bounds["low"],
+                                                                  trial_key__lte=bounds["high"])
     rows = list(points.order_by("id").values_list("id", "trial_id", "attempt", "name", "step", "value")
                 [:scan_limit + 1])
     more = len(rows) > scan_limit
     rows = rows[:scan_limit]
+    # The id range may hold other stages' trials: keep the asked ones, at their latest attempt.
+    attempts = dict(trials.filter(pk__in={row[1] for row in rows}).values_list("id", "attempt")) if rows else {}
 
     grouped: dict[tuple[int, int, str], tuple[list[int], list[float]]] = {}
     kept = 0
@@ -318,79 +319,3 @@ def artifact_find(*, search: Search, kind: str, task: str = "") -> Artifact | No
     return search.artifacts.filter(kind=kind, task=task).order_by("-created_at", "-pk").first()
 
 
-def search_final_trial(*, search: Search) -> Trial | None:
-    """The selected design's trial of the final stage (best score when several seeds ran)."""
-    return (Trial.objects.filter(search=search, kind=Trial.Kind.SELECTED)
-            .order_by(F("score").desc(nulls_last=True), "-stage__order", "index").first())
-
-
-
-# --- reports -----------------------------------------------------------------------------------
-
-REPORT_SCHEMA = "pefs.report/1"
-
-
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    mean = sum(values) / len(values)
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-    return mean, std
-
-
-def search_results(*, search: Search) -> list[dict[str, Any]]:
-    """The final stage's designs (selected and baselines), scores averaged over their seeds.
-
-    One entry per (kind, label): mean and std of the overall score and of each task's score, n
-    finished seeds, and the trainable-parameter count.
-    """
-    groups: dict[tuple[str, str], list[Trial]] = {}
-    finals = (Trial.objects.filter(search=search, kind__in=[Trial.Kind.SELECTED, Trial.Kind.BASELINE],
-                                   status=Trial.Status.SUCCEEDED)
-              .only("kind", "label", "score", "scores", "trainable_params", "seed").order_by("kind", "label", "seed"))
-    for trial in finals:
-        groups.setdefault((trial.kind, trial.label), []).append(trial)
-    results = []
-    for (kind, label), trials in groups.items():
-        mean, std = _mean_std([t.score for t in trials if t.score is not None])
-        task_names = sorted({name for t in trials for name in (t.scores or {})})
-        per_task = {}
-        for name in task_names:
-            task_mean, task_std = _mean_std([float(t.scores[name]["score"]) for t in trials
-                                             if isinstance(t.scores.get(name), dict) and "score" in t.scores[name]])
-            per_task[name] = {"mean": task_mean, "std": task_std}
-        results.append({"kind": kind, "label": label or kind, "n": len(trials), "score_mean": mean,
-                        "score_std": std, "per_task": per_task, "trainable_params": trials[0].trainable_params,
-                        "trial_ids": [t.pk for t in trials]})
-    results.sort(key=lambda r: (r["kind"] != Trial.Kind.SELECTED, -(r["score_mean"] or 0.0)))
-    return results
-
-
-def search_report(*, search: Search) -> dict[str, Any]:
-    """Everything a finished (or unfinished) search decided and measured, JSON-serialisable."""
-    stages = list(search.stages.select_related("decided_by").order_by("order"))
-    final = search_final_trial(search=search)
-    return {
-        "schema": REPORT_SCHEMA,
-        "search": {
-            "id": search.pk, "name": search.name, "status": search.status, "preset": search.preset,
-            "backbone": search.backbone.name_or_path, "backbone_params": search.backbone.total_params,
-            "tasks": [task.name for task in search.tasks.order_by("name")],
-            "budget_kind": search.budget_kind, "budget_value": search.budget_value,
-            "budget_params": search.budget_params, "groups": search.groups, "seed": search.seed,
-            "config": search.config, "trials_done": search.trials_done, "trials_total": search.trials_total,
-            "best_score": search.best_score, "created_at": search.created_at.isoformat(),
-            "finished_at": search.finished_at.isoformat() if search.finished_at else None,
-            "elapsed_s": round(search_elapsed_s(search), 1), "error": search.error,
-        },
-        "stages": [{
-            "key": stage.key, "component": stage.component, "status": stage.status,
-            "recommendation": stage.recommendation, "decision": stage.decision,
-            "decided_by": stage.decided_by.get_username() if stage.decided_by else
-            ("auto" if stage.decided_automatically else None),
-            "decided_at": stage.decided_at.isoformat() if stage.decided_at else None,
-            "override_reason": stage.override_reason, "trials": stage_trial_counts(stage=stage),
-        } for stage in stages],
-        "results": search_results(search=search),
-        "design": final.design if final else None,
-    }

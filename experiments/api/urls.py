@@ -7,6 +7,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import ObtainAuthToken
 
+from ..models import Artifact
 from . import views
 
 app_name = "api"
@@ -50,8 +51,10 @@ urlpatterns = [
     path("searches/<int:pk>/trials/", views.SearchTrialListView.as_view(), name="search-trials"),
     path("searches/<int:pk>/metrics/", views.SearchMetricsView.as_view(), name="search-metrics"),
     path("searches/<int:pk>/downloads/", views.SearchArtifactListView.as_view(), name="search-downloads"),
-    path("searches/<int:pk>/downloads/weights/<slug:task>.safetensors", views.SearchWeightsDownloadView.as_view(),
-         name="download-weights"),
+    path("searches/<int:pk>/downloads/weights/<slug:task>.safetensors",
+         views.SearchTaskDownloadView.as_view(kind=Artifact.Kind.WEIGHTS), name="download-weights"),
+    path("searches/<int:pk>/downloads/peft/<slug:task>.zip",
+         views.SearchTaskDownloadView.as_view(kind=Artifact.Kind.PEFT_EXPORT), name="download-peft"),
     path("searches/<int:pk>/downloads/<str:filename>", views.SearchDownloadView.as_view(), name="download"),
 
     path("stages/<int:pk>/", views.StageDetailView.as_view(), name="stage-detail"),

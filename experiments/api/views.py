@@ -259,7 +259,7 @@ USAGE_FILENAME = "usage.py"
 
 
 class SearchDownloadView(PefsView):
-    """design.json, peft-export.zip, report.md, report.json or usage.py of a search (owner only)."""
+    """design.json, report.md, report.json or usage.py of a search (owner only)."""
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(description="The file."),
                               404: s.DownloadErrorSerializer, 409: s.DownloadErrorSerializer})
@@ -276,14 +276,16 @@ class SearchDownloadView(PefsView):
         return FileResponse(path.open("rb"), as_attachment=True, filename=name)
 
 
-class SearchWeightsDownloadView(PefsView):
-    """The selected design's trained PEFT weights for one task (.safetensors)."""
+class SearchTaskDownloadView(PefsView):
+    """A per-task file of the selected design: trained weights (.safetensors) or the PEFT export (.zip)."""
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(description="safetensors file"),
+    kind: str = Artifact.Kind.WEIGHTS
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(description="The file."),
                               404: s.DownloadErrorSerializer, 409: s.DownloadErrorSerializer})
     def get(self, request: Request, pk: int, task: str) -> HttpResponse:
         search = selectors.search_for_user(user=request.user, search_id=pk)
-        path, name = artifact_resolve(search=search, kind=Artifact.Kind.WEIGHTS, task=task)
+        path, name = artifact_resolve(search=search, kind=self.kind, task=task)
         return FileResponse(path.open("rb"), as_attachment=True, filename=name)
 
 

@@ -37,22 +37,26 @@ def media(settings, tmp_path) -> Path:
 
 @pytest.fixture
 def world(user, media):
-    """One search of `user` with a stage, a trial, a metric point, a task, a backbone and artifacts."""
+    """A search of `user`: a task, a backbone, stage S0 with a failed trial, a final stage with the
+    selected design, a metric point and every kind of artifact on disk."""
     task = TaskFactory(owner=user, name="mine")
     backbone = BackboneFactory(owner=user)
     search = SearchFactory(owner=user, backbone=backbone, tasks=[task])
     stage = StageFactory(search=search, order=0, key="S0")
-    trial = TrialFactory(stage=stage, status=Trial.Status.FAILED, kind=Trial.Kind.SELECTED, score=70.0)
+    trial = TrialFactory(stage=stage, status=Trial.Status.FAILED, score=None)
+    final = StageFactory(search=search, order=1, key="final")
+    selected = TrialFactory(stage=final, status=Trial.Status.SUCCEEDED, kind=Trial.Kind.SELECTED, score=70.0)
     MetricPointFactory(trial=trial)
-    Search.objects.filter(pk=search.pk).update(trials_total=1, trials_done=1)
+    Search.objects.filter(pk=search.pk).update(trials_total=2, trials_done=2)
     for kind, name, content in [(Artifact.Kind.DESIGN, "design.json", b"{}"),
                                 (Artifact.Kind.WEIGHTS, "w.safetensors", b"weights"),
                                 (Artifact.Kind.REPORT_MD, "report.md", b"# report"),
                                 (Artifact.Kind.REPORT_JSON, "report.json", b"{}"),
                                 (Artifact.Kind.PEFT_EXPORT, "export.zip", b"PK")]:
         (media / name).write_bytes(content)
-        ArtifactFactory(search=search, trial=trial, kind=kind, path=name, size_bytes=len(content),
-                        task=task.name if kind == Artifact.Kind.WEIGHTS else "")
+        per_task = kind in (Artifact.Kind.WEIGHTS, Artifact.Kind.PEFT_EXPORT)
+        ArtifactFactory(search=search, trial=selected, kind=kind, path=name, size_bytes=len(content),
+                        task=task.name if per_task else "")
     return {"task": task, "backbone": backbone, "search": search, "stage": stage, "trial": trial}
 
 
@@ -70,7 +74,7 @@ def owned_endpoints(world) -> list[tuple[str, str, dict]]:
         ("get", reverse("api:search-metrics", args=[s]), {}),
         ("get", reverse("api:search-downloads", args=[s]), {}),
         ("get", reverse("api:download", args=[s, "design.json"]), {}),
-        ("get", reverse("api:download", args=[s, "peft-export.zip"]), {}),
+        ("get", reverse("api:download-peft", args=[s, world["task"].name]), {}),
         ("get", reverse("api:download", args=[s, "report.md"]), {}),
         ("get", reverse("api:download", args=[s, "report.json"]), {}),
         ("get", reverse("api:download", args=[s, "usage.py"]), {}),
@@ -236,10 +240,10 @@ def test_search_list_and_detail(api, world):
     assert body["count"] == 1
     row = body["results"][0]
     assert row["current_stage"] == {"id": stage.pk, "key": "S0", "status": "running"}
-    assert (row["trials_done"], row["trials_total"], row["best_score"]) == (1, 4, 70.0)
+    assert (row["trials_done"], row["trials_total"], row["best_score"]) == (2, 4, 70.0)
     assert row["tasks"] == ["mine"] and row["elapsed_s"] >= 0
     detail = api.get(reverse("api:search-detail", args=[search.pk])).json()
-    assert [s["key"] for s in detail["stages"]] == ["S0"]
+    assert [s["key"] for s in detail["stages"]] == ["S0", "final"]
     assert {a["kind"] for a in detail["artifacts"]} == set(Artifact.Kind.values)
     assert api.get(reverse("api:search-list"), {"status": "completed"}).json()["count"] == 0
 
@@ -457,6 +461,9 @@ def test_downloads_are_attachments_from_artifacts(api, world):
     assert b"".join(response.streaming_content) == b"# report"
     weights = api.get(reverse("api:download-weights", args=[search.pk, "mine"]))
     assert weights.status_code == 200 and b"".join(weights.streaming_content) == b"weights"
+    assert weights["Content-Disposition"] == f'attachment; filename="search{search.pk}-weights-mine.safetensors"'
+    export = api.get(reverse("api:download-peft", args=[search.pk, "mine"]))
+    assert export.status_code == 200 and b"".join(export.streaming_content) == b"PK"
     assert api.get(reverse("api:download-weights", args=[search.pk, "other"])).status_code == 404
     listing = api.get(reverse("api:search-downloads", args=[search.pk])).json()
     assert reverse("api:download", args=[search.pk, "design.json"]) in {a["download_url"] for a in listing}
@@ -468,23 +475,37 @@ def test_usage_snippet_is_python(api, world):
     assert response.status_code == 200 and response["Content-Disposition"].startswith("attachment")
     source = response.content.decode()
     compile(source, "usage.py", "exec")
-    assert "load_backbone" in source and "mine.safetensors" in source and "PeftModel" in source
+    assert "load_backbone" in source and "weights-mine.safetensors" in source and "PeftModel" in source
+
+
+def selected_trial(search, design):
+    final = StageFactory(search=search, key="final")
+    return TrialFactory(stage=final, kind=Trial.Kind.SELECTED, status="succeeded", design=design)
 
 
 def test_peft_export_of_a_non_lora_design_is_409_with_the_reason(api, user, media):
-    search = SearchFactory(owner=user)
-    TrialFactory(stage=StageFactory(search=search), kind=Trial.Kind.SELECTED, status="succeeded",
-                 design=design_document(layers=[{"adapter": 4}, {"lora": 2}, {}, {"prefix": 1}]))
-    response = api.get(reverse("api:download", args=[search.pk, "peft-export.zip"]))
+    search = SearchFactory(owner=user, tasks=[TaskFactory(name="sst2")])
+    selected_trial(search, design_document(layers=[{"adapter": 4}, {"lora": 2}, {}, {"prefix": 1}]))
+    response = api.get(reverse("api:download-peft", args=[search.pk, "sst2"]))
     assert response.status_code == 409 and "adapter, prefix" in response.json()["detail"]
     assert "PeftModel" not in api.get(reverse("api:download", args=[search.pk, "usage.py"])).content.decode()
 
 
+def test_missing_lora_export_is_404(api, user, media):
+    search = SearchFactory(owner=user)
+    selected_trial(search, design_document())
+    response = api.get(reverse("api:download-peft", args=[search.pk, "sst2"]))
+    assert response.status_code == 404 and "sst2" in response.json()["detail"]
+
+
 def test_downloads_before_the_final_design_are_409(api, user, media):
     search = SearchFactory(owner=user)
-    for filename in ["design.json", "peft-export.zip", "usage.py", "report.md"]:
-        response = api.get(reverse("api:download", args=[search.pk, filename]))
-        assert response.status_code == 409, filename
+    urls = [reverse("api:download", args=[search.pk, name]) for name in ("design.json", "usage.py", "report.md")]
+    urls += [reverse("api:download-peft", args=[search.pk, "sst2"]),
+             reverse("api:download-weights", args=[search.pk, "sst2"])]
+    for url in urls:
+        response = api.get(url)
+        assert response.status_code == 409, url
         assert "final" in response.json()["detail"] or "finishes" in response.json()["detail"]
 
 

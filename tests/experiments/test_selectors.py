@@ -126,26 +126,3 @@ def test_metric_points_bound_the_answer_across_many_series(user):
     page = selectors.metric_points(search=stage.search, stage_id=stage.pk, max_points=100)
     assert page.downsampled and page.returned <= 100 + 2 * len(page.series)
     assert all(s.steps[0] == 0 for s in page.series)
-
-
-@pytest.mark.django_db
-def test_search_report_summarises_decisions_and_results(user):
-    search = SearchFactory(owner=user, tasks=[TaskFactory(name="sst2")])
-    s1 = StageFactory(search=search, order=1, key="S1", status="approved", recommendation={"choice": "spindle"},
-                      decision={"choice": "uniform"}, decided_by=user, override_reason="cheaper")
-    final = StageFactory(search=search, order=2, key="final")
-    for seed, score in [(0, 80.0), (1, 82.0)]:
-        TrialFactory(stage=final, kind=Trial.Kind.SELECTED, label="S4-model", seed=seed, status="succeeded",
-                     score=score, scores={"sst2": {"score": score, "metrics": {}}})
-    TrialFactory(stage=final, kind=Trial.Kind.BASELINE, label="lora", status="succeeded", score=75.0,
-                 scores={"sst2": {"score": 75.0}})
-    TrialFactory(stage=final, kind=Trial.Kind.BASELINE, label="adapter", status="failed")
-    report = selectors.search_report(search=search)
-    assert report["schema"] == "pefs.report/1" and report["search"]["tasks"] == ["sst2"]
-    assert report["stages"][0]["decided_by"] == user.username and report["stages"][0]["override_reason"] == "cheaper"
-    assert [r["label"] for r in report["results"]] == ["S4-model", "lora"]
-    selected = report["results"][0]
-    assert selected["n"] == 2 and selected["score_mean"] == pytest.approx(81.0)
-    assert selected["score_std"] == pytest.approx(2 ** 0.5) and selected["per_task"]["sst2"]["mean"] == 81.0
-    assert report["design"]["schema"] == "pefs.design/1"
-    assert s1.key in {s["key"] for s in report["stages"]}
