@@ -148,3 +148,51 @@ def live_daphne(transactional_db, redis_url, tmp_path):
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A randomly initialised 4-layer, 32-wide BERT saved to disk with the MiniLM tokenizer.
+
+    Workers load backbones by path, so system tests need a model on disk; this one trains a step
+    in milliseconds."""
+    import torch
+    import transformers
+
+    from tasks.peft.backbones import default_backbone_path
+
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(default_backbone_path()), local_files_only=True)
+    config = transformers.BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=4,
+                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    torch.manual_seed(0)
+    transformers.BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture
+def tiny_backbone(db, tiny_model_dir):
+    """The tiny model registered as a Backbone row (owner None: visible to every user)."""
+    from experiments.models import Backbone
+    from experiments.services import backbone_introspect
+
+    shape = backbone_introspect(str(tiny_model_dir))
+    return Backbone.objects.create(
+        owner=None, name_or_path=str(tiny_model_dir), display_name="tiny-bert", model_type=shape.model_type,
+        family=shape.family, num_layers=shape.num_layers, hidden_size=shape.hidden_size,
+        num_heads=shape.num_heads, total_params=shape.total_params, shape=shape.to_dict())
+
+
+@pytest.fixture
+def bundled_tasks(db):
+    from experiments.models import Task
+    from experiments.services import seed_bundled
+
+    seed_bundled(backbone=False)
+    return {t.name: t for t in Task.objects.filter(owner=None)}
+
+
+# Small enough that a whole search (every stage and the final comparison) trains in about a minute.
+TINY_OVERRIDES = {"designs_per_stage": 6, "epochs": 1, "max_train_examples": 32, "max_eval_examples": 64,
+                  "batch_size": 16, "final_seeds": 2, "final_epochs": 1, "bootstrap_resamples": 200}
