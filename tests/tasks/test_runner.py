@@ -11,8 +11,10 @@ from tasks.peft.design import DesignError
 from tasks.runner import BackboneCache, Cancelled, DesignOutcome, run_design
 from tasks.train import Callbacks, TrainConfig
 
+# CPU explicitly: the bitwise determinism checked here is a CPU promise (CUDA kernels with atomics
+# are only approximately reproducible).
 FAST = TrainConfig(batch_size=16, epochs=1, train_examples=32, max_length=32, learning_rate=1e-3,
-                   eval_batch_size=512)
+                   eval_batch_size=512, device="cpu")
 
 
 @pytest.fixture
