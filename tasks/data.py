@@ -109,13 +109,19 @@ class TaskSpec:
         if not self.name:
             raise DataError("name", "must not be empty")
         if not 1 <= len(self.text_columns) <= 2:
-            raise DataError("text_columns", f"need one or two columns, got {list(self.text_columns)}")
+            raise DataError(
+                "text_columns", f"need one or two columns, got {list(self.text_columns)}"
+            )
         if self.label_column in self.text_columns:
             raise DataError("label_column", f"{self.label_column!r} is also a text column")
         if self.problem not in ("classification", "regression"):
-            raise DataError("problem", f"must be classification or regression, got {self.problem!r}")
+            raise DataError(
+                "problem", f"must be classification or regression, got {self.problem!r}"
+            )
         if self.metric not in METRIC_KEYS:
-            raise DataError("metric", f"unknown metric {self.metric!r}; known: {', '.join(METRIC_KEYS)}")
+            raise DataError(
+                "metric", f"unknown metric {self.metric!r}; known: {', '.join(METRIC_KEYS)}"
+            )
         if (self.metric == "pearson_spearman") != (self.problem == "regression"):
             raise DataError("metric", f"{self.metric!r} does not fit a {self.problem} task")
         if self.problem == "regression" and self.labels:
@@ -156,59 +162,116 @@ class TaskSpec:
 
 
 def _glue(
-    name: str, directory: str, text_columns: tuple[str, ...], label_column: str, metric: str,
-    labels: tuple[str, ...], label_names: tuple[str, ...], description: str, *,
-    train: bool = True, file_columns: tuple[str, ...] | None = None, holdout: float = 0.1,
+    name: str,
+    *,
+    directory: str,
+    text_columns: tuple[str, ...],
+    label_column: str,
+    metric: str,
+    labels: tuple[str, ...],
+    label_names: tuple[str, ...],
+    description: str,
+    train: bool = True,
+    file_columns: tuple[str, ...] | None = None,
+    holdout: float = 0.1,
 ) -> TaskSpec:
     return TaskSpec(
-        name=name, text_columns=text_columns, label_column=label_column,
+        name=name,
+        text_columns=text_columns,
+        label_column=label_column,
         problem="regression" if metric == "pearson_spearman" else "classification",
-        metric=metric, source="bundled", labels=labels, label_names=label_names,
-        train_path=f"{directory}/train.tsv" if train else None, eval_path=f"{directory}/dev.tsv",
-        file_columns=file_columns, holdout_fraction=holdout, description=description,
+        metric=metric,
+        source="bundled",
+        labels=labels,
+        label_names=label_names,
+        train_path=f"{directory}/train.tsv" if train else None,
+        eval_path=f"{directory}/dev.tsv",
+        file_columns=file_columns,
+        holdout_fraction=holdout,
+        description=description,
     )
 
 
 #: The GLUE tasks PEFS knows by name. MNLI and QQP need the hub (not available offline).
+# One task per block reads better than one argument per line:
+# fmt: off
 GLUE_TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
-        _glue("cola", "CoLA", ("sentence",), "label", "matthews", ("0", "1"),
-              ("unacceptable", "acceptable"), "CoLA: grammatical acceptability (Matthews corr.)",
-              file_columns=("source", "label", "original_label", "sentence")),
-        _glue("sst2", "SST-2", ("sentence",), "label", "accuracy", ("0", "1"),
-              ("negative", "positive"), "SST-2: movie review sentiment (accuracy)"),
-        _glue("mrpc", "MRPC", ("#1 String", "#2 String"), "Quality", "f1_accuracy", ("0", "1"),
-              ("not_equivalent", "equivalent"), "MRPC: paraphrase pairs (F1 and accuracy)"),
-        _glue("rte", "RTE", ("sentence1", "sentence2"), "label", "accuracy",
-              ("entailment", "not_entailment"), ("entailment", "not_entailment"),
-              "RTE: textual entailment (accuracy)"),
-        _glue("stsb", "STS-B", ("sentence1", "sentence2"), "score", "pearson_spearman", (), (),
-              "STS-B: sentence similarity 0-5 (Pearson and Spearman)"),
+        _glue(
+            "cola", directory="CoLA", text_columns=("sentence",), label_column="label",
+            metric="matthews", labels=("0", "1"), label_names=("unacceptable", "acceptable"),
+            description="CoLA: grammatical acceptability (Matthews corr.)",
+            file_columns=("source", "label", "original_label", "sentence"),
+        ),
+        _glue(
+            "sst2", directory="SST-2", text_columns=("sentence",), label_column="label",
+            metric="accuracy", labels=("0", "1"), label_names=("negative", "positive"),
+            description="SST-2: movie review sentiment (accuracy)",
+        ),
+        _glue(
+            "mrpc", directory="MRPC", text_columns=("#1 String", "#2 String"),
+            label_column="Quality", metric="f1_accuracy", labels=("0", "1"),
+            label_names=("not_equivalent", "equivalent"),
+            description="MRPC: paraphrase pairs (F1 and accuracy)",
+        ),
+        _glue(
+            "rte", directory="RTE", text_columns=("sentence1", "sentence2"), label_column="label",
+            metric="accuracy", labels=("entailment", "not_entailment"),
+            label_names=("entailment", "not_entailment"),
+            description="RTE: textual entailment (accuracy)",
+        ),
+        _glue(
+            "stsb", directory="STS-B", text_columns=("sentence1", "sentence2"),
+            label_column="score", metric="pearson_spearman", labels=(), label_names=(),
+            description="STS-B: sentence similarity 0-5 (Pearson and Spearman)",
+        ),
         # Only QNLI's dev file is available offline; half of it becomes the training split.
-        _glue("qnli", "QNLI", ("question", "sentence"), "label", "accuracy",
-              ("entailment", "not_entailment"), ("entailment", "not_entailment"),
-              "QNLI: question/answer-sentence entailment (accuracy; dev split in halves)",
-              train=False, holdout=0.5),
-        _glue("wnli", "WNLI", ("sentence1", "sentence2"), "label", "accuracy", ("0", "1"),
-              ("not_entailment", "entailment"), "WNLI: Winograd pronoun entailment (accuracy)"),
+        _glue(
+            "qnli", directory="QNLI", text_columns=("question", "sentence"), label_column="label",
+            metric="accuracy", labels=("entailment", "not_entailment"),
+            label_names=("entailment", "not_entailment"),
+            description="QNLI: question/answer-sentence entailment (accuracy; dev split in halves)",
+            train=False, holdout=0.5,
+        ),
+        _glue(
+            "wnli", directory="WNLI", text_columns=("sentence1", "sentence2"),
+            label_column="label", metric="accuracy", labels=("0", "1"),
+            label_names=("not_entailment", "entailment"),
+            description="WNLI: Winograd pronoun entailment (accuracy)",
+        ),
         TaskSpec(
-            name="mnli", text_columns=("premise", "hypothesis"), label_column="label",
-            problem="classification", metric="accuracy", source="hub",
-            labels=("0", "1", "2"), label_names=("entailment", "neutral", "contradiction"),
-            hub_id="nyu-mll/glue", hub_config="mnli", eval_split="validation_matched",
+            name="mnli",
+            text_columns=("premise", "hypothesis"),
+            label_column="label",
+            problem="classification",
+            metric="accuracy",
+            source="hub",
+            labels=("0", "1", "2"),
+            label_names=("entailment", "neutral", "contradiction"),
+            hub_id="nyu-mll/glue",
+            hub_config="mnli",
+            eval_split="validation_matched",
             available_offline=False,
             description="MNLI: multi-genre NLI (accuracy, matched dev); needs hub access",
         ),
         TaskSpec(
-            name="qqp", text_columns=("question1", "question2"), label_column="label",
-            problem="classification", metric="f1_accuracy", source="hub",
-            labels=("0", "1"), label_names=("not_duplicate", "duplicate"),
-            hub_id="nyu-mll/glue", hub_config="qqp", available_offline=False,
+            name="qqp",
+            text_columns=("question1", "question2"),
+            label_column="label",
+            problem="classification",
+            metric="f1_accuracy",
+            source="hub",
+            labels=("0", "1"),
+            label_names=("not_duplicate", "duplicate"),
+            hub_id="nyu-mll/glue",
+            hub_config="qqp",
+            available_offline=False,
             description="QQP: duplicate questions (F1 and accuracy); needs hub access",
         ),
     )
 }
+# fmt: on
 
 
 def _normalise_name(name: str) -> str:
@@ -225,8 +288,9 @@ def get_task(name: str) -> TaskSpec:
     spec = GLUE_TASKS.get(_normalise_name(name))
     if spec is None:
         raise DataError(
-            "task", f"unknown task {name!r}; known: {', '.join(GLUE_TASKS)} "
-            "(or describe a user file with user_task / a hub dataset with hub_task)"
+            "task",
+            f"unknown task {name!r}; known: {', '.join(GLUE_TASKS)} "
+            "(or describe a user file with user_task / a hub dataset with hub_task)",
         )
     return spec
 
@@ -239,10 +303,13 @@ def resolve_task(task: str | TaskSpec | Mapping[str, Any]) -> TaskSpec:
         return get_task(task)
     if isinstance(task, Mapping):
         return TaskSpec.from_dict(task)
-    raise DataError("task", f"expected a task name, TaskSpec or spec dict, got {type(task).__name__}")
+    raise DataError(
+        "task", f"expected a task name, TaskSpec or spec dict, got {type(task).__name__}"
+    )
 
 
 # --- reading files ---------------------------------------------------------------------------
+
 
 @dataclass
 class _Table:
@@ -298,7 +365,9 @@ def _read_delimited(text: str, path: str, fmt: str, header: tuple[str, ...] | No
                 columns[name].append(cell)
             lines.append(reader.line_num)
     except csv.Error as exc:
-        raise DataError("path", f"{path}: line {reader.line_num}: not valid {fmt.upper()}: {exc}") from None
+        raise DataError(
+            "path", f"{path}: line {reader.line_num}: not valid {fmt.upper()}: {exc}"
+        ) from None
     if columns_names is None:
         raise DataError("path", f"{path}: empty file")
     if not columns:
@@ -342,13 +411,17 @@ def _file_format(path: str, fmt: str | None) -> str:
     if suffix in USER_FORMATS:
         return suffix
     raise DataError(
-        "path", f"{path}: cannot tell the format from {Path(path).suffix or 'no extension'!r}; "
-        f"use .csv, .tsv or .jsonl (or pass file_format)"
+        "path",
+        f"{path}: cannot tell the format from {Path(path).suffix or 'no extension'!r}; "
+        f"use .csv, .tsv or .jsonl (or pass file_format)",
     )
 
 
 def _read_table(
-    path: str, fmt: str, *, header: tuple[str, ...] | None = None,
+    path: str,
+    fmt: str,
+    *,
+    header: tuple[str, ...] | None = None,
     max_bytes: int = MAX_USER_FILE_BYTES,
 ) -> _Table:
     file = Path(path)
@@ -357,7 +430,8 @@ def _read_table(
     size = file.stat().st_size
     if size > max_bytes:
         raise DataError(
-            "path", f"{path}: too large: {size / 2**20:.1f} MiB, the limit is {max_bytes / 2**20:.0f} MiB"
+            "path",
+            f"{path}: too large: {size / 2**20:.1f} MiB, the limit is {max_bytes / 2**20:.0f} MiB",
         )
     raw = file.read_bytes()
     if not raw.strip():
@@ -369,7 +443,10 @@ def _read_table(
 
 
 def preview_user_file(
-    path: str | Path, *, max_rows: int = 5, file_format: str | None = None,
+    path: str | Path,
+    *,
+    max_rows: int = 5,
+    file_format: str | None = None,
     max_bytes: int = MAX_USER_FILE_BYTES,
 ) -> dict[str, Any]:
     """Format, columns, first rows and row count of a user file, for an upload form.
@@ -455,6 +532,7 @@ def _to_dataset(table: _Table, spec: TaskSpec, path: str) -> Dataset:
 
 # --- user files -----------------------------------------------------------------------------
 
+
 def _sorted_labels(values: Iterable[str]) -> tuple[str, ...]:
     distinct = set(values)
     try:  # numeric labels in numeric order ("2" before "10"), others alphabetically
@@ -509,8 +587,12 @@ def user_task(
     table = _read_table(path, fmt, max_bytes=max_bytes)
     # Check columns with a provisional spec before inferring anything from the labels.
     provisional = TaskSpec(
-        name=name or Path(path).stem, text_columns=text_columns, label_column=label_column,
-        problem="classification", metric="accuracy", source="file",
+        name=name or Path(path).stem,
+        text_columns=text_columns,
+        label_column=label_column,
+        problem="classification",
+        metric="accuracy",
+        source="file",
     )
     _require_columns(table, provisional, path)
     raw_labels = table.columns[label_column]
@@ -537,11 +619,18 @@ def user_task(
             )
     default_metric = "pearson_spearman" if problem == "regression" else "accuracy"
     spec = TaskSpec(
-        name=name or Path(path).stem, text_columns=text_columns, label_column=label_column,
-        problem=problem, metric=metric or default_metric, source="file", labels=labels,
-        label_names=labels, train_path=str(Path(path).resolve()),
+        name=name or Path(path).stem,
+        text_columns=text_columns,
+        label_column=label_column,
+        problem=problem,
+        metric=metric or default_metric,
+        source="file",
+        labels=labels,
+        label_names=labels,
+        train_path=str(Path(path).resolve()),
         eval_path=str(Path(eval_path).resolve()) if eval_path is not None else None,
-        file_format=fmt, holdout_fraction=holdout_fraction,
+        file_format=fmt,
+        holdout_fraction=holdout_fraction,
         description=f"user file {Path(path).name}",
     )
     # Full validation (label encoding) of both files now, so problems surface at upload time.
@@ -550,10 +639,13 @@ def user_task(
         eval_fmt = _file_format(str(eval_path), file_format)
         if eval_fmt != fmt:
             raise DataError(
-                "eval_path", f"{eval_path}: is {eval_fmt.upper()} but the training file is "
-                f"{fmt.upper()}; give both files in the same format"
+                "eval_path",
+                f"{eval_path}: is {eval_fmt.upper()} but the training file is "
+                f"{fmt.upper()}; give both files in the same format",
             )
-        _to_dataset(_read_table(str(eval_path), eval_fmt, max_bytes=max_bytes), spec, str(eval_path))
+        _to_dataset(
+            _read_table(str(eval_path), eval_fmt, max_bytes=max_bytes), spec, str(eval_path)
+        )
     else:
         _check_holdout(table.n_rows, holdout_fraction, path)
     return spec
@@ -563,16 +655,18 @@ def _check_holdout(n_rows: int, fraction: float, path: str) -> None:
     n_eval = _holdout_size(n_rows, fraction)
     if n_eval < 1 or n_rows - n_eval < 1:
         raise DataError(
-            "path", f"{path}: {n_rows} rows are too few to hold out {fraction:.0%} for evaluation; "
-            "add rows or give an evaluation file"
+            "path",
+            f"{path}: {n_rows} rows are too few to hold out {fraction:.0%} for evaluation; "
+            "add rows or give an evaluation file",
         )
 
 
 def _holdout_size(n_rows: int, fraction: float) -> int:
-    return int(round(n_rows * fraction))
+    return round(n_rows * fraction)
 
 
 # --- hub datasets -------------------------------------------------------------------------
+
 
 def hub_task(
     hub_id: str,
@@ -594,11 +688,18 @@ def hub_task(
         raise DataError("hub_id", "must be a dataset id such as 'nyu-mll/glue'")
     text_columns = (text_columns,) if isinstance(text_columns, str) else tuple(text_columns)
     return TaskSpec(
-        name=name or (f"{hub_id}:{config}" if config else hub_id), text_columns=text_columns,
-        label_column=label_column, problem=problem,
+        name=name or (f"{hub_id}:{config}" if config else hub_id),
+        text_columns=text_columns,
+        label_column=label_column,
+        problem=problem,
         metric=metric or ("pearson_spearman" if problem == "regression" else "accuracy"),
-        source="hub", hub_id=hub_id, hub_config=config, train_split=train_split,
-        eval_split=eval_split, available_offline=False, description=f"hub dataset {hub_id}",
+        source="hub",
+        hub_id=hub_id,
+        hub_config=config,
+        train_split=train_split,
+        eval_split=eval_split,
+        available_offline=False,
+        description=f"hub dataset {hub_id}",
     )
 
 
@@ -613,10 +714,13 @@ def _load_hub(spec: TaskSpec) -> tuple[TaskSpec, Dataset, Dataset]:
         "Hub access"
     )
     if datasets.config.HF_HUB_OFFLINE:
-        raise DataError("task", f"{unavailable}: hub access is switched off (HF_HUB_OFFLINE){advice}")
+        raise DataError(
+            "task", f"{unavailable}: hub access is switched off (HF_HUB_OFFLINE){advice}"
+        )
     try:
         loaded = datasets.load_dataset(spec.hub_id, spec.hub_config)
-    except Exception as exc:  # network, auth, missing dataset: the datasets library raises many kinds
+    # Network, auth, a missing dataset or config: the datasets library raises many kinds.
+    except Exception as exc:  # noqa: BLE001
         raise DataError("task", f"{unavailable}: {type(exc).__name__}: {exc}{advice}") from None
     for split in (spec.train_split, spec.eval_split):
         if split not in loaded:
@@ -629,7 +733,9 @@ def _load_hub(spec: TaskSpec) -> tuple[TaskSpec, Dataset, Dataset]:
     if spec.problem == "classification" and not spec.labels:
         names = getattr(feature, "names", None)
         if names:
-            spec = replace(spec, labels=tuple(str(i) for i in range(len(names))), label_names=tuple(names))
+            spec = replace(
+                spec, labels=tuple(str(i) for i in range(len(names))), label_names=tuple(names)
+            )
         else:
             found = _sorted_labels(_label_text(v) for v in train[spec.label_column])
             spec = replace(spec, labels=found, label_names=found)
@@ -647,6 +753,7 @@ def _hub_split(split: Dataset, spec: TaskSpec, which: str) -> Dataset:
 
 
 # --- loading and splitting ----------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TaskData:
@@ -666,7 +773,9 @@ def _split_single(dataset: Dataset, fraction: float, what: str) -> tuple[Dataset
     n = len(dataset)
     n_eval = _holdout_size(n, fraction)
     if n_eval < 1 or n - n_eval < 1:
-        raise DataError("holdout_fraction", f"{what} has {n} rows, too few to hold out {fraction:.0%}")
+        raise DataError(
+            "holdout_fraction", f"{what} has {n} rows, too few to hold out {fraction:.0%}"
+        )
     order = np.random.default_rng(SPLIT_SEED).permutation(n)
     eval_idx, train_idx = np.sort(order[:n_eval]), np.sort(order[n_eval:])
     note = (
@@ -727,7 +836,9 @@ def _task_key(spec: TaskSpec) -> tuple[Any, ...]:
     # File size and mtime are part of the key so a re-uploaded user file is re-read.
     files = ()
     if spec.source != "hub":
-        files = _file_key(_spec_path(spec, spec.train_path)) + _file_key(_spec_path(spec, spec.eval_path))
+        files = _file_key(_spec_path(spec, spec.train_path)) + _file_key(
+            _spec_path(spec, spec.eval_path)
+        )
     return (json.dumps(spec.to_dict(), sort_keys=True), files)
 
 
@@ -791,7 +902,9 @@ def load_task(
     trial of a search trains on the same subset and scores stay comparable).
     """
     if train_examples is not None and (not isinstance(train_examples, int) or train_examples < 1):
-        raise DataError("train_examples", f"must be a positive integer or None, got {train_examples!r}")
+        raise DataError(
+            "train_examples", f"must be a positive integer or None, got {train_examples!r}"
+        )
     full = _load_full(resolve_task(task))
     train, note = _subsample(full.train, train_examples, sample_seed, full.spec.name)
     notes = full.notes + ((note,) if note else ())
@@ -799,6 +912,7 @@ def load_task(
 
 
 # --- tokenisation -------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class EncodedTask:
@@ -844,7 +958,10 @@ def _encode_split(dataset: Dataset, spec: TaskSpec, tokenizer: Any, max_length: 
     def tokenize(batch: dict[str, list[Any]]) -> dict[str, Any]:
         texts = [batch[column] for column in spec.text_columns]
         encoded = tokenizer(
-            *texts, truncation=True, max_length=max_length, padding=False,
+            *texts,
+            truncation=True,
+            max_length=max_length,
+            padding=False,
             return_attention_mask=True,
         )
         out = dict(encoded)
@@ -896,7 +1013,9 @@ def encode_task(
         data = load_task(task, train_examples=train_examples, sample_seed=sample_seed)
     train = _encode_split(data.train, data.spec, tokenizer, max_length)
     evaluation = _encode_split(data.eval, data.spec, tokenizer, max_length)
-    input_columns = tuple(c for c in ("input_ids", "attention_mask", "token_type_ids") if c in train.column_names)
+    input_columns = tuple(
+        c for c in ("input_ids", "attention_mask", "token_type_ids") if c in train.column_names
+    )
     pad_id = tokenizer.pad_token_id
     if pad_id is None:
         raise DataError("tokenizer", "has no pad token; set tokenizer.pad_token before training")

@@ -113,7 +113,9 @@ def matthews_correlation(
     return float(cov_ytyp / np.sqrt(denominator))
 
 
-def pearson(predictions: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray) -> float:
+def pearson(
+    predictions: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray
+) -> float:
     """Pearson correlation; 0.0 when either side is constant (undefined otherwise)."""
     pred, gold = _as_arrays(predictions, labels)
     x = pred.astype(np.float64) - pred.mean(dtype=np.float64)

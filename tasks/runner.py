@@ -68,13 +68,19 @@ class DesignOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "score": self.score, "per_task": self.per_task, "peft_total": self.peft_total,
-            "head_params": self.head_params, "notes": list(self.notes), "seed": self.seed,
-            "seconds": self.seconds, "saved": dict(self.saved),
+            "score": self.score,
+            "per_task": self.per_task,
+            "peft_total": self.peft_total,
+            "head_params": self.head_params,
+            "notes": list(self.notes),
+            "seed": self.seed,
+            "seconds": self.seconds,
+            "saved": dict(self.saved),
         }
 
 
 # --- backbone cache -----------------------------------------------------------------------
+
 
 @dataclass
 class _CachedBackbone:
@@ -135,7 +141,9 @@ class BackboneCache:
             # is initialised identically in every process, and the caller's RNG is left alone.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
-                loaded = load_backbone(_load_name(name_or_path), head=HeadSpec(problem="classification", num_labels=2))
+                loaded = load_backbone(
+                    _load_name(name_or_path), head=HeadSpec(problem="classification", num_labels=2)
+                )
             self.disk_loads += 1
             return self._store(key, loaded)
 
@@ -187,6 +195,7 @@ class BackboneCache:
 
 
 # --- running a design ---------------------------------------------------------------------
+
 
 def _directory_name(task_name: str) -> str:
     # Hub ids ("someone/reviews:config") must not become nested or odd paths.
@@ -271,14 +280,23 @@ def run_design(
         report = apply(backbone, design)
         peft_total = report.peft_total
         result = train(
-            backbone.model, encoded, config, task_name=spec.name, callbacks=callbacks,
+            backbone.model,
+            encoded,
+            config,
+            task_name=spec.name,
+            callbacks=callbacks,
             should_stop=should_stop,
         )
         per_task[spec.name] = {
-            "metrics": result.metrics, "score": result.score, "steps": result.steps,
-            "seconds": result.seconds, "train_examples": len(encoded.train),
-            "eval_examples": len(encoded.eval), "head_params": report.head,
-            "trainable_total": report.trainable_total, "training_only": report.training_only,
+            "metrics": result.metrics,
+            "score": result.score,
+            "steps": result.steps,
+            "seconds": result.seconds,
+            "train_examples": len(encoded.train),
+            "eval_examples": len(encoded.eval),
+            "head_params": report.head,
+            "trainable_total": report.trainable_total,
+            "training_only": report.training_only,
         }
         notes.extend(note for note in encoded.notes if note not in notes)
         if output_dir is not None:

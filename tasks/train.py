@@ -101,11 +101,15 @@ class TrainConfig:
     seed: int | None = field(
         default=None, metadata=_help("RNG seed; None: the design's seed (runner) or 0 (train)")
     )
-    device: str = field(default="auto", metadata=_help("'auto' (CUDA if present), 'cpu', 'cuda[:n]'"))
+    device: str = field(
+        default="auto", metadata=_help("'auto' (CUDA if present), 'cpu', 'cuda[:n]'")
+    )
     eval_every: int | None = field(
         default=None, metadata=_help("also evaluate every this many steps; None: per epoch only")
     )
-    bf16: bool = field(default=True, metadata=_help("bf16 autocast on CUDA devices that support it"))
+    bf16: bool = field(
+        default=True, metadata=_help("bf16 autocast on CUDA devices that support it")
+    )
 
     def __post_init__(self) -> None:
         def positive_int(name: str, value: Any, *, optional: bool = False) -> None:
@@ -114,8 +118,14 @@ class TrainConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise TrainConfigError(name, f"must be a positive integer, got {value!r}")
 
-        def number(name: str, value: Any, low: float, high: float, *, open_low: bool = False) -> None:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        def number(
+            name: str, value: Any, low: float, high: float, *, open_low: bool = False
+        ) -> None:
+            ok = (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            )
             if not ok or value > high or value < low or (open_low and value == low):
                 bounds = f"{'(' if open_low else '['}{low}, {high}]"
                 raise TrainConfigError(name, f"must be a number in {bounds}, got {value!r}")
@@ -129,17 +139,23 @@ class TrainConfig:
             number("max_grad_norm", self.max_grad_norm, 0.0, math.inf, open_low=True)
         positive_int("max_length", self.max_length)
         if self.max_length < 8:
-            raise TrainConfigError("max_length", f"must be at least 8 tokens, got {self.max_length}")
+            raise TrainConfigError(
+                "max_length", f"must be at least 8 tokens, got {self.max_length}"
+            )
         positive_int("train_examples", self.train_examples, optional=True)
         positive_int("eval_batch_size", self.eval_batch_size)
         if self.seed is not None and (
             not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0
         ):
-            raise TrainConfigError("seed", f"must be a non-negative integer or None, got {self.seed!r}")
+            raise TrainConfigError(
+                "seed", f"must be a non-negative integer or None, got {self.seed!r}"
+            )
         if not isinstance(self.device, str) or not (
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
         ):
-            raise TrainConfigError("device", f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+            raise TrainConfigError(
+                "device", f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
+            )
         positive_int("eval_every", self.eval_every, optional=True)
         if not isinstance(self.bf16, bool):
             raise TrainConfigError("bf16", f"must be true or false, got {self.bf16!r}")
@@ -153,7 +169,9 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise TrainConfigError(unknown[0], f"unknown setting; known: {', '.join(sorted(known))}")
+            raise TrainConfigError(
+                unknown[0], f"unknown setting; known: {', '.join(sorted(known))}"
+            )
         return cls(**dict(d))
 
     def resolved_device(self) -> torch.device:
@@ -193,10 +211,13 @@ class TrainResult:
 
 # --- batches ------------------------------------------------------------------------------
 
+
 class _Batches:
     """Pads tokenised examples per batch (pad to the longest in the batch, not to max_length)."""
 
-    def __init__(self, split: Any, input_columns: tuple[str, ...], pad_token_id: int, regression: bool):
+    def __init__(
+        self, split: Any, input_columns: tuple[str, ...], pad_token_id: int, regression: bool
+    ):
         # Pull the columns into Python lists once: indexing Arrow per batch is much slower.
         self.columns = {name: split[name] for name in input_columns}
         dtype = torch.float32 if regression else torch.long
@@ -204,7 +225,9 @@ class _Batches:
         self.pad_values = {"input_ids": pad_token_id, "attention_mask": 0, "token_type_ids": 0}
         self.size = len(self.labels)
 
-    def batch(self, indices: list[int], device: torch.device) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def batch(
+        self, indices: list[int], device: torch.device
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         inputs = {}
         for name, rows in self.columns.items():
             chosen = [rows[i] for i in indices]
@@ -265,6 +288,7 @@ def _linear_warmup(warmup_steps: int, total_steps: int) -> Callable[[int], float
 
 # --- evaluation ---------------------------------------------------------------------------
 
+
 def evaluate(
     model: nn.Module,
     encoded: EncodedTask,
@@ -292,7 +316,9 @@ def evaluate(
             for start in range(0, batches.size, batch_size):
                 if should_stop is not None and should_stop():
                     raise Cancelled(task_name or spec.name, step)
-                inputs, _ = batches.batch(list(range(start, min(start + batch_size, batches.size))), device)
+                inputs, _ = batches.batch(
+                    list(range(start, min(start + batch_size, batches.size))), device
+                )
                 logits = _logits(model(**inputs)).float()
                 if regression:
                     predictions.append(logits.view(-1).cpu().numpy())
@@ -306,6 +332,7 @@ def evaluate(
 
 
 # --- training -----------------------------------------------------------------------------
+
 
 def train(
     model: nn.Module,
@@ -340,7 +367,9 @@ def train(
     optimizer = torch.optim.AdamW(
         _param_groups(model, config.weight_decay), lr=config.learning_rate, fused=False
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_warmup(warmup_steps, total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _linear_warmup(warmup_steps, total_steps)
+    )
     trainable = [p for p in model.parameters() if p.requires_grad]
 
     deterministic_before = torch.are_deterministic_algorithms_enabled()
@@ -354,8 +383,14 @@ def train(
 
     def run_eval(step: int, epoch: float) -> dict[str, float]:
         metrics = evaluate(
-            model, encoded, batch_size=config.eval_batch_size, device=device, config=config,
-            should_stop=should_stop, task_name=name, step=step,
+            model,
+            encoded,
+            batch_size=config.eval_batch_size,
+            device=device,
+            config=config,
+            should_stop=should_stop,
+            task_name=name,
+            step=step,
         )
         metrics = {**metrics, "epoch": epoch, "step": step}
         evaluations.append(metrics)
@@ -391,10 +426,20 @@ def train(
                 step += 1
                 if on_step is not None:
                     elapsed = max(time.perf_counter() - step_started, 1e-9)
-                    on_step(name, step, {
-                        "loss": loss_value, "lr": lr, "examples_per_s": len(indices) / elapsed,
-                    })
-                if config.eval_every and step % config.eval_every == 0 and start + config.batch_size < batches.size:
+                    on_step(
+                        name,
+                        step,
+                        {
+                            "loss": loss_value,
+                            "lr": lr,
+                            "examples_per_s": len(indices) / elapsed,
+                        },
+                    )
+                if (
+                    config.eval_every
+                    and step % config.eval_every == 0
+                    and start + config.batch_size < batches.size
+                ):
                     run_eval(step, epoch + (start + len(indices)) / batches.size)
             run_eval(step, float(epoch + 1))
     finally:
@@ -403,6 +448,12 @@ def train(
     final = evaluations[-1]
     metrics = {k: v for k, v in final.items() if k not in ("score", "epoch", "step")}
     return TrainResult(
-        task=name, steps=step, epochs=config.epochs, metrics=metrics, score=final["score"],
-        evaluations=evaluations, final_loss=loss_value, seconds=time.perf_counter() - started,
+        task=name,
+        steps=step,
+        epochs=config.epochs,
+        metrics=metrics,
+        score=final["score"],
+        evaluations=evaluations,
+        final_loss=loss_value,
+        seconds=time.perf_counter() - started,
     )

@@ -23,7 +23,12 @@ def tiny_bert_config(minilm_tokenizer):
     from transformers import BertConfig
 
     return BertConfig(
-        vocab_size=minilm_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
-        hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+        vocab_size=minilm_tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
     )

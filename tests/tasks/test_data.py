@@ -27,11 +27,16 @@ from tasks.data import (
 
 
 def _manifest() -> dict[str, dict[str, str]]:
-    lines = [line for line in (BUNDLED_DIR / "MANIFEST.tsv").read_text().splitlines() if not line.startswith("#")]
+    lines = [
+        line
+        for line in (BUNDLED_DIR / "MANIFEST.tsv").read_text().splitlines()
+        if not line.startswith("#")
+    ]
     return {row["file"]: row for row in csv.DictReader(lines, delimiter="\t")}
 
 
 # --- bundled GLUE -------------------------------------------------------------------------
+
 
 def test_manifest_checksums_match_the_bundled_files():
     manifest = _manifest()
@@ -124,6 +129,7 @@ def test_spec_round_trips_through_json():
 
 # --- user files ---------------------------------------------------------------------------
 
+
 def _write(tmp_path, name, text, encoding="utf-8"):
     path = tmp_path / name
     path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
@@ -156,7 +162,11 @@ def test_user_tsv_and_jsonl_pairs_with_separate_eval_file(tmp_path):
     assert spec.labels == ("0", "1", "2") and spec.num_labels == 3
     loaded = load_task(spec)
     assert (len(loaded.train), len(loaded.eval)) == (12, 4)
-    tsv = _write(tmp_path, "scores.tsv", "s\tscore\n" + "".join(f'say "{i}\t{i * 0.37:.2f}\n' for i in range(20)))
+    tsv = _write(
+        tmp_path,
+        "scores.tsv",
+        "s\tscore\n" + "".join(f'say "{i}\t{i * 0.37:.2f}\n' for i in range(20)),
+    )
     reg = user_task(tsv, text_columns="s", label_column="score")
     assert reg.problem == "regression" and reg.metric == "pearson_spearman" and reg.num_labels == 1
     assert load_task(reg).train[0]["s"].startswith('say "')  # TSV: quotes are plain characters
@@ -170,13 +180,30 @@ def test_user_tsv_and_jsonl_pairs_with_separate_eval_file(tmp_path):
         ("a.csv", "", {}, "path", "empty file"),
         ("a.csv", "text,stars\n", {}, "path", "no data rows"),
         ("a.csv", "text,stars\ncaf\xe9,1\nok,0\n".encode("latin-1"), {}, "path", "not UTF-8"),
-        ("a.csv", "text,stars\n" + "t,pos\n" * 20, {}, "label_column", "classification needs at least two"),
-        ("a.csv", "text,stars\n" + "t,1.5\n" * 20 + "t,lots\n", {"problem": "regression"},
-         "label_column", "'lots' is not a finite number"),
+        (
+            "a.csv",
+            "text,stars\n" + "t,pos\n" * 20,
+            {},
+            "label_column",
+            "classification needs at least two",
+        ),
+        (
+            "a.csv",
+            "text,stars\n" + "t,1.5\n" * 20 + "t,lots\n",
+            {"problem": "regression"},
+            "label_column",
+            "'lots' is not a finite number",
+        ),
         ("a.csv", "text,stars\nt,1\nt\n", {}, "path", "line 3 has 1 fields"),
         ("a.csv", "text,stars\n,1\nt,0\n", {}, "text_columns", "line 2: column 'text' is empty"),
         ("a.xlsx", GOOD_CSV, {}, "path", "use .csv, .tsv or .jsonl"),
-        ("a.jsonl", '{"text": "x", "stars": 1}\n[1, 2]\n', {}, "path", "line 2: expected a JSON object"),
+        (
+            "a.jsonl",
+            '{"text": "x", "stars": 1}\n[1, 2]\n',
+            {},
+            "path",
+            "line 2: expected a JSON object",
+        ),
         ("a.jsonl", '{"text": "x", "stars": 1}\n{"text": "y"}\n', {}, "label_column", "line 2"),
         ("a.csv", "text,stars\nt,1\nu,0\n", {}, "path", "too few to hold out"),
         ("a.csv", GOOD_CSV, {"max_bytes": 100}, "path", "too large"),
@@ -214,6 +241,7 @@ def test_hub_task_without_hub_access_is_a_clear_error(monkeypatch):
 
 
 # --- tokenisation -------------------------------------------------------------------------
+
 
 def test_encoding_pairs_truncates_and_caches(minilm_tokenizer):
     data.clear_caches()

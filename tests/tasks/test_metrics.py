@@ -55,7 +55,9 @@ def test_agrees_with_sklearn_and_scipy(seed):
     scores = rng.uniform(0, 5, size=200).round(1)  # rounding makes ties for Spearman
     noisy = scores + rng.normal(0, 1, size=200)
     assert pearson(noisy, scores) == pytest.approx(pearsonr(noisy, scores).statistic)
-    assert spearman(noisy.round(0), scores) == pytest.approx(spearmanr(noisy.round(0), scores).statistic)
+    assert spearman(noisy.round(0), scores) == pytest.approx(
+        spearmanr(noisy.round(0), scores).statistic
+    )
 
 
 def test_degenerate_inputs_score_zero_not_nan():

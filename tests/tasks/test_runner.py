@@ -9,19 +9,28 @@ from tasks.data import DataError, user_task
 from tasks.peft import HeadSpec, design_from_sizes, load_backbone
 from tasks.peft.design import DesignError
 from tasks.runner import BackboneCache, Cancelled, DesignOutcome, run_design
-from tasks.train import Callbacks, TrainConfig
+from tasks.train import TrainConfig
 
 # CPU explicitly: the bitwise determinism checked here is a CPU promise (CUDA kernels with atomics
 # are only approximately reproducible).
-FAST = TrainConfig(batch_size=16, epochs=1, train_examples=32, max_length=32, learning_rate=1e-3,
-                   eval_batch_size=512, device="cpu")
+FAST = TrainConfig(
+    batch_size=16,
+    epochs=1,
+    train_examples=32,
+    max_length=32,
+    learning_rate=1e-3,
+    eval_batch_size=512,
+    device="cpu",
+)
 
 
 @pytest.fixture
 def tiny(tiny_bert_config, minilm_tokenizer):
     """A cache holding a tiny random BERT (with the MiniLM tokenizer) and a mixed design for it."""
     torch.manual_seed(0)
-    backbone = load_backbone(config=tiny_bert_config, head=HeadSpec(problem="classification", num_labels=2))
+    backbone = load_backbone(
+        config=tiny_bert_config, head=HeadSpec(problem="classification", num_labels=2)
+    )
     backbone.tokenizer = minilm_tokenizer
     cache = BackboneCache()
     cache.put(backbone.shape.name_or_path, backbone)
@@ -48,8 +57,14 @@ class Recorder:
 def test_a_design_is_trained_and_scored_on_each_task(tiny):
     cache, design = tiny
     recorder = Recorder()
-    outcome = run_design(design, ["rte", "stsb"], train_config=FAST, callbacks=recorder,
-                         should_stop=lambda: False, backbone_cache=cache)
+    outcome = run_design(
+        design,
+        ["rte", "stsb"],
+        train_config=FAST,
+        callbacks=recorder,
+        should_stop=lambda: False,
+        backbone_cache=cache,
+    )
 
     assert isinstance(outcome, DesignOutcome)
     assert set(outcome.per_task) == {"rte", "stsb"}
@@ -63,7 +78,10 @@ def test_a_design_is_trained_and_scored_on_each_task(tiny):
     assert outcome.per_task["rte"]["head_params"] == 32 * 32 + 32 + 32 * 2 + 2
     assert outcome.per_task["stsb"]["head_params"] == 32 * 32 + 32 + 32 + 1
     assert outcome.head_params == outcome.per_task["rte"]["head_params"]
-    assert outcome.per_task["rte"]["train_examples"] == 32 and outcome.per_task["rte"]["eval_examples"] == 277
+    assert (
+        outcome.per_task["rte"]["train_examples"] == 32
+        and outcome.per_task["rte"]["eval_examples"] == 277
+    )
     assert any("sub-sampled to 32" in note for note in outcome.notes)
     assert any("seed 5 (the design's seed)" in note for note in outcome.notes)
 
@@ -79,7 +97,9 @@ def test_same_seed_same_losses_and_the_cache_stays_pristine(tiny):
 
     def run(config=FAST):
         recorder = Recorder()
-        outcome = run_design(design, ["rte"], train_config=config, callbacks=recorder, backbone_cache=cache)
+        outcome = run_design(
+            design, ["rte"], train_config=config, callbacks=recorder, backbone_cache=cache
+        )
         return [loss for _, _, loss in recorder.steps], outcome
 
     losses_a, outcome_a = run()
@@ -97,16 +117,26 @@ def test_stop_flag_raises_cancelled_without_an_outcome(tiny):
     recorder = Recorder()
     polls = iter(range(100))
     with pytest.raises(Cancelled):
-        run_design(design, ["rte"], train_config=FAST, callbacks=recorder,
-                   should_stop=lambda: next(polls) >= 2, backbone_cache=cache)
+        run_design(
+            design,
+            ["rte"],
+            train_config=FAST,
+            callbacks=recorder,
+            should_stop=lambda: next(polls) >= 2,
+            backbone_cache=cache,
+        )
     assert recorder.ends == [] and recorder.evals == []
 
 
 def test_a_fixed_head_must_fit_every_task(tiny):
     cache, design = tiny
     with pytest.raises(DesignError) as info:
-        run_design({**design, "head": {"problem": "classification", "num_labels": 2}}, ["rte", "stsb"],
-                   train_config=FAST, backbone_cache=cache)
+        run_design(
+            {**design, "head": {"problem": "classification", "num_labels": 2}},
+            ["rte", "stsb"],
+            train_config=FAST,
+            backbone_cache=cache,
+        )
     assert info.value.field == "head" and "stsb" in str(info.value)
 
 
@@ -122,10 +152,12 @@ def test_user_file_task_from_a_stored_spec_dict(tiny, tmp_path):
     cache, design = tiny
     path = tmp_path / "tickets.jsonl"
     words = ["refund", "broken", "thanks", "great"]
-    path.write_text("".join(
-        f'{{"body": "{words[i % 4]} ticket {i}", "team": "{["billing", "support", "sales"][i % 3]}"}}\n'
-        for i in range(60)
-    ))
+    path.write_text(
+        "".join(
+            f'{{"body": "{words[i % 4]} ticket {i}", "team": "{["billing", "support", "sales"][i % 3]}"}}\n'
+            for i in range(60)
+        )
+    )
     spec = user_task(path, text_columns=["body"], label_column="team").to_dict()
     outcome = run_design(design, [spec], train_config=FAST, backbone_cache=cache)
     entry = outcome.per_task["tickets"]
@@ -135,7 +167,9 @@ def test_user_file_task_from_a_stored_spec_dict(tiny, tmp_path):
 
 def test_trained_weights_are_saved_per_task_when_asked(tiny, tmp_path):
     cache, design = tiny
-    outcome = run_design(design, ["wnli"], train_config=FAST, backbone_cache=cache, output_dir=tmp_path)
+    outcome = run_design(
+        design, ["wnli"], train_config=FAST, backbone_cache=cache, output_dir=tmp_path
+    )
     directory = tmp_path / "wnli"
     assert outcome.saved == {"wnli": str(directory)}
     assert any(directory.iterdir())
@@ -148,9 +182,18 @@ def test_real_minilm_beats_the_majority_class_on_sst2():
 
     cache = BackboneCache()
     shape = cache.load(None, head=HeadSpec(problem="classification", num_labels=2), seed=0).shape
-    design = design_from_sizes(shape, {i: {"adapter": 8, "lora": 4} for i in range(shape.num_layers)}, seed=0)
-    config = TrainConfig(batch_size=16, epochs=1, train_examples=512, max_length=64,
-                         learning_rate=3e-3, eval_batch_size=128, device="cpu")
+    design = design_from_sizes(
+        shape, {i: {"adapter": 8, "lora": 4} for i in range(shape.num_layers)}, seed=0
+    )
+    config = TrainConfig(
+        batch_size=16,
+        epochs=1,
+        train_examples=512,
+        max_length=64,
+        learning_rate=3e-3,
+        eval_batch_size=128,
+        device="cpu",
+    )
     outcome = run_design(design.to_dict(), ["sst2"], train_config=config, backbone_cache=cache)
 
     dev_labels = load_task("sst2").eval["label"]

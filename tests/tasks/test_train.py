@@ -48,10 +48,21 @@ class Recorder(Callbacks):
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("batch_size", 0), ("batch_size", 2.5), ("epochs", -1), ("learning_rate", 0.0),
-        ("learning_rate", float("nan")), ("warmup_ratio", 1.5), ("weight_decay", -0.1),
-        ("max_grad_norm", 0.0), ("max_length", 4), ("train_examples", 0), ("eval_batch_size", 0),
-        ("seed", -3), ("device", "tpu"), ("eval_every", 0), ("bf16", "yes"),
+        ("batch_size", 0),
+        ("batch_size", 2.5),
+        ("epochs", -1),
+        ("learning_rate", 0.0),
+        ("learning_rate", float("nan")),
+        ("warmup_ratio", 1.5),
+        ("weight_decay", -0.1),
+        ("max_grad_norm", 0.0),
+        ("max_length", 4),
+        ("train_examples", 0),
+        ("eval_batch_size", 0),
+        ("seed", -3),
+        ("device", "tpu"),
+        ("eval_every", 0),
+        ("bf16", "yes"),
     ],
 )
 def test_bad_config_values_name_the_field(field, value):
@@ -72,7 +83,8 @@ def test_same_seed_gives_identical_losses_and_scores(tiny_bert_config, rte):
     def run(seed):
         recorder = Recorder()
         result = train(
-            _model(tiny_bert_config), rte,
+            _model(tiny_bert_config),
+            rte,
             TrainConfig(batch_size=16, epochs=2, learning_rate=1e-3, seed=seed, device="cpu"),
             callbacks=recorder,
         )
@@ -88,7 +100,9 @@ def test_same_seed_gives_identical_losses_and_scores(tiny_bert_config, rte):
 
 def test_callbacks_report_steps_evaluations_and_the_schedule(tiny_bert_config, rte):
     recorder = Recorder()
-    config = TrainConfig(batch_size=16, epochs=2, learning_rate=1e-3, warmup_ratio=0.5, eval_every=2)
+    config = TrainConfig(
+        batch_size=16, epochs=2, learning_rate=1e-3, warmup_ratio=0.5, eval_every=2
+    )
     result = train(_model(tiny_bert_config), rte, config, callbacks=recorder, task_name="rte-small")
 
     # 48 examples / 16 per batch = 3 steps per epoch, 6 in all
@@ -117,8 +131,13 @@ def test_stop_flag_cancels_within_a_step(tiny_bert_config, rte):
 
     recorder = Recorder()
     with pytest.raises(Cancelled) as info:
-        train(_model(tiny_bert_config), rte, TrainConfig(batch_size=8, epochs=3),
-              callbacks=recorder, should_stop=should_stop)
+        train(
+            _model(tiny_bert_config),
+            rte,
+            TrainConfig(batch_size=8, epochs=3),
+            callbacks=recorder,
+            should_stop=should_stop,
+        )
     assert info.value.step == 2 and info.value.task == "rte"
     assert len(recorder.steps) == 2 and recorder.evals == []
 
@@ -142,10 +161,15 @@ def test_no_trainable_parameters_is_an_error(tiny_bert_config, rte):
 
 def test_regression_task_reports_correlations(tiny_bert_config, minilm_tokenizer):
     stsb = encode_task("stsb", minilm_tokenizer, max_length=32, train_examples=32)
-    result = train(_model(tiny_bert_config, num_labels=1), stsb,
-                   TrainConfig(batch_size=16, epochs=1, eval_batch_size=256))
+    result = train(
+        _model(tiny_bert_config, num_labels=1),
+        stsb,
+        TrainConfig(batch_size=16, epochs=1, eval_batch_size=256),
+    )
     assert set(result.metrics) == {"pearson", "spearman"}
-    assert result.score == pytest.approx(50 * (result.metrics["pearson"] + result.metrics["spearman"]))
+    assert result.score == pytest.approx(
+        50 * (result.metrics["pearson"] + result.metrics["spearman"])
+    )
     assert math.isfinite(result.final_loss)
 
 
