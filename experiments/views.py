@@ -324,21 +324,33 @@ TIMELINE_STATE = {Stage.Status.RUNNING: "running", Stage.Status.AWAITING: "await
 
 
 def stage_timeline(search: Search, stages: list[Stage]) -> list[dict]:
-    """S0, S1, S2, S3, S4.G1..S4.G<groups>, final: each with its state and page, planned or not."""
-    planned = ["S0", "S1", "S2", "S3", *[f"S4.G{g}" for g in range(1, search.groups + 1)], "final"]
+    """Every stage the search plans (S0 when configured, S1, S2, S3, S4.G1..S4.G<groups>, final)
+    with its state and page; stages the search skipped (an untuned group's assignment) say so."""
+    from experiments.space.stages import stage_order
+
+    reference = (search.config or {}).get("reference_stage", True)
+    planned = [(spec.name, spec.component or ("reference" if spec.name == "S0" else "baselines"))
+               for spec in stage_order(search.groups, reference=bool(reference))]
     by_key = {stage.key: stage for stage in stages}
-    keys = planned + [stage.key for stage in stages if stage.key not in planned]
+    known = {key for key, _ in planned}
+    planned += [(stage.key, stage.component) for stage in stages if stage.key not in known]
+    last_order = max((stage.order for stage in stages), default=-1)
     steps = []
-    for key in keys:
+    for key, label in planned:
         stage = by_key.get(key)
-        steps.append({
-            "key": key, "stage": stage,
-            "state": TIMELINE_STATE.get(stage.status, "pending") if stage else "pending",
-            "current": stage is not None and stage.pk == search.current_stage_id,
-            "label": (stage.component if stage and stage.component else
-                      "reference" if key == "S0" else "baselines" if key == "final" else ""),
-        })
+        if stage is not None:
+            state = TIMELINE_STATE.get(stage.status, "pending")
+        else:  # a planned stage the search has moved past was not needed
+            later = [s for s in stages if s.order == last_order and s.key != key]
+            state = "skipped" if later and _planned_index(planned, key) < _planned_index(planned, later[0].key) \
+                else "pending"
+        steps.append({"key": key, "stage": stage, "state": state, "label": label,
+                      "current": stage is not None and stage.pk == search.current_stage_id})
     return steps
+
+
+def _planned_index(planned: list[tuple[str, str]], key: str) -> int:
+    return next((i for i, (name, _) in enumerate(planned) if name == key), len(planned))
 
 
 def trial_filters_from_query(query) -> tuple[selectors.TrialFilters, str]:
@@ -448,7 +460,8 @@ def final_report(search: Search) -> dict:
     baselines = [r["average"]["mean"] for r in table["rows"]
                  if r["arm"] not in ("selected", "full") and r["average"]["mean"] is not None]
     full = next((r["average"]["mean"] for r in table["rows"] if r["arm"] == "full"), None)
-    selected = selectors.search_final_trial(search=search)
+    selected = (Trial.objects.filter(search=search, stage__key="final", kind=Trial.Kind.SELECTED)
+                .order_by("seed", "index").first())
     return {
         "final_stage": final, "tasks": table["tasks"], "rows": table["rows"], "best": table["best"],
         "pending": pending, "selected_average": selected_row["average"]["mean"] if selected_row else None,
@@ -465,23 +478,25 @@ def report_downloads(search: Search, report: dict) -> list[dict]:
 
     from .models import Artifact
 
-    artifacts = {(a.kind, a.task): a for a in report["artifacts"]}
-    selected = report["selected"]
+    artifacts = report["artifacts"]
+    whole = {a.kind: a for a in artifacts if a.kind in FILENAMES}
     rows = []
-    for kind, label in ((Artifact.Kind.DESIGN, "Design JSON"), (Artifact.Kind.REPORT_MD, "Report (Markdown)"),
-                        (Artifact.Kind.REPORT_JSON, "Report (JSON)"), (Artifact.Kind.PEFT_EXPORT, "Hugging Face PEFT export")):
-        artifact = artifacts.get((kind, ""))
-        why = "" if artifact else "written when the search finishes"
-        if kind == Artifact.Kind.PEFT_EXPORT and not artifact and selected is not None:
-            extra = sorted(design_strategies(selected.design) - PEFT_STRATEGIES)
-            if extra:
-                why = f"not expressible: PEFT exports LoRA-only designs, this one also uses {', '.join(extra)}"
-        rows.append({"label": label, "name": FILENAMES[kind], "url": artifact_download_path(artifact) if artifact else "",
-                     "size": artifact.size_bytes if artifact else None, "why": why})
-    for (kind, task), artifact in sorted(artifacts.items()):
-        if kind == Artifact.Kind.WEIGHTS:
-            rows.append({"label": f"Weights for {task} (.safetensors)", "name": f"{task}.safetensors",
+    for kind in (Artifact.Kind.DESIGN, Artifact.Kind.REPORT_MD, Artifact.Kind.REPORT_JSON):
+        artifact = whole.get(kind)
+        rows.append({"label": Artifact.Kind(kind).label, "name": FILENAMES[kind],
+                     "url": artifact_download_path(artifact) if artifact else "",
+                     "size": artifact.size_bytes if artifact else None,
+                     "why": "" if artifact else "written when the search completes"})
+    for kind in (Artifact.Kind.WEIGHTS, Artifact.Kind.PEFT_EXPORT):
+        for artifact in sorted((a for a in artifacts if a.kind == kind), key=lambda a: a.task):
+            rows.append({"label": f"{Artifact.Kind(kind).label}: {artifact.task}", "name": f"{kind}-{artifact.task}",
                          "url": artifact_download_path(artifact), "size": artifact.size_bytes, "why": ""})
+    selected = report["selected"]
+    if selected is not None and not any(a.kind == Artifact.Kind.PEFT_EXPORT for a in artifacts):
+        extra = sorted(design_strategies(selected.design) - PEFT_STRATEGIES)
+        rows.append({"label": Artifact.Kind.PEFT_EXPORT.label, "name": "peft", "url": "", "size": None,
+                     "why": f"not expressible: PEFT exports LoRA-only designs, this one also uses {', '.join(extra)}"
+                     if extra else "written when the search completes"})
     rows.append({"label": "Usage snippet (Python)", "name": "usage.py",
                  "url": reverse("api:download", args=[search.pk, "usage.py"]) if selected else "", "size": None,
                  "why": "" if selected else "available once the final design exists"})

@@ -132,8 +132,9 @@ def test_search_list_empty_state_says_what_to_do(owner_client):
 
 def test_search_page_shows_timeline_trials_and_strip(owner_client, search):
     body = owner_client.get(reverse("search-detail", args=[search.pk])).content.decode()
-    for key in ("S0", "S1", "S2", "S3", "S4.G1", "S4.G4", "final"):
+    for key in ("S1", "S2", "S3", "S4.G1", "S4.G4", "final"):
         assert f'<span class="key">{key}</span>' in body
+    assert '<span class="key">S0</span>' not in body  # the quick preset has no reference stage
     assert "1,234,567" in body  # long numbers formatted
     assert 'class="strip"' in body
     assert "Retry" in body and "Cancel" in body

@@ -129,6 +129,7 @@
   function onEvent(event) {
     switch (event.type) {
       case "trial.metric": {
+        live.events += 1;
         track(event.trial);
         event.points.forEach(function (p) { addPoint(event.trial, event.attempt, p[1], p[0], p[2]); });
         scheduleRedraw();
@@ -172,9 +173,10 @@
       retryDelay = 1000;
       setStatus("live", "connected");
       if (reconnect) {  // fill the gap: status, table, newly started trials and missed points
+        live.reconnects += 1;
         refreshPage("status");
         refreshPage("trials");
-        discoverRunning().then(backfillAll);
+        discoverRunning().then(backfillAll).then(function () { live.backfills += 1; });
       }
     };
     socket.onmessage = function (message) { onEvent(JSON.parse(message.data)); };
@@ -202,8 +204,9 @@
   }
   function scheduleCharts() { if (!chartsTimer) chartsTimer = setTimeout(loadCharts, 5000); }
 
-  // Expose for tests and debugging: drop the socket as a network failure would.
-  PEFS.live = { dropConnection: function () { if (socket) socket.close(4000, "test"); }, trials: trials };
+  // Expose for tests and debugging: counters, and dropping the socket as a network failure would.
+  const live = (PEFS.live = { events: 0, reconnects: 0, backfills: 0, trials: trials,
+                              dropConnection: function () { if (socket) socket.close(4000, "test"); } });
 
   document.addEventListener("DOMContentLoaded", function () {
     JSON.parse(document.getElementById("running-trials").textContent).forEach(function (id) { track(id); });

@@ -20,8 +20,8 @@
       button.textContent = !value ? "Approve" : override ? "Override: choose " + value : "Approve " + value + " (recommended)";
       reasonField.style.display = override || reasonField.querySelector(".errorlist") ? "" : "none";
       document.querySelectorAll("[data-pending-diff] .chip").forEach(function (chip) {
-        chip.classList.toggle("kept", chip.dataset.choice === value);
-        chip.classList.toggle("removed", chip.dataset.choice !== value);
+        chip.classList.toggle("kept", value !== null && chip.dataset.choice === value);
+        chip.classList.toggle("removed", value !== null && chip.dataset.choice !== value);
       });
     }
     form.addEventListener("change", update);
