@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -38,7 +39,7 @@ import math
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -703,6 +704,18 @@ def hub_task(
     )
 
 
+@contextlib.contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """No datasets progress bars inside (they would flood a worker's log once per trial)."""
+    bars_were_on = not datasets.utils.are_progress_bars_disabled()
+    datasets.utils.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if bars_were_on:
+            datasets.utils.enable_progress_bars()
+
+
 def _load_hub(spec: TaskSpec) -> tuple[TaskSpec, Dataset, Dataset]:
     where = spec.hub_id + (f" (config {spec.hub_config})" if spec.hub_config else "")
     unavailable = (
@@ -737,17 +750,18 @@ def _load_hub(spec: TaskSpec) -> tuple[TaskSpec, Dataset, Dataset]:
                 spec, labels=tuple(str(i) for i in range(len(names))), label_names=tuple(names)
             )
         else:
-            found = _sorted_labels(_label_text(v) for v in train[spec.label_column])
+            found = _sorted_labels(_label_text(v) for v in train[spec.label_column][:])
             spec = replace(spec, labels=found, label_names=found)
     # GLUE's hub copies mark unlabelled rows with -1; they cannot be trained or scored on.
     if spec.problem == "classification":
-        train = train.filter(lambda row: row[spec.label_column] != -1)
-        evaluation = evaluation.filter(lambda row: row[spec.label_column] != -1)
+        with _quiet_progress():
+            train = train.filter(lambda row: row[spec.label_column] != -1)
+            evaluation = evaluation.filter(lambda row: row[spec.label_column] != -1)
     return spec, _hub_split(train, spec, "train"), _hub_split(evaluation, spec, "eval")
 
 
 def _hub_split(split: Dataset, spec: TaskSpec, which: str) -> Dataset:
-    columns = {name: split[name] for name in split.column_names}
+    columns = {name: split[name][:] for name in split.column_names}  # [:]: one Arrow read
     table = _Table(columns, len(split), list(range(1, len(split) + 1)))
     return _to_dataset(table, spec, f"{spec.hub_id}[{which}]")
 
@@ -969,16 +983,10 @@ def _encode_split(dataset: Dataset, spec: TaskSpec, tokenizer: Any, max_length: 
         return out
 
     # In-memory Datasets (from_dict/select) stay in memory through map: no cache files written.
-    # Progress bars would flood a worker's log once per trial; restore the caller's setting after.
-    bars_were_on = not datasets.utils.are_progress_bars_disabled()
-    datasets.utils.disable_progress_bars()
-    try:
+    with _quiet_progress():
         return dataset.map(
             tokenize, batched=True, batch_size=1000, remove_columns=dataset.column_names
         )
-    finally:
-        if bars_were_on:
-            datasets.utils.enable_progress_bars()
 
 
 def encode_task(

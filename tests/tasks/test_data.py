@@ -265,3 +265,41 @@ def test_single_sentence_encoding_and_bad_max_length(minilm_tokenizer):
     with pytest.raises(DataError) as info:
         encode_task("sst2", minilm_tokenizer, max_length=2)
     assert info.value.field == "max_length"
+
+
+def test_hub_task_reads_label_names_and_drops_unlabelled_rows(monkeypatch):
+    # Given a hub dataset shaped like GLUE's (ClassLabel feature, -1 for unlabelled rows),
+    # served in memory because the test machine has no network.
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
+    rows = {"text": [f"t{i}" for i in range(10)], "label": [i % 2 for i in range(10)]}
+    served = datasets.DatasetDict(
+        train=datasets.Dataset.from_dict(rows, features=features),
+        validation=datasets.Dataset.from_dict(
+            {"text": ["a", "b", "c"], "label": [1, -1, 0]},
+            features=datasets.Features(
+                {"text": datasets.Value("string"), "label": datasets.Value("int64")}
+            ),
+        ),
+    )
+    calls = []
+
+    def fake_load_dataset(hub_id, config=None):
+        calls.append((hub_id, config))
+        return served
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    data.clear_caches()
+    # When it is loaded as a hub task
+    loaded = load_task(hub_task("someone/reviews", text_columns="text", name="reviews-hub"))
+    # Then labels come from the ClassLabel names and the -1 row is gone
+    assert calls == [("someone/reviews", None)]
+    assert loaded.spec.labels == ("0", "1") and loaded.spec.label_names == ("neg", "pos")
+    assert (len(loaded.train), len(loaded.eval)) == (10, 2)
+    assert loaded.eval["label"][:] == [1, 0]
+    with pytest.raises(DataError) as info:
+        load_task(hub_task("someone/reviews", text_columns="text", eval_split="test"))
+    assert info.value.field == "eval_split" and "validation" in str(info.value)
+    data.clear_caches()
