@@ -387,7 +387,12 @@ def _read_jsonl(text: str, path: str) -> _Table:
         except json.JSONDecodeError as exc:
             raise DataError("path", f"{path}: line {line_no}: not valid JSON: {exc.msg}") from None
         if not isinstance(record, dict):
-            raise DataError("path", f"{path}: line {line_no}: expected a JSON object per line")
+            hint = ""
+            if line_no == 1 and line.lstrip().startswith("["):
+                hint = " (this looks like one JSON array: write JSON Lines, one object per line)"
+            raise DataError(
+                "path", f"{path}: line {line_no}: expected a JSON object per line{hint}"
+            )
         # Columns are the union of keys; a key missing from some rows reads as None and is
         # reported by the column checks with its line number.
         for key in record:

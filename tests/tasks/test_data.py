@@ -205,6 +205,7 @@ def test_user_tsv_and_jsonl_pairs_with_separate_eval_file(tmp_path):
             "line 2: expected a JSON object",
         ),
         ("a.jsonl", '{"text": "x", "stars": 1}\n{"text": "y"}\n', {}, "label_column", "line 2"),
+        ("a.json", '[{"text": "x", "stars": 1}]', {}, "path", "looks like one JSON array"),
         ("a.csv", "text,stars\nt,1\nu,0\n", {}, "path", "too few to hold out"),
         ("a.csv", GOOD_CSV, {"max_bytes": 100}, "path", "too large"),
     ],

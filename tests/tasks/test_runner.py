@@ -175,6 +175,34 @@ def test_trained_weights_are_saved_per_task_when_asked(tiny, tmp_path):
     assert any(directory.iterdir())
 
 
+def test_an_encoder_decoder_backbone_runs_through_the_same_path(minilm_tokenizer):
+    """A tiny random BART (layers = encoder then decoder blocks) with the MiniLM tokenizer,
+    whose [SEP] plays BART's </s> (the classification head reads the last one)."""
+    from transformers import BartConfig
+
+    tok = minilm_tokenizer
+    config = BartConfig(
+        vocab_size=tok.vocab_size, d_model=32, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+        decoder_ffn_dim=64, max_position_embeddings=64, pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.sep_token_id, bos_token_id=tok.cls_token_id,
+        decoder_start_token_id=tok.sep_token_id, forced_eos_token_id=None,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    backbone = load_backbone(config=config, head=HeadSpec(problem="classification", num_labels=2))
+    backbone.tokenizer = tok
+    cache = BackboneCache()
+    cache.put(backbone.shape.name_or_path, backbone)
+    sizes = {0: {"adapter": 4, "prefix": 2}, 1: {"lora": 2, "bitfit": 1}}
+    design = design_from_sizes(backbone.shape, sizes, seed=1).to_dict()
+
+    outcome = run_design(design, ["rte"], train_config=FAST, backbone_cache=cache)
+
+    assert outcome.peft_total == design["trainable_parameters"]["peft_total"]
+    assert 0.0 <= outcome.per_task["rte"]["metrics"]["accuracy"] <= 1.0
+    assert outcome.per_task["rte"]["training_only"] > 0  # the prefix MLP, trained but not stored
+
+
 @pytest.mark.slow
 def test_real_minilm_beats_the_majority_class_on_sst2():
     """Pretrained MiniLM, SST-2, 512 training examples, 1 epoch, LoRA+adapter on every layer."""
