@@ -898,8 +898,13 @@ def _load_full(spec: TaskSpec) -> TaskData:
                     f"{spec.name}: evaluated on the GLUE dev set ({len(evaluation)} examples); "
                     "GLUE test labels are not public"
                 )
+            else:
+                notes.append(
+                    f"{spec.name}: evaluated on {Path(spec.eval_path or '').name} "
+                    f"({len(evaluation)} examples)"
+                )
         else:
-            only = read.get("train") or read.get("eval")
+            only = read["train"] if "train" in read else read.get("eval")
             if only is None:
                 raise DataError("train_path", f"{spec.name}: no data file given")
             what = f"{spec.name} (only {Path(spec.eval_path or spec.train_path or '').name})"

@@ -162,6 +162,7 @@ def test_user_tsv_and_jsonl_pairs_with_separate_eval_file(tmp_path):
     assert spec.labels == ("0", "1", "2") and spec.num_labels == 3
     loaded = load_task(spec)
     assert (len(loaded.train), len(loaded.eval)) == (12, 4)
+    assert loaded.notes == ("train: evaluated on dev.jsonl (4 examples)",)
     tsv = _write(
         tmp_path,
         "scores.tsv",
