@@ -194,7 +194,7 @@ def trial_finish(*, trial_id: int, attempt: int, status: str, result: TrialResul
         if result is not None:
             trial.score, trial.scores = result.score, result.scores
             trial.trainable_params, trial.head_params = result.trainable_params, result.head_params
-            trial.notes = result.notes
+            trial.notes = [*trial.notes, *(n for n in result.notes if n not in trial.notes)]  # keep crash notes
             fields += ["score", "scores", "trainable_params", "head_params", "notes"]
         trial.save(update_fields=fields)
         _trial_became_final(trial)
