@@ -31,7 +31,7 @@ class BitFitConfig:
     size: int = field(default=1, metadata={"help": "always 1: BitFit's size is fixed by the architecture"})
 
     def __post_init__(self) -> None:
-        if self.size is not True and self.size != 1:
+        if self.size != 1:
             raise DesignError("size", f"BitFit has no size knob (use true), got {self.size!r}")
 
 
