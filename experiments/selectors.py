@@ -176,8 +176,9 @@ def trial_list(*, search: Search, filters: TrialFilters | None = None) -> QueryS
     if filters.stage is not None:
         trials = trials.filter(stage_id=filters.stage)
     for key, raw in filters.choices.items():
-        if not key.replace("_", "").isalnum():
-            raise TrialFilterError(f"choice.{key}", "Choice names are letters, digits and underscores.")
+        if not key or not key.replace("_", "").replace(".", "").isalnum():
+            raise TrialFilterError(f"choice.{key}", "Choice names are letters, digits, underscores and dots "
+                                                    "(e.g. grouping, assignment.G1).")
         match = Q()
         for value in choice_value_candidates(raw):
             match |= Q(**{f"choices__{key}": value})

@@ -125,13 +125,18 @@ def test_token_and_session_authentication(user):
     assert obtained.json()["token"] == token.key
 
 
-def test_schema_and_docs_are_served(client):
+def test_schema_and_docs_are_served(client, settings):
     schema = client.get(reverse("api:schema"))
     assert schema.status_code == 200
     assert b"/api/searches/{id}/metrics/" in schema.content
     docs = client.get(reverse("api:docs"))
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
+    # With drf-spectacular-sidecar installed the page loads Swagger UI from our static files: no CDN
+    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "drf_spectacular_sidecar"]
+    offline = client.get(reverse("api:docs")).content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in offline
+    assert "cdn" not in offline.lower()
 
 
 # --- tasks -------------------------------------------------------------------------------------
@@ -377,6 +382,8 @@ def test_trial_list_filters(api, trials):
     assert trial_ids(api, search, kind="baseline") == [d.pk]
     assert trial_ids(api, search, **{"choice.grouping": "spindle"}) == [a.pk, c.pk, d.pk]
     assert trial_ids(api, search, **{"choice.grouping": "spindle", "choice.groups": "4"}) == [a.pk, d.pk]
+    Trial.objects.filter(pk=c.pk).update(choices={"grouping": "spindle", "assignment.G1": "A+L"})
+    assert trial_ids(api, search, **{"choice.assignment.G1": "A+L"}) == [c.pk]
     bad = api.get(reverse("api:search-trials", args=[search.pk]), {"status": "exploded"})
     assert bad.status_code == 400 and "status" in bad.json()
 
