@@ -41,7 +41,14 @@ from tasks.data import DataError, TaskSpec, encode_task, resolve_task
 from tasks.peft.design import Design, DesignError, HeadSpec
 from tasks.train import Callbacks, Cancelled, TrainConfig, train
 
-__all__ = ["BackboneCache", "Cancelled", "DesignOutcome", "run_design"]
+__all__ = [
+    "FULL_FINETUNING_MAX_LR",
+    "BackboneCache",
+    "Cancelled",
+    "DesignOutcome",
+    "FullFineTuning",
+    "run_design",
+]
 
 
 @dataclass
@@ -212,8 +219,73 @@ def _check_head(design: Design, spec: TaskSpec, head: HeadSpec) -> None:
         )
 
 
+#: Full fine-tuning rewrites pretrained weights; at PEFT learning rates (1e-4 to 1e-3) it
+#: forgets them. Unless the document names a rate, the baseline trains at no more than this, the
+#: top of the recipe ../shared/PAPER.md reports for full fine-tuning.
+FULL_FINETUNING_MAX_LR = 5e-5
+
+
+@dataclass(frozen=True)
+class FullFineTuning:
+    """The full fine-tuning baseline: every backbone parameter trains, no PEFT design.
+
+    Its document is ``{"full_finetuning": true, "backbone": <name_or_path or {"name_or_path": ..}>,
+    "seed": int (optional, default 0), "learning_rate": float (optional), "provenance": {..}}``.
+    """
+
+    backbone: str
+    seed: int = 0
+    learning_rate: float | None = None
+
+    KEYS = ("full_finetuning", "backbone", "seed", "learning_rate", "provenance")
+
+    @staticmethod
+    def describes(document: Any) -> bool:
+        return isinstance(document, Mapping) and "full_finetuning" in document
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FullFineTuning:
+        """Validate a full fine-tuning document; DesignError names the bad field."""
+        unknown = sorted(set(d) - set(cls.KEYS))
+        if unknown:
+            raise DesignError(unknown[0], f"unknown key; known: {list(cls.KEYS)}")
+        if d.get("full_finetuning") is not True:
+            raise DesignError("full_finetuning", "must be true")
+        backbone = d.get("backbone")
+        if isinstance(backbone, Mapping):
+            backbone = backbone.get("name_or_path")
+        if not isinstance(backbone, str) or not backbone:
+            raise DesignError("backbone", "must be a name_or_path string or {'name_or_path': ...}")
+        seed = d.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise DesignError("seed", f"must be a non-negative integer, got {seed!r}")
+        rate = d.get("learning_rate")
+        if rate is not None and (
+            not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 < rate <= 1
+        ):
+            raise DesignError("learning_rate", f"must be a number in (0, 1], got {rate!r}")
+        return cls(backbone=backbone, seed=seed, learning_rate=rate)
+
+
+def _counts_for_full_finetuning(backbone: Any) -> dict[str, int]:
+    from tasks.peft.backbones import backbone_parameters, head_parameters
+
+    for param in backbone.model.parameters():
+        param.requires_grad_(True)
+    head = sum(p.numel() for _, p in head_parameters(backbone.model))
+    body = sum(p.numel() for _, p in backbone_parameters(backbone.model))
+    return {"peft_total": body, "head": head, "trainable_total": body + head, "training_only": 0}
+
+
+def _save_full_model(backbone: Any, directory: Path) -> None:
+    # Every weight changed, so only the whole model is a faithful artifact (HF format).
+    backbone.model.save_pretrained(directory)
+    if backbone.tokenizer is not None:
+        backbone.tokenizer.save_pretrained(directory)
+
+
 def run_design(
-    design: Design | Mapping[str, Any],
+    design: Design | FullFineTuning | Mapping[str, Any],
     tasks: Sequence[str | TaskSpec | Mapping[str, Any]],
     *,
     train_config: TrainConfig,
@@ -232,6 +304,11 @@ def run_design(
     ``output_dir``: when given, each task's trained PEFT weights and head are saved with
     ``tasks.peft.save`` into ``output_dir/<task>/``.
 
+    ``design`` may also be a full fine-tuning document (:class:`FullFineTuning`), the baseline
+    of the final stage: then every backbone parameter trains, ``peft_total`` is the backbone's
+    parameter count, the learning rate is capped at :data:`FULL_FINETUNING_MAX_LR` unless the
+    document gives one, and ``output_dir`` receives whole models (``save_pretrained``).
+
     Raises ``DesignError`` (bad design, or a fixed head that does not fit a task), ``DataError``
     (bad task), ``TrainConfigError`` and ``TrainingDiverged``, each naming the problem.
     """
@@ -240,7 +317,11 @@ def run_design(
     started = time.perf_counter()
     if not isinstance(train_config, TrainConfig):
         raise TypeError(f"train_config: expected a TrainConfig, got {type(train_config).__name__}")
-    design = design if isinstance(design, Design) else Design.from_dict(design)
+    full: FullFineTuning | None = None
+    if isinstance(design, FullFineTuning) or FullFineTuning.describes(design):
+        full = design if isinstance(design, FullFineTuning) else FullFineTuning.from_dict(design)
+    elif not isinstance(design, Design):
+        design = Design.from_dict(design)
     if isinstance(tasks, (str, TaskSpec, Mapping)):
         tasks = [tasks]
     specs = [resolve_task(task) for task in tasks]
@@ -251,13 +332,22 @@ def run_design(
     if repeated:
         raise DataError("tasks", f"task(s) listed more than once: {', '.join(repeated)}")
 
-    seed = design.seed if train_config.seed is None else train_config.seed
+    own_seed = full.seed if full is not None else design.seed
+    seed = own_seed if train_config.seed is None else train_config.seed
     config = replace(train_config, seed=seed)
     cache = backbone_cache if backbone_cache is not None else BackboneCache(max_backbones=1)
-    backbone_name = design.backbone.name_or_path
+    backbone_name = full.backbone if full is not None else design.backbone.name_or_path
 
     per_task: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
+    if full is not None:
+        rate = full.learning_rate or min(config.learning_rate, FULL_FINETUNING_MAX_LR)
+        if rate != config.learning_rate:
+            config = replace(config, learning_rate=rate)
+        notes.append(
+            f"full fine-tuning: every backbone parameter trained, learning rate {rate:g}"
+            + ("" if full.learning_rate else f" (capped at {FULL_FINETUNING_MAX_LR:g})")
+        )
     saved: dict[str, str] = {}
     peft_total = 0
     # Load, tokenise and check every task before training any: a bad task or a head that does
@@ -270,15 +360,19 @@ def run_design(
         )
         spec = encoded.spec  # hub tasks learn their label set when loaded
         head = HeadSpec(problem=spec.problem, num_labels=spec.num_labels)
-        _check_head(design, spec, head)
+        if full is None:
+            _check_head(design, spec, head)
         prepared.append((spec, encoded, head))
 
     for spec, encoded, head in prepared:
         if should_stop is not None and should_stop():
             raise Cancelled(spec.name, 0)
         backbone = cache.load(backbone_name, head=head, seed=seed)
-        report = apply(backbone, design)
-        peft_total = report.peft_total
+        if full is None:
+            counts = apply(backbone, design).to_dict()
+        else:
+            counts = _counts_for_full_finetuning(backbone)
+        peft_total = counts["peft_total"]
         result = train(
             backbone.model,
             encoded,
@@ -294,9 +388,9 @@ def run_design(
             "seconds": result.seconds,
             "train_examples": len(encoded.train),
             "eval_examples": len(encoded.eval),
-            "head_params": report.head,
-            "trainable_total": report.trainable_total,
-            "training_only": report.training_only,
+            "head_params": counts["head"],
+            "trainable_total": counts["trainable_total"],
+            "training_only": counts["training_only"],
         }
         notes.extend(note for note in encoded.notes if note not in notes)
         if output_dir is not None:
@@ -304,11 +398,16 @@ def run_design(
 
             directory = Path(output_dir) / _directory_name(spec.name)
             backbone.model.to("cpu")
-            save(backbone.model, design, directory)
+            if full is None:
+                save(backbone.model, design, directory)
+            else:
+                _save_full_model(backbone, directory)
             saved[spec.name] = str(directory)
         del backbone  # free the trained model before building the next task's
 
     seed_source = "the design's seed" if train_config.seed is None else "train_config.seed"
+    if full is not None and train_config.seed is None:
+        seed_source = "the baseline's seed"
     notes.append(f"seed {seed} ({seed_source}) for initialisation, dropout and data order")
     outcome = DesignOutcome(
         score=sum(entry["score"] for entry in per_task.values()) / len(per_task),

@@ -8,7 +8,7 @@ import torch
 from tasks.data import DataError, user_task
 from tasks.peft import HeadSpec, design_from_sizes, load_backbone
 from tasks.peft.design import DesignError
-from tasks.runner import BackboneCache, Cancelled, DesignOutcome, run_design
+from tasks.runner import BackboneCache, Cancelled, DesignOutcome, FullFineTuning, run_design
 from tasks.train import TrainConfig
 
 # CPU explicitly: the bitwise determinism checked here is a CPU promise (CUDA kernels with atomics
@@ -201,6 +201,38 @@ def test_an_encoder_decoder_backbone_runs_through_the_same_path(minilm_tokenizer
     assert outcome.peft_total == design["trainable_parameters"]["peft_total"]
     assert 0.0 <= outcome.per_task["rte"]["metrics"]["accuracy"] <= 1.0
     assert outcome.per_task["rte"]["training_only"] > 0  # the prefix MLP, trained but not stored
+
+
+def test_full_finetuning_baseline_trains_every_parameter(tiny, tmp_path):
+    cache, design = tiny
+    document = {"full_finetuning": True, "backbone": design["backbone"]["name_or_path"]}
+    outcome = run_design(
+        document, ["rte"], train_config=TrainConfig(**{**FAST.to_dict(), "learning_rate": 1e-3}),
+        callbacks=Recorder(), backbone_cache=cache, output_dir=tmp_path,
+    )  # fmt: skip
+    entry = outcome.per_task["rte"]
+    shape = cache._entry("config:bert").shape
+    assert outcome.peft_total == shape.total_params  # the whole backbone, head apart
+    assert entry["trainable_total"] == shape.total_params + entry["head_params"]
+    assert any("learning rate 5e-05 (capped at 5e-05)" in note for note in outcome.notes)
+    assert (tmp_path / "rte" / "config.json").is_file()
+    assert any(p.suffix == ".safetensors" for p in (tmp_path / "rte").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"full_finetuning": False, "backbone": "x"}, "full_finetuning"),
+        ({"full_finetuning": True}, "backbone"),
+        ({"full_finetuning": True, "backbone": "x", "seed": -1}, "seed"),
+        ({"full_finetuning": True, "backbone": "x", "learning_rate": 0}, "learning_rate"),
+        ({"full_finetuning": True, "backbone": "x", "layers": []}, "layers"),
+    ],
+)
+def test_bad_full_finetuning_documents_name_the_field(document, field):
+    with pytest.raises(DesignError) as info:
+        FullFineTuning.from_dict(document)
+    assert info.value.field == field
 
 
 @pytest.mark.slow
