@@ -17,10 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from tasks.peft.backbones import Backbone, blocks, head_parameters, introspect
-from tasks.peft.budget import strategy_params
+from tasks.peft.budget import BackboneShape, strategy_params
 from tasks.peft.design import Design, DesignError
 from tasks.peft.registry import InjectionContext, StoredTensor, get_strategy
 
@@ -105,24 +106,10 @@ def apply(
     stored: dict[int, list[StoredTensor]] = {}
     training_only: list[nn.Parameter] = []
     per_strategy: dict[str, int] = {}
-    for i, layer in enumerate(design.layers):
-        specs = sorted((get_strategy(s) for s in layer), key=lambda spec: spec.order)
-        stored[i] = []
-        for spec in specs:
-            try:
-                config = spec.make_config(design.size(i, spec.name), design.options)
-            except DesignError as exc:
-                raise exc.under(f"layers[{i}].{spec.name}") from None
-            injection = spec.inject(handles[i], config, context)
-            count = sum(t.value().numel() for t in injection.stored)
-            expected = strategy_params(
-                spec.name, design.size(i, spec.name), shape.layers[i], lora_targets=design.options.lora.targets
-            )
-            if count != expected:  # the engine and budget.py must never disagree
-                raise AssertionError(f"layers[{i}].{spec.name}: injected {count}, closed form {expected}")
-            per_strategy[spec.name] = per_strategy.get(spec.name, 0) + count
-            stored[i].extend(injection.stored)
-            training_only.extend(injection.training_only)
+    # PEFT initialisation depends on the design's seed only, and leaves the caller's RNG alone.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(design.seed)
+        _inject_all(design, shape, handles, context, stored, training_only, per_strategy)
     setattr(model, DESIGN_ATTR, design)
     setattr(model, STORED_ATTR, stored)
 
@@ -142,6 +129,36 @@ def apply(
     if report.trainable_total != expected_trainable or report.peft_total != design.trainable_parameters.peft_total:
         raise AssertionError(f"trainable parameters do not add up: {report}")
     return report
+
+
+def _inject_all(
+    design: Design,
+    shape: BackboneShape,
+    handles: list,
+    context: InjectionContext,
+    stored: dict[int, list[StoredTensor]],
+    training_only: list[nn.Parameter],
+    per_strategy: dict[str, int],
+) -> None:
+    """Inject every strategy of every layer, checking each count against the closed form."""
+    for i, layer in enumerate(design.layers):
+        specs = sorted((get_strategy(s) for s in layer), key=lambda spec: spec.order)
+        stored[i] = []
+        for spec in specs:
+            try:
+                config = spec.make_config(design.size(i, spec.name), design.options)
+            except DesignError as exc:
+                raise exc.under(f"layers[{i}].{spec.name}") from None
+            injection = spec.inject(handles[i], config, context)
+            count = sum(t.value().numel() for t in injection.stored)
+            expected = strategy_params(
+                spec.name, design.size(i, spec.name), shape.layers[i], lora_targets=design.options.lora.targets
+            )
+            if count != expected:  # the engine and budget.py must never disagree
+                raise AssertionError(f"layers[{i}].{spec.name}: injected {count}, closed form {expected}")
+            per_strategy[spec.name] = per_strategy.get(spec.name, 0) + count
+            stored[i].extend(injection.stored)
+            training_only.extend(injection.training_only)
 
 
 def applied_design(model: nn.Module) -> Design:

@@ -241,3 +241,17 @@ def test_regression_head(family):
     apply(backbone, design_from_sizes(backbone.shape, {0: {"lora": 2}}, seed=0))
     out = backbone.model(**tiny_inputs(family), labels=torch.tensor([0.5, 1.0, -1.0]))
     assert out.logits.shape == (3, 1) and out.loss.ndim == 0
+
+
+def test_peft_initialisation_follows_the_design_seed():
+    base = tiny_backbone("bert")
+    sizes = {0: {"adapter": 2, "lora": 2}, 1: {"prefix": 2}}
+    states = []
+    for seed in (4, 4, 5):
+        model = copy.deepcopy(base.model)
+        torch.manual_seed(seed * 100)  # the caller's RNG state must not matter
+        apply(model, design_from_sizes(base.shape, sizes, seed=seed))
+        states.append(peft_state_dict(model))
+    for key in states[0]:
+        torch.testing.assert_close(states[0][key], states[1][key], rtol=0, atol=0)
+    assert any(not torch.equal(states[0][k], states[2][k]) for k in states[0] if "lora_A" in k)
