@@ -21,15 +21,20 @@
   }
 
   function empty(el, message) {
-    if (window.Plotly && el.data) Plotly.purge(el);
+    if (window.Plotly && el._fullLayout) Plotly.purge(el);
     el.innerHTML = '<div class="chart-empty"></div>';
     el.firstChild.textContent = message;
+  }
+
+  // Make room for a plot: drop an empty-state message, keep an existing plot for Plotly.react.
+  function prepare(el) {
+    if (!el._fullLayout) el.innerHTML = "";
   }
 
   // series: [{label, steps, values, color?, dash?}]
   function curves(el, series, opts) {
     if (!series.length) { empty(el, opts.empty || "No points yet."); return; }
-    if (el.querySelector(".chart-empty")) el.innerHTML = "";
+    prepare(el);
     const traces = series.map(function (s, i) {
       return {
         type: "scattergl", mode: "lines", name: s.label, x: s.steps, y: s.values,
@@ -61,7 +66,7 @@
     const data = { id: pick(all.id), score: pick(all.score), components: all.components, labels: all.labels, codes: {} };
     all.components.forEach(function (name) { data.codes[name] = pick(all.codes[name]); });
     if (!data.id.length) { empty(el, "No finished trials yet: the chart fills in as trials succeed."); return; }
-    el.innerHTML = "";
+    prepare(el);
     const dims = [];
     data.components.forEach(function (name) {
       const codes = data.codes[name];
@@ -91,7 +96,7 @@
 
   function pareto(el, data, trialUrl) {
     if (!data.id.length) { empty(el, "No finished trials yet: scores and parameter counts appear here."); return; }
-    el.innerHTML = "";
+    prepare(el);
     const front = paretoFront(data.params, data.score);
     const byKind = {};
     data.id.forEach(function (_, i) { (byKind[data.kind[i]] = byKind[data.kind[i]] || []).push(i); });
@@ -115,7 +120,7 @@
       hovertemplate: "Pareto: trial %{customdata[0]}<br>%{x:,} parameters<br>score %{y:.2f}<extra></extra>",
     });
     Plotly.react(el, traces, layout({
-      xaxis: { title: { text: "trainable PEFT parameters" }, gridcolor: "#eef0f3", tickformat: "~s" },
+      xaxis: { title: { text: "trainable parameters (log scale)" }, type: "log", gridcolor: "#eef0f3", tickformat: "~s" },
       yaxis: { title: { text: "score (0-100)" }, gridcolor: "#eef0f3" },
     }), CONFIG);
     if (trialUrl && !el.dataset.clickBound) {
@@ -131,7 +136,7 @@
   function edf(el, choices, recommended) {
     const withData = choices.filter(function (c) { return c.edf && c.edf.length; });
     if (!withData.length) { empty(el, "No successful trials in this stage yet, so there is no distribution to plot."); return; }
-    el.innerHTML = "";
+    prepare(el);
     const traces = withData.map(function (c, i) {
       const xs = [c.edf[0][0]].concat(c.edf.map(function (p) { return p[0]; }));
       const ys = [0].concat(c.edf.map(function (p) { return p[1]; }));
@@ -152,7 +157,7 @@
   // groups: [{name, values: {task: {mean, std}}}], tasks: [task names]
   function groupedBars(el, groups, tasks) {
     if (!groups.length) { empty(el, "The final stage has no finished trials yet."); return; }
-    el.innerHTML = "";
+    prepare(el);
     const traces = groups.map(function (g, i) {
       return {
         type: "bar", name: g.name, x: tasks,
