@@ -34,6 +34,8 @@ _EXPORTS: dict[str, str] = {
     "UnsupportedModel": "tasks.peft.backbones",
     "load_backbone": "tasks.peft.backbones",
     "introspect": "tasks.peft.backbones",
+    "pick_device": "tasks.peft.backbones",
+    "autocast": "tasks.peft.backbones",
     "ApplyReport": "tasks.peft.engine",
     "apply": "tasks.peft.engine",
     "save": "tasks.peft.persistence",

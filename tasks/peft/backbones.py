@@ -389,7 +389,8 @@ def load_backbone(
             model = _model_class(family)(config)
         tokenizer = None
     else:
-        local = name_or_path is None
+        # The default's hub id always means the copy shipped in the package (offline).
+        local = name_or_path is None or str(name_or_path) == DEFAULT_BACKBONE
         path = str(default_backbone_path() if local else name_or_path)
         local = local or Path(path).is_dir()
         if local:
@@ -402,7 +403,7 @@ def load_backbone(
                 path, config=auto_config, local_files_only=local, dtype=torch.float32
             )
             tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=local)
-        model.config._name_or_path = DEFAULT_BACKBONE if name_or_path is None else str(name_or_path)
+        model.config._name_or_path = str(name_or_path or DEFAULT_BACKBONE)
     model.train()
     return Backbone(model=model, tokenizer=tokenizer, shape=introspect(model), head=head)
 

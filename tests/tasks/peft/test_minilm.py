@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tasks.peft import HeadSpec, apply, design_from_sizes, load_backbone, solve_sizes
+from tasks.peft import HeadSpec, apply, design_from_sizes, load, load_backbone, save, solve_sizes
 from tasks.peft.backbones import DEFAULT_BACKBONE
 
 
 @pytest.mark.slow
-def test_minilm_paper_s4_design_at_half_a_percent():
+def test_minilm_paper_s4_design_at_half_a_percent(tmp_path):
     # Given the default backbone
     backbone = load_backbone(head=HeadSpec("classification", 2))
     shape = backbone.shape
@@ -36,3 +36,13 @@ def test_minilm_paper_s4_design_at_half_a_percent():
     out = backbone.model(**batch, labels=torch.tensor([1, 0]))
     out.loss.backward()
     assert out.logits.shape == (2, 2) and torch.isfinite(out.loss)
+
+    # And after a step, saving and loading onto a fresh default backbone reproduces the logits
+    torch.optim.AdamW([p for p in backbone.model.parameters() if p.requires_grad], lr=1e-2).step()
+    backbone.model.eval()
+    with torch.no_grad():
+        expected = backbone.model(**batch).logits
+    save(backbone.model, design, tmp_path)
+    restored = load(tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(**batch).logits, expected, rtol=0, atol=1e-5)
