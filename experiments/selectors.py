@@ -248,15 +248,18 @@ def metric_points(*, search: Search, after: int = 0, trial_id: int | None = None
                   stage_id: int | None = None, max_points: int = METRICS_DEFAULT_POINTS) -> MetricPage:
     """The search's metric points with id > ``after``, latest attempt of each trial only.
 
-    One call reads at most ``max_points * METRICS_SCAN_FACTOR`` points in id order, so its cost
-    is bounded however large the stage, and downsamples each series it read to at most its share
-    of ``max_points``, keeping every series' first and last point. ``next`` is the cursor for the
+    One call reads at most ``max_points * METRICS_SCAN_FACTOR`` points, so its cost is bounded
+    however large the stage, and downsamples each series it read to at most its share of
+    ``max_points``, keeping every series' first and last point. ``next`` is the cursor for the
     following call and ``more`` says whether one is needed: a page that reconnects calls with its
     last cursor until ``more`` is false, then follows the live events.
 
-    The points are read by primary key within the asked trials' id range (``trial_id + 0`` keeps
-    the planner off the trial index, which would read every point of the stage and sort them), then
-    filtered here to the asked trials at their latest attempt.
+    One trial is read through its index. Several are read as a window of primary keys,
+    ``after < id <= after + scan``, filtered on the trials' id range with ``trial_id + 0`` so that
+    no planner (SQLite's or PostgreSQL's, with or without statistics) swaps the bounded key range
+    for the trial index, which would read every point of a stage and sort them. A window holding
+    none of the asked points jumps to the first one after it, so other searches' points cost one
+    extra query, not one call per window.
     """
     max_points = max(1, min(int(max_points), METRICS_MAX_POINTS))
     scan_limit = max_points * METRICS_SCAN_FACTOR
@@ -266,18 +269,31 @@ def metric_points(*, search: Search, after: int = 0, trial_id: int | None = None
     if stage_id is not None:
         trials = trials.filter(stage_id=stage_id)
     bounds = trials.aggregate(low=Min("id"), high=Max("id"))
+    columns = ("id", "trial_id", "attempt", "name", "step", "value")
     if bounds["low"] is None:
-        return MetricPage(series=[], next=after, more=False, scanned=0, returned=0, downsampled=False)
-    points = MetricPoint.objects.filter(id__gt=after)
-    if bounds["low"] == bounds["high"]:
-        points = points.filter(trial_id=bounds["low"])
+        rows, next_cursor, more = [], after, False
+    elif bounds["low"] == bounds["high"]:
+        points = MetricPoint.objects.filter(trial_id=bounds["low"], id__gt=after).order_by("id")
+        rows = list(points.values_list(*columns)[:scan_limit + 1])
+        more = len(rows) > scan_limit
+        rows = rows[:scan_limit]
+        next_cursor = rows[-1][0] if rows else after
     else:
-        points = points.alias(trial_key=F("trial_id") + 0).filter(trial_key__gte=bounds["low"],
-                                                                  trial_key__lte=bounds["high"])
-    rows = list(points.order_by("id").values_list("id", "trial_id", "attempt", "name", "step", "value")
-                [:scan_limit + 1])
-    more = len(rows) > scan_limit
-    rows = rows[:scan_limit]
+        in_range = (MetricPoint.objects.alias(trial_key=F("trial_id") + 0)
+                    .filter(trial_key__gte=bounds["low"], trial_key__lte=bounds["high"]))
+        newest = MetricPoint.objects.aggregate(newest=Max("id"))["newest"] or 0
+
+        def window(start: int) -> list[tuple]:
+            return list(in_range.filter(id__gt=start, id__lte=start + scan_limit).order_by("id")
+                        .values_list(*columns))
+
+        rows = window(after) if after < newest else []
+        if not rows and after + scan_limit < newest:
+            first = in_range.filter(id__gt=after + scan_limit).order_by("id").values_list("id", flat=True).first()
+            after = newest if first is None else first - 1
+            rows = window(after) if first is not None else []
+        next_cursor = min(after + scan_limit, max(newest, after))
+        more = next_cursor < newest
     # The id range may hold other stages' trials: keep the asked ones, at their latest attempt.
     attempts = dict(trials.filter(pk__in={row[1] for row in rows}).values_list("id", "attempt")) if rows else {}
 
@@ -303,7 +319,6 @@ def metric_points(*, search: Search, after: int = 0, trial_id: int | None = None
             steps, values = [steps[i] for i in picked], [values[i] for i in picked]
         returned += len(steps)
         series.append(MetricSeries(trial=trial, attempt=attempt, name=name, steps=steps, values=values))
-    next_cursor = rows[-1][0] if rows else after
     return MetricPage(series=series, next=next_cursor, more=more, scanned=len(rows), returned=returned,
                       downsampled=downsampled)
 

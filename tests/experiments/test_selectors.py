@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from experiments import selectors
-from experiments.models import Trial
+from experiments.models import MetricPoint, Trial
 from tests.factories import (
     BackboneFactory, MetricPointFactory, SearchFactory, StageFactory, TaskFactory, TrialFactory, design_document,
 )
@@ -126,3 +126,28 @@ def test_metric_points_bound_the_answer_across_many_series(user):
     page = selectors.metric_points(search=stage.search, stage_id=stage.pk, max_points=100)
     assert page.downsampled and page.returned <= 100 + 2 * len(page.series)
     assert all(s.steps[0] == 0 for s in page.series)
+
+
+@pytest.mark.django_db
+def test_metric_windows_skip_other_searches_points_and_walk_to_the_end(user):
+    # Given a stage of two trials whose points come after 300 points of another search
+    busy = TrialFactory(stage=StageFactory(search=SearchFactory(owner=user)))
+    for step in range(300):
+        MetricPointFactory(trial=busy, step=step)
+    stage = StageFactory(search=SearchFactory(owner=user))
+    trials = TrialFactory.create_batch(2, stage=stage)
+    for step in range(30):
+        for trial in trials:
+            MetricPointFactory(trial=trial, step=step, name="sst2:loss")
+    MetricPointFactory.create_batch(5, trial=busy)  # and the other search goes on writing
+    # When a page backfills the stage from the start, 10 points a call (windows of 50 ids)
+    page = selectors.metric_points(search=stage.search, stage_id=stage.pk, max_points=10)
+    # Then the first call jumps over the other search's points and answers the stage's first ones
+    assert page.series and all(s.steps[0] == 0 for s in page.series) and page.more
+    seen, calls = {s.trial: s.steps[-1] for s in page.series}, 1
+    while page.more:
+        page = selectors.metric_points(search=stage.search, stage_id=stage.pk, max_points=10, after=page.next)
+        seen.update({s.trial: s.steps[-1] for s in page.series})
+        calls += 1
+    assert seen == {trials[0].pk: 29, trials[1].pk: 29} and calls <= 3
+    assert page.next == MetricPoint.objects.order_by("-id").first().pk
