@@ -184,6 +184,18 @@ def test_task_upload_errors_name_the_field(api, media, fields, field):
     assert field in response.json(), response.json()
 
 
+@pytest.mark.parametrize("text, problem, message", [
+    ("text,label\n" + "same label,1\n" * 20, "", "two classes"),
+    ("text,label\n" + "words,high\nmore words,low\n" * 10, "regression", "not a finite number"),
+])
+def test_task_upload_checks_the_label_set(api, media, text, problem, message):
+    data = {"file": csv_upload(text), "name": "labels", "text_columns": "text", "label_column": "label"}
+    if problem:
+        data["problem"] = problem
+    response = api.post(reverse("api:task-list"), data, format="multipart")
+    assert response.status_code == 400 and message in response.json()["label_column"][0], response.json()
+
+
 def test_task_upload_rejects_too_large_and_undecodable_files(api, media, settings):
     settings.UPLOAD_MAX_BYTES = 100
     data = {"name": "big", "text_columns": "text", "label_column": "label"}
