@@ -29,13 +29,24 @@ def run(*args: str) -> tuple[str, str]:
     return out.getvalue(), err.getvalue()
 
 
+@pytest.fixture
+def tiny_task(user, settings, tmp_path):
+    """A 40-row sentiment CSV uploaded as the user's task: evaluation takes milliseconds."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.UPLOAD_ROOT = tmp_path / "uploads"
+    rows = "".join(f"{'a fine' if i % 2 else 'a dull'} film number {i},{i % 2}\n" for i in range(40))
+    upload = SimpleUploadedFile("tiny.csv", ("text,label\n" + rows).encode(), content_type="text/csv")
+    return services.task_upload(owner=user, name="tiny", uploaded_file=upload, text_columns=["text"],
+                                label_column="label")
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_pefs_search_local_runs_a_whole_search_and_writes_results(user, tiny_backbone, bundled_tasks, media,
-                                                                 tmp_path):
-    # Given a tiny model and the bundled RTE, when the CLI runs a quick auto-approved search in-process
+def test_pefs_search_local_runs_a_whole_search_and_writes_results(user, tiny_backbone, tiny_task, media, tmp_path):
+    # Given a tiny model and a tiny uploaded task, when the CLI runs a quick auto-approved search in-process
     out_dir = tmp_path / "results"
-    stdout, stderr = run("pefs_search", "--backbone", str(tiny_backbone.pk), "--tasks", "rte", "--preset", "quick",
+    stdout, stderr = run("pefs_search", "--backbone", str(tiny_backbone.pk), "--tasks", "tiny", "--preset", "quick",
                          "--auto-approve", "--local", "--samples-per-stage", "2", "--epochs", "1",
                          "--train-examples", "16", "--budget", "6000", "--groups", "1", "--seed", "3",
                          "--user", user.username, "--out", str(out_dir), *TINY_SETTINGS)
@@ -55,7 +66,7 @@ def test_pefs_search_local_runs_a_whole_search_and_writes_results(user, tiny_bac
     assert design["schema"] == "pefs.design/1"
     assert design["trainable_parameters"]["peft_total"] == pytest.approx(6000, rel=0.02)
     assert (out_dir / "report.md").read_text().startswith(f"# PEFS search #{search.pk}")
-    assert any(p.name.startswith("weights-rte") for p in out_dir.iterdir())
+    assert any(p.name.startswith("weights-tiny") for p in out_dir.iterdir())
     assert f"Search #{search.pk} completed" in stdout
 
 
