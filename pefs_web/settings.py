@@ -159,7 +159,9 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 5000, "expiry": 30},
+        # redis-py 8 reads with a 5 s socket timeout by default, which aborts the layer's blocking
+        # BZPOPMIN on an idle socket and closes every WebSocket with 1011 (channels_redis#422).
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}], "capacity": 5000, "expiry": 30},
     }
 }
 

@@ -81,7 +81,7 @@ def _collect_events(url: str, cookie: str | None, origin: str, seconds: float) -
 
 
 def test_trial_metrics_reach_the_owners_websocket_and_no_one_elses(user, other_user, tiny_backbone, bundled_tasks,
-                                                                     worker_factory, live_daphne):
+                                                                     worker_factory, live_daphne, tmp_path):
     search = services.search_create(owner=user, name="live", tasks=[bundled_tasks["sst2"]], backbone=tiny_backbone,
                                     budget_kind="absolute", budget_value=6000, groups=2, preset="quick",
                                     overrides={**SYSTEM_OVERRIDES, "max_train_examples": 256}, seed=2)
@@ -94,7 +94,7 @@ def test_trial_metrics_reach_the_owners_websocket_and_no_one_elses(user, other_u
     # The owner, connected before the worker starts, receives live metric points and status changes
     worker = worker_factory()
     events, code = _collect_events(ws_url, session_cookie(user), live_daphne, 240)
-    assert code is None, worker.log()[-3000:]
+    assert code is None, (tmp_path / "daphne.log").read_text()[-3000:]
     metrics = [e for e in events if e["type"] == "trial.metric"]
     assert metrics, f"no trial.metric among {[e['type'] for e in events]}"
     point = metrics[0]["points"][0]
