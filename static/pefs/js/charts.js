@@ -37,7 +37,8 @@
     prepare(el);
     const traces = series.map(function (s, i) {
       return {
-        type: "scattergl", mode: "lines", name: s.label, x: s.steps, y: s.values,
+        type: "scattergl", mode: s.steps.length < 30 ? "lines+markers" : "lines", name: s.label, x: s.steps, y: s.values,
+        marker: { size: 5 },
         line: { color: s.color || COLORS[i % COLORS.length], width: 1.8, dash: s.dash || "solid" },
         hovertemplate: "%{fullData.name}<br>step %{x}: %{y:.4g}<extra></extra>",
       };
@@ -87,11 +88,11 @@
     dims.push({ label: "score", values: data.score });
     Plotly.react(el, [{
       type: "parcoords",
-      line: { color: data.score, colorscale: "Viridis", showscale: true, colorbar: { title: { text: "score" }, thickness: 10 } },
+      line: { color: data.score, colorscale: "Viridis", showscale: false },
       dimensions: dims,
       labelangle: -20,
       labelfont: { size: 11 }, tickfont: { size: 10 },
-    }], layout({ margin: { l: 60, r: 50, t: 60, b: 24 } }), CONFIG);
+    }], layout({ margin: { l: 64, r: 40, t: 60, b: 24 } }), CONFIG);
   }
 
   function pareto(el, data, trialUrl) {

@@ -1,0 +1,64 @@
+"""Playwright (Python) driving Debian's chromium against a live Daphne server and a real worker.
+
+Screenshots go to the test's tmp dir, or to PEFS_SCREENSHOT_DIR when set (the README's images are
+picked from there and copied to static/pefs/screenshots/).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("PEFS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no chromium at {CHROMIUM}: install the chromium package or set PEFS_CHROMIUM")
+    # Playwright's sync API runs an event loop in this thread; the test still uses the ORM around it.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_page(chromium):
+    """Pages in fresh contexts (separate cookies per user), 1280 px wide like a laptop screen."""
+    contexts = []
+
+    def make(base_url: str):
+        context = chromium.new_context(viewport={"width": 1280, "height": 860}, base_url=base_url,
+                                       accept_downloads=True)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.errors = []
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def screenshot_dir(tmp_path) -> Path:
+    directory = Path(os.environ.get("PEFS_SCREENSHOT_DIR") or tmp_path / "screenshots")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def log_in(page, username: str, password: str) -> None:
+    page.goto("/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/")
