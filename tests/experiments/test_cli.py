@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 
 from experiments import services
 from experiments.models import Artifact, Search, Trial
-from tests.factories import ArtifactFactory, SearchFactory, StageFactory, TaskFactory, TrialFactory
+from tests.factories import ArtifactFactory, BackboneFactory, SearchFactory, StageFactory, TaskFactory, TrialFactory
 
 TINY_SETTINGS = ["--set", "max_eval_examples=16", "--set", "batch_size=16", "--set", "final_seeds=1",
                  "--set", "final_epochs=1", "--set", "bootstrap_resamples=200"]
@@ -104,8 +104,6 @@ def test_pefs_search_on_workers_follows_the_database(user, media, tmp_path, monk
     StageFactory(search=done, key="S1", status="approved")
     TrialFactory(stage=StageFactory(search=done, key="final"), kind=Trial.Kind.SELECTED, status="succeeded")
     monkeypatch.setattr(services, "search_create", lambda **kwargs: done)
-    from tests.factories import BackboneFactory
-
     BackboneFactory(name_or_path="default", is_default=True)
     # When the CLI runs without --local, it polls until the search is final and exports the results
     stdout, _ = run("pefs_search", "--tasks", "sst2", "--user", user.username, "--poll", "0.01",

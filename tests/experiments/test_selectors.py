@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from experiments import selectors
-from experiments.models import MetricPoint, Trial
+from experiments.models import MetricPoint
 from tests.factories import (
     BackboneFactory, MetricPointFactory, SearchFactory, StageFactory, TaskFactory, TrialFactory, design_document,
 )
