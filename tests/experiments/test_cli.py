@@ -43,7 +43,8 @@ def tiny_task(user, settings, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_pefs_search_local_runs_a_whole_search_and_writes_results(user, tiny_backbone, tiny_task, media, tmp_path):
+def test_pefs_search_local_runs_a_whole_search_and_writes_results(user, tiny_backbone, tiny_task, media, tmp_path,
+                                                                 monkeypatch):
     # Given a tiny model and a tiny uploaded task, when the CLI runs a quick auto-approved search in-process
     out_dir = tmp_path / "results"
     stdout, stderr = run("pefs_search", "--backbone", str(tiny_backbone.pk), "--tasks", "tiny", "--preset", "quick",
@@ -68,6 +69,21 @@ def test_pefs_search_local_runs_a_whole_search_and_writes_results(user, tiny_bac
     assert (out_dir / "report.md").read_text().startswith(f"# PEFS search #{search.pk}")
     assert any(p.name.startswith("weights-tiny") for p in out_dir.iterdir())
     assert f"Search #{search.pk} completed" in stdout
+    # ...and the usage snippet the API serves loads that design and those weights
+    from experiments.api.downloads import usage_snippet
+
+    (out_dir / f"search{search.pk}-design.json").write_bytes((out_dir / "design.json").read_bytes())
+    (out_dir / f"search{search.pk}-weights-tiny.safetensors").write_bytes(
+        next(out_dir.glob("weights-tiny*")).read_bytes())
+    monkeypatch.chdir(out_dir)
+    namespace: dict = {}
+    exec(compile(usage_snippet(search=search), "usage.py", "exec"), namespace)
+    import torch
+    from safetensors.torch import load_file
+
+    stored = load_file(f"search{search.pk}-weights-tiny.safetensors")
+    state = namespace["backbone"].model.state_dict()
+    assert stored and all(torch.equal(state[key], tensor) for key, tensor in stored.items())
 
 
 @pytest.mark.django_db
