@@ -2,10 +2,11 @@
 
 For each configuration a fresh subprocess loads all-MiniLM-L6-v2, prepares it, and runs AdamW
 training steps on a random batch (16 x 64 tokens). It reports the median step time (forward,
-backward, optimiser step) in wall-clock and in process CPU time (all threads; far less sensitive
-to other processes sharing the machine than wall-clock), and the peak memory of training: the kernel's resident-set high-water
-mark (VmHWM, reset through /proc/self/clear_refs just before the first step) minus the resident
-set before it, i.e. what activations, gradients and optimiser state add on top of the loaded model.
+backward, optimiser step) in wall-clock and in process CPU time (all threads; far less
+sensitive than wall-clock to other processes sharing the machine), and the peak memory of
+training: the kernel's resident-set high-water mark (VmHWM, reset through /proc/self/clear_refs
+just before the first step) minus the resident set before it, i.e. what activations, gradients
+and optimiser state add on top of the loaded model.
 
 Configurations: head only (frozen floor); adapter, prefix, LoRA at 0.5% of the backbone and BitFit
 (fixed size) on every layer; the paper's mixed S4 design at 0.5% (spindle groups 1-2-2-1 carrying
@@ -38,7 +39,12 @@ if str(ROOT) not in sys.path:
 
 BATCH, LENGTH, BUDGET = 16, 64, 0.005
 CONFIGS = ("head_only", "adapter", "prefix", "bitfit", "lora", "mixed", "peft_lora", "full")
-S4_GROUPS = (("adapter", "lora"), ("adapter", "prefix"), ("adapter", "prefix", "bitfit"), ("prefix", "bitfit", "lora"))
+S4_GROUPS = (
+    ("adapter", "lora"),
+    ("adapter", "prefix"),
+    ("adapter", "prefix", "bitfit"),
+    ("prefix", "bitfit", "lora"),
+)
 SPINDLE = (0, 1, 1, 2, 2, 3)  # layer -> group for 6 layers, group sizes 1-2-2-1
 
 
@@ -73,11 +79,18 @@ def _prepare(name: str):
         if name == "bitfit":
             sizes = {i: {"bitfit": 1} for i in range(shape.num_layers)}
         else:
-            sizes = solve_sizes({i: target / shape.num_layers for i in range(shape.num_layers)}, strategies, shape).sizes
+            sizes = solve_sizes(
+                {i: target / shape.num_layers for i in range(shape.num_layers)}, strategies, shape
+            ).sizes
         design = design_from_sizes(shape, sizes, seed=0)
         report = apply(backbone, design)
-        info.update(peft_params=report.peft_total, head_params=report.head, trainable=report.trainable_total,
-                    training_only=report.training_only, layers=design.to_dict()["layers"])
+        info.update(
+            peft_params=report.peft_total,
+            head_params=report.head,
+            trainable=report.trainable_total,
+            training_only=report.training_only,
+            layers=design.to_dict()["layers"],
+        )
     elif name == "head_only":
         for p in model.parameters():
             p.requires_grad_(False)
@@ -90,10 +103,18 @@ def _prepare(name: str):
 
         # Same budget and head as PEFS: uniform rank on query/value of every layer.
         rank = round(target / (shape.num_layers * 2 * (384 + 384)))
-        config = LoraConfig(r=rank, lora_alpha=16, lora_dropout=0.0, target_modules=["query", "value"],
-                            modules_to_save=["pooler", "classifier"])
+        config = LoraConfig(
+            r=rank,
+            lora_alpha=16,
+            lora_dropout=0.0,
+            target_modules=["query", "value"],
+            modules_to_save=["pooler", "classifier"],
+        )
         model = get_peft_model(model, config)
-        info.update(rank=rank, peft_params=sum(p.numel() for n, p in model.named_parameters() if "lora_" in n))
+        info.update(
+            rank=rank,
+            peft_params=sum(p.numel() for n, p in model.named_parameters() if "lora_" in n),
+        )
     elif name == "full":
         for p in model.parameters():
             p.requires_grad_(True)
@@ -156,27 +177,54 @@ def main(argv: list[str] | None = None) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     for name in args.only or CONFIGS:
         out = subprocess.run(
-            [sys.executable, __file__, "--one", name, "--steps", str(args.steps), "--warmup", str(args.warmup)],
-            capture_output=True, text=True, env=env, cwd=ROOT, check=False,
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                name,
+                "--steps",
+                str(args.steps),
+                "--warmup",
+                str(args.warmup),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            check=False,
         )
         if out.returncode != 0:
             raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
         results[name] = json.loads(out.stdout.strip().splitlines()[-1])
         r = results[name]
-        print(f"{name:10s} step {r['step_s_median'] * 1000:7.1f} ms (min {r['step_s_min'] * 1000:6.1f}, "
-              f"cpu {r['step_cpu_s_median'] * 1000:7.1f} ms)  "
-              f"peak +{r['peak_mem_mib']:7.1f} MiB  trainable {r['trainable']:>10,}", flush=True)
+        print(
+            f"{name:10s} step {r['step_s_median'] * 1000:7.1f} ms "
+            f"(min {r['step_s_min'] * 1000:6.1f}, "
+            f"cpu {r['step_cpu_s_median'] * 1000:7.1f} ms)  "
+            f"peak +{r['peak_mem_mib']:7.1f} MiB  trainable {r['trainable']:>10,}",
+            flush=True,
+        )
 
-    summary: dict = {"batch": BATCH, "length": LENGTH, "budget": BUDGET, "device": "cpu", "steps": args.steps,
-                     "results": results}
+    summary: dict = {
+        "batch": BATCH,
+        "length": LENGTH,
+        "budget": BUDGET,
+        "device": "cpu",
+        "steps": args.steps,
+        "results": results,
+    }
     for other in ("peft_lora", "full"):
         if "mixed" in results and other in results:
             summary[f"mixed/{other}"] = {
-                "step_time": round(results["mixed"]["step_s_median"] / results[other]["step_s_median"], 3),
+                "step_time": round(
+                    results["mixed"]["step_s_median"] / results[other]["step_s_median"], 3
+                ),
                 "step_cpu_time": round(
                     results["mixed"]["step_cpu_s_median"] / results[other]["step_cpu_s_median"], 3
                 ),
-                "peak_mem": round(results["mixed"]["peak_mem_mib"] / results[other]["peak_mem_mib"], 3),
+                "peak_mem": round(
+                    results["mixed"]["peak_mem_mib"] / results[other]["peak_mem_mib"], 3
+                ),
             }
     print(json.dumps(summary))
     return summary

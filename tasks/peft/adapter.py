@@ -33,7 +33,10 @@ from tasks.peft.registry import (
 )
 
 ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU,
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "silu": nn.SiLU,
 }
 
 
@@ -45,7 +48,11 @@ class AdapterConfig(AdapterOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.bottleneck, bool) or not isinstance(self.bottleneck, int) or self.bottleneck < 1:
+        if (
+            isinstance(self.bottleneck, bool)
+            or not isinstance(self.bottleneck, int)
+            or self.bottleneck < 1
+        ):
             raise DesignError("bottleneck", f"must be a positive integer, got {self.bottleneck!r}")
 
 
@@ -86,9 +93,13 @@ def inject(block: BlockHandles, config: AdapterConfig, context: InjectionContext
     wrapped = AdapterLinear(getattr(owner, attr), config)
     setattr(owner, attr, wrapped)
     adapter = wrapped.adapter
-    return Injection(stored=[StoredTensor(m, n) for m in (adapter.down, adapter.up) for n in ("weight", "bias")])
+    return Injection(
+        stored=[StoredTensor(m, n) for m in (adapter.down, adapter.up) for n in ("weight", "bias")]
+    )
 
 
 SPEC = register_strategy(
-    StrategySpec(name="adapter", config_class=AdapterConfig, make_config=make_config, inject=inject, order=2)
+    StrategySpec(
+        name="adapter", config_class=AdapterConfig, make_config=make_config, inject=inject, order=2
+    )
 )

@@ -18,8 +18,9 @@ Supported families and heads (the head is always trainable and counted apart fro
 
 Example:
     >>> from transformers import BertConfig
-    >>> backbone = load_backbone(config=BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
-    ...     num_attention_heads=4, intermediate_size=37), head=HeadSpec("classification", 3))
+    >>> tiny = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
+    ...                   num_attention_heads=4, intermediate_size=37)
+    >>> backbone = load_backbone(config=tiny, head=HeadSpec("classification", 3))
     >>> backbone.shape.num_layers, backbone.shape.layers[0].kv_dim
     (2, 32)
 """
@@ -133,8 +134,12 @@ def _t5_blocks(model: nn.Module) -> list[BlockHandles]:
                     path=f"transformer.{stack_name}.block.{j}",
                     block=block,
                     self_attention=attn,
-                    projections={"query": (attn, "q"), "key": (attn, "k"), "value": (attn, "v"),
-                                 "output": (attn, "o")},
+                    projections={
+                        "query": (attn, "q"),
+                        "key": (attn, "k"),
+                        "value": (attn, "v"),
+                        "output": (attn, "o"),
+                    },
                     ffn_output=(ffn, "wo"),
                     num_heads=attn.n_heads,
                     head_dim=attn.key_value_proj_dim,
@@ -156,8 +161,12 @@ def _bart_blocks(model: nn.Module) -> list[BlockHandles]:
                     path=f"model.{stack_name}.layers.{j}",
                     block=layer,
                     self_attention=attn,
-                    projections={"query": (attn, "q_proj"), "key": (attn, "k_proj"),
-                                 "value": (attn, "v_proj"), "output": (attn, "out_proj")},
+                    projections={
+                        "query": (attn, "q_proj"),
+                        "key": (attn, "k_proj"),
+                        "value": (attn, "v_proj"),
+                        "output": (attn, "out_proj"),
+                    },
                     ffn_output=(layer, "fc2"),
                     num_heads=attn.num_heads,
                     head_dim=attn.head_dim,
@@ -168,13 +177,26 @@ def _bart_blocks(model: nn.Module) -> list[BlockHandles]:
 
 
 FAMILY_SPECS: dict[str, Family] = {
-    "bert": Family("bert", ("bert",), ("bert.pooler", "classifier"), _bert_like_blocks,
-                   "BertForSequenceClassification"),
-    "roberta": Family("roberta", ("roberta", "xlm-roberta"), ("classifier",), _bert_like_blocks,
-                      "RobertaForSequenceClassification"),
-    "t5": Family("t5", ("t5",), ("classification_head",), _t5_blocks, "T5ForSequenceClassification"),
-    "bart": Family("bart", ("bart",), ("classification_head",), _bart_blocks,
-                   "BartForSequenceClassification"),
+    "bert": Family(
+        "bert",
+        ("bert",),
+        ("bert.pooler", "classifier"),
+        _bert_like_blocks,
+        "BertForSequenceClassification",
+    ),
+    "roberta": Family(
+        "roberta",
+        ("roberta", "xlm-roberta"),
+        ("classifier",),
+        _bert_like_blocks,
+        "RobertaForSequenceClassification",
+    ),
+    "t5": Family(
+        "t5", ("t5",), ("classification_head",), _t5_blocks, "T5ForSequenceClassification"
+    ),
+    "bart": Family(
+        "bart", ("bart",), ("classification_head",), _bart_blocks, "BartForSequenceClassification"
+    ),
 }
 assert tuple(FAMILY_SPECS) == FAMILIES
 
@@ -184,7 +206,7 @@ def supported_model_types() -> list[str]:
 
 
 def family_of(model_type: str) -> Family:
-    """The family for a transformers ``model_type``; ``UnsupportedModel`` lists the supported ones."""
+    """The family of a transformers ``model_type``; ``UnsupportedModel`` lists the supported."""
     for family in FAMILY_SPECS.values():
         if model_type in family.model_types:
             return family
@@ -273,7 +295,8 @@ def introspect(model: nn.Module) -> BackboneShape:
     """Describe ``model`` (a backbone from :func:`load_backbone`, before or after ``apply``).
 
     Example:
-        >>> shape = introspect(load_backbone(head=HeadSpec("classification", 2)).model)  # doctest: +SKIP
+        >>> model = load_backbone(head=HeadSpec("classification", 2)).model  # doctest: +SKIP
+        >>> shape = introspect(model)  # doctest: +SKIP
         >>> shape.num_layers, shape.hidden_size, shape.total_params  # doctest: +SKIP
         (6, 384, 22713216)
     """
@@ -418,4 +441,3 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-

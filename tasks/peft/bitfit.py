@@ -21,14 +21,22 @@ from torch import nn
 
 from tasks.peft.backbones import BlockHandles, bitfit_targets
 from tasks.peft.design import DesignError, DesignOptions
-from tasks.peft.registry import Injection, InjectionContext, StoredTensor, StrategySpec, register_strategy
+from tasks.peft.registry import (
+    Injection,
+    InjectionContext,
+    StoredTensor,
+    StrategySpec,
+    register_strategy,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
 class BitFitConfig:
     """BitFit has no size; ``size`` exists so that every strategy is built the same way."""
 
-    size: int = field(default=1, metadata={"help": "always 1: BitFit's size is fixed by the architecture"})
+    size: int = field(
+        default=1, metadata={"help": "always 1: BitFit's size is fixed by the architecture"}
+    )
 
     def __post_init__(self) -> None:
         if self.size != 1:
@@ -45,7 +53,9 @@ def inject(block: BlockHandles, config: BitFitConfig, context: InjectionContext)
         bias = module._parameters.get(name)
         if bias is None:
             weight = module.weight
-            bias = nn.Parameter(torch.zeros(module.out_features, device=weight.device, dtype=weight.dtype))
+            bias = nn.Parameter(
+                torch.zeros(module.out_features, device=weight.device, dtype=weight.dtype)
+            )
             bias._pefs_added = True  # not a backbone parameter (introspect skips it)
             module.register_parameter(name, bias)
         bias.requires_grad_(True)
@@ -54,5 +64,7 @@ def inject(block: BlockHandles, config: BitFitConfig, context: InjectionContext)
 
 
 SPEC = register_strategy(
-    StrategySpec(name="bitfit", config_class=BitFitConfig, make_config=make_config, inject=inject, order=0)
+    StrategySpec(
+        name="bitfit", config_class=BitFitConfig, make_config=make_config, inject=inject, order=0
+    )
 )

@@ -152,7 +152,9 @@ def check_lora_targets(lora_targets: Collection[str], field_name: str = "lora_ta
         raise BudgetError(field_name, f"must be a non-empty list of {list(PROJECTION_ROLES)}")
     unknown = [t for t in lora_targets if t not in PROJECTION_ROLES]
     if unknown:
-        raise BudgetError(field_name, f"unknown projection(s) {unknown}; known: {list(PROJECTION_ROLES)}")
+        raise BudgetError(
+            field_name, f"unknown projection(s) {unknown}; known: {list(PROJECTION_ROLES)}"
+        )
     if len(set(lora_targets)) != len(list(lora_targets)):
         raise BudgetError(field_name, "contains duplicates")
 
@@ -165,7 +167,9 @@ def _unit_cost(strategy: str, layer: LayerShape, lora_targets: Collection[str]) 
         return 2 * layer.kv_dim, 0
     if strategy == "lora":
         return sum(sum(layer.projections[t]) for t in lora_targets), 0
-    raise BudgetError("strategy", f"{strategy!r} has no size; sized strategies: {list(SIZED_STRATEGIES)}")
+    raise BudgetError(
+        "strategy", f"{strategy!r} has no size; sized strategies: {list(SIZED_STRATEGIES)}"
+    )
 
 
 def strategy_params(
@@ -235,10 +239,14 @@ def _validated_inputs(
         if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
             raise BudgetError(f"layers[{i!r}]", f"layer index out of range 0..{n - 1}")
         if isinstance(strats, str):
-            raise BudgetError(f"layers[{i}]", "strategies must be a collection of names, not a string")
+            raise BudgetError(
+                f"layers[{i}]", "strategies must be a collection of names, not a string"
+            )
         unknown = [s for s in strats if s not in STRATEGIES]
         if unknown:
-            raise BudgetError(f"layers[{i}]", f"unknown strategy {unknown}; known: {list(STRATEGIES)}")
+            raise BudgetError(
+                f"layers[{i}]", f"unknown strategy {unknown}; known: {list(STRATEGIES)}"
+            )
         if strats:
             strategies[i] = [s for s in STRATEGIES if s in strats]
     return budgets, strategies
@@ -273,9 +281,11 @@ def solve_sizes(
     }
     sized_layers = [i for i, s in strategies.items() if any(x in SIZED_STRATEGIES for x in s)]
     sized_budget = sum(budgets.get(i, 0.0) for i in sized_layers)
-    # Whatever the other layers do not spend (negative when BitFit overspends) moves to sized layers.
+    # What the other layers do not spend (negative when BitFit overspends) goes to sized layers.
     leftover = sum(b - bitfit_cost.get(i, 0) for i, b in budgets.items() if i not in sized_layers)
-    leftover -= sum(bitfit_cost[i] for i in strategies if i not in sized_layers and i not in budgets)
+    leftover -= sum(
+        bitfit_cost[i] for i in strategies if i not in sized_layers and i not in budgets
+    )
 
     sizes: dict[int, dict[str, int]] = {i: {} for i in sorted(strategies)}
     real: list[tuple[int, str, float]] = []  # (layer, strategy, real-valued size)

@@ -43,7 +43,7 @@ PROBLEMS: tuple[str, ...] = ("classification", "regression")
 
 
 class DesignError(FieldError):
-    """An invalid design or option; ``.field`` is a dotted/indexed path such as ``layers[3].lora``."""
+    """An invalid design or option; ``.field`` is a path such as ``layers[3].lora``."""
 
     def under(self, prefix: str) -> DesignError:
         """The same error with its field placed under ``prefix`` (e.g. ``options.lora``)."""
@@ -87,11 +87,15 @@ class HeadSpec:
 class AdapterOptions:
     """Options shared by every adapter of a design."""
 
-    activation: str = field(default="relu", metadata=_help(f"bottleneck nonlinearity: {ACTIVATIONS}"))
+    activation: str = field(
+        default="relu", metadata=_help(f"bottleneck nonlinearity: {ACTIVATIONS}")
+    )
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
-            raise DesignError("activation", f"must be one of {list(ACTIVATIONS)}, got {self.activation!r}")
+            raise DesignError(
+                "activation", f"must be one of {list(ACTIVATIONS)}, got {self.activation!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {"activation": self.activation}
@@ -104,11 +108,15 @@ class PrefixOptions:
     reparameterize: bool = field(
         default=True, metadata=_help("train prefixes through an MLP, folded away when saving")
     )
-    mlp_hidden: int = field(default=512, metadata=_help("hidden width of the reparameterisation MLP"))
+    mlp_hidden: int = field(
+        default=512, metadata=_help("hidden width of the reparameterisation MLP")
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.reparameterize, bool):
-            raise DesignError("reparameterize", f"must be true or false, got {self.reparameterize!r}")
+            raise DesignError(
+                "reparameterize", f"must be true or false, got {self.reparameterize!r}"
+            )
         if not _is_int(self.mlp_hidden) or self.mlp_hidden < 1:
             raise DesignError("mlp_hidden", f"must be a positive integer, got {self.mlp_hidden!r}")
 
@@ -120,10 +128,13 @@ class PrefixOptions:
 class LoraOptions:
     """Options shared by every LoRA update of a design (the update is ``alpha/r * B A``)."""
 
-    alpha: float = field(default=16, metadata=_help("scaling numerator; the update is alpha/r * B A"))
+    alpha: float = field(
+        default=16, metadata=_help("scaling numerator; the update is alpha/r * B A")
+    )
     dropout: float = field(default=0.0, metadata=_help("dropout on the LoRA input, in [0, 1)"))
     targets: tuple[str, ...] = field(
-        default=DEFAULT_LORA_TARGETS, metadata=_help(f"self-attention projections: {PROJECTION_ROLES}")
+        default=DEFAULT_LORA_TARGETS,
+        metadata=_help(f"self-attention projections: {PROJECTION_ROLES}"),
     )
 
     def __post_init__(self) -> None:
@@ -161,7 +172,9 @@ class DesignOptions:
             raise DesignError("options", "must be an object")
         unknown = sorted(set(d) - set(cls._CLASSES))
         if unknown:
-            raise DesignError(f"options.{unknown[0]}", f"unknown option group; known: {list(cls._CLASSES)}")
+            raise DesignError(
+                f"options.{unknown[0]}", f"unknown option group; known: {list(cls._CLASSES)}"
+            )
         built: dict[str, Any] = {}
         for name, klass in cls._CLASSES.items():
             raw = d.get(name, {})
@@ -170,7 +183,9 @@ class DesignOptions:
             known = {f.name for f in fields(klass)}
             extra = sorted(set(raw) - known)
             if extra:
-                raise DesignError(f"options.{name}.{extra[0]}", f"unknown option; known: {sorted(known)}")
+                raise DesignError(
+                    f"options.{name}.{extra[0]}", f"unknown option; known: {sorted(known)}"
+                )
             try:
                 built[name] = klass(**raw)
             except DesignError as exc:
@@ -190,7 +205,11 @@ class BackboneRef:
     num_layers: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name_or_path": self.name_or_path, "model_type": self.model_type, "num_layers": self.num_layers}
+        return {
+            "name_or_path": self.name_or_path,
+            "model_type": self.model_type,
+            "num_layers": self.num_layers,
+        }
 
 
 @dataclass(frozen=True)
@@ -209,7 +228,10 @@ LayerSizes = dict[str, Any]  # {"adapter": int, "prefix": int, "bitfit": True, "
 
 @dataclass(frozen=True)
 class Design:
-    """A validated ``pefs.design/1`` document. Build with :meth:`from_dict` or :func:`design_from_sizes`."""
+    """A validated ``pefs.design/1`` document.
+
+    Build one with :meth:`from_dict` or :func:`design_from_sizes`.
+    """
 
     backbone: BackboneRef
     head: HeadSpec | None
@@ -219,7 +241,16 @@ class Design:
     trainable_parameters: TrainableParameters
     provenance: dict[str, Any] = field(default_factory=dict)
 
-    _KEYS = ("schema", "backbone", "head", "seed", "layers", "options", "trainable_parameters", "provenance")
+    _KEYS = (
+        "schema",
+        "backbone",
+        "head",
+        "seed",
+        "layers",
+        "options",
+        "trainable_parameters",
+        "provenance",
+    )
     _REQUIRED = ("schema", "backbone", "seed", "layers", "trainable_parameters")
 
     # --- reading -----------------------------------------------------------------------------
@@ -302,7 +333,9 @@ class Design:
                 f"design is for {self.backbone.model_type!r}, backbone is {shape.model_type!r}",
             )
         expected = _per_layer_counts(shape, self.layers, self.options.lora.targets)
-        for i, (got, want) in enumerate(zip(self.trainable_parameters.per_layer, expected)):
+        for i, (got, want) in enumerate(
+            zip(self.trainable_parameters.per_layer, expected, strict=True)
+        ):
             if got != want:
                 raise DesignError(
                     f"trainable_parameters.per_layer[{i}]",
@@ -323,7 +356,9 @@ def _backbone_from(raw: Any) -> BackboneRef:
         if not isinstance(raw[key], str) or not raw[key]:
             raise DesignError(f"backbone.{key}", "must be a non-empty string")
     if not _is_int(raw["num_layers"]) or raw["num_layers"] < 1:
-        raise DesignError("backbone.num_layers", f"must be a positive integer, got {raw['num_layers']!r}")
+        raise DesignError(
+            "backbone.num_layers", f"must be a positive integer, got {raw['num_layers']!r}"
+        )
     return BackboneRef(raw["name_or_path"], raw["model_type"], raw["num_layers"])
 
 
@@ -345,11 +380,13 @@ def _layers_from(raw: Any, num_layers: int) -> tuple[LayerSizes, ...]:
     if not isinstance(raw, list):
         raise DesignError("layers", "must be a list with one entry per layer")
     if len(raw) != num_layers:
-        raise DesignError("layers", f"has {len(raw)} entries but backbone.num_layers is {num_layers}")
+        raise DesignError(
+            "layers", f"has {len(raw)} entries but backbone.num_layers is {num_layers}"
+        )
     layers = []
     for i, entry in enumerate(raw):
         if not isinstance(entry, Mapping):
-            raise DesignError(f"layers[{i}]", "must be an object such as {\"adapter\": 8}")
+            raise DesignError(f"layers[{i}]", 'must be an object such as {"adapter": 8}')
         for name, value in entry.items():
             where = f"layers[{i}].{name}"
             if name not in STRATEGIES:
@@ -372,16 +409,21 @@ def _counts_from(raw: Any, layers: tuple[LayerSizes, ...]) -> TrainableParameter
         raise DesignError(f"trainable_parameters.{extra[0]}", "unknown key")
     per_layer = raw.get("per_layer")
     if not isinstance(per_layer, list) or len(per_layer) != len(layers):
-        raise DesignError("trainable_parameters.per_layer", f"must be a list of {len(layers)} integers")
-    for i, (count, layer) in enumerate(zip(per_layer, layers)):
+        raise DesignError(
+            "trainable_parameters.per_layer", f"must be a list of {len(layers)} integers"
+        )
+    for i, (count, layer) in enumerate(zip(per_layer, layers, strict=True)):
         if not _is_int(count) or count < 0 or (count == 0) != (not layer):
             raise DesignError(
                 f"trainable_parameters.per_layer[{i}]",
-                f"must be a positive integer for a tuned layer and 0 for an untouched one, got {count!r}",
+                "must be a positive integer for a tuned layer and 0 for an untouched one, "
+                f"got {count!r}",
             )
     total = raw.get("peft_total")
     if not _is_int(total) or total != sum(per_layer):
-        raise DesignError("trainable_parameters.peft_total", f"must equal sum(per_layer) = {sum(per_layer)}")
+        raise DesignError(
+            "trainable_parameters.peft_total", f"must equal sum(per_layer) = {sum(per_layer)}"
+        )
     return TrainableParameters(tuple(per_layer), total)
 
 
@@ -389,10 +431,13 @@ def _per_layer_counts(
     shape: BackboneShape, layers: tuple[LayerSizes, ...], lora_targets: tuple[str, ...]
 ) -> list[int]:
     counts = []
-    for i, (entry, layer) in enumerate(zip(layers, shape.layers)):
+    for i, (entry, layer) in enumerate(zip(layers, shape.layers, strict=True)):
         try:
             counts.append(
-                sum(strategy_params(s, int(v), layer, lora_targets=lora_targets) for s, v in entry.items())
+                sum(
+                    strategy_params(s, int(v), layer, lora_targets=lora_targets)
+                    for s, v in entry.items()
+                )
             )
         except BudgetError as exc:
             raise DesignError(f"layers[{i}]", exc.message) from None
@@ -416,7 +461,9 @@ def design_from_sizes(
         options = DesignOptions.from_dict(options)
     for i in sizes:
         if not _is_int(i) or not 0 <= i < shape.num_layers:
-            raise DesignError(f"layers[{i!r}]", f"layer index out of range 0..{shape.num_layers - 1}")
+            raise DesignError(
+                f"layers[{i!r}]", f"layer index out of range 0..{shape.num_layers - 1}"
+            )
     raw_layers: list[dict[str, Any]] = []
     for i in range(shape.num_layers):
         entry = dict(sizes.get(i, {}))

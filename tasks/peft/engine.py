@@ -3,9 +3,11 @@
 Example:
     >>> from transformers import BertConfig
     >>> from tasks.peft import HeadSpec, design_from_sizes, load_backbone
-    >>> backbone = load_backbone(config=BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
-    ...     num_attention_heads=4, intermediate_size=37), head=HeadSpec("classification", 2))
-    >>> design = design_from_sizes(backbone.shape, {0: {"lora": 2}, 1: {"adapter": 4, "bitfit": 1}}, seed=0)
+    >>> tiny = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
+    ...                   num_attention_heads=4, intermediate_size=37)
+    >>> backbone = load_backbone(config=tiny, head=HeadSpec("classification", 2))
+    >>> sizes = {0: {"lora": 2}, 1: {"adapter": 4, "bitfit": 1}}
+    >>> design = design_from_sizes(backbone.shape, sizes, seed=0)
     >>> report = apply(backbone, design)
     >>> report.peft_total == design.trainable_parameters.peft_total
     True
@@ -68,11 +70,14 @@ def _check_head(model: nn.Module, design: Design) -> None:
     if config.num_labels != design.head.num_labels:
         raise DesignError(
             "head.num_labels",
-            f"design wants {design.head.num_labels} outputs, the model's head has {config.num_labels}",
+            f"design wants {design.head.num_labels} outputs, "
+            f"the model's head has {config.num_labels}",
         )
     is_regression = config.problem_type == "regression"
     if is_regression != (design.head.problem == "regression"):
-        raise DesignError("head.problem", f"design wants {design.head.problem}, model is {config.problem_type}")
+        raise DesignError(
+            "head.problem", f"design wants {design.head.problem}, model is {config.problem_type}"
+        )
 
 
 def apply(
@@ -87,10 +92,14 @@ def apply(
     the design trains them through an MLP (``load`` uses this for folded, saved prefixes).
     Raises ``DesignError`` (naming the field) when the design does not fit the model.
     """
-    model = backbone_or_model.model if isinstance(backbone_or_model, Backbone) else backbone_or_model
+    model = (
+        backbone_or_model.model if isinstance(backbone_or_model, Backbone) else backbone_or_model
+    )
     design = _as_design(design)
     if getattr(model, DESIGN_ATTR, None) is not None:
-        raise DesignError("design", "this model already has a PEFT design applied; load a fresh backbone")
+        raise DesignError(
+            "design", "this model already has a PEFT design applied; load a fresh backbone"
+        )
     shape = introspect(model)
     design.check_against(shape)
     _check_head(model, design)
@@ -126,7 +135,10 @@ def apply(
     expected_trainable = (
         sum(p.numel() for p in stored_params if p is not None) + report.training_only + report.head
     )
-    if report.trainable_total != expected_trainable or report.peft_total != design.trainable_parameters.peft_total:
+    if (
+        report.trainable_total != expected_trainable
+        or report.peft_total != design.trainable_parameters.peft_total
+    ):
         raise AssertionError(f"trainable parameters do not add up: {report}")
     return report
 
@@ -152,10 +164,15 @@ def _inject_all(
             injection = spec.inject(handles[i], config, context)
             count = sum(t.value().numel() for t in injection.stored)
             expected = strategy_params(
-                spec.name, design.size(i, spec.name), shape.layers[i], lora_targets=design.options.lora.targets
+                spec.name,
+                design.size(i, spec.name),
+                shape.layers[i],
+                lora_targets=design.options.lora.targets,
             )
             if count != expected:  # the engine and budget.py must never disagree
-                raise AssertionError(f"layers[{i}].{spec.name}: injected {count}, closed form {expected}")
+                raise AssertionError(
+                    f"layers[{i}].{spec.name}: injected {count}, closed form {expected}"
+                )
             per_strategy[spec.name] = per_strategy.get(spec.name, 0) + count
             stored[i].extend(injection.stored)
             training_only.extend(injection.training_only)

@@ -91,10 +91,15 @@ def inject(block: BlockHandles, config: LoraConfig, context: InjectionContext) -
         owner, attr = block.projections[role]
         wrapped = LoraLinear(getattr(owner, attr), config)
         setattr(owner, attr, wrapped)
-        stored += [StoredTensor(wrapped.lora.lora_A, "weight"), StoredTensor(wrapped.lora.lora_B, "weight")]
+        stored += [
+            StoredTensor(wrapped.lora.lora_A, "weight"),
+            StoredTensor(wrapped.lora.lora_B, "weight"),
+        ]
     return Injection(stored=stored)
 
 
 SPEC = register_strategy(
-    StrategySpec(name="lora", config_class=LoraConfig, make_config=make_config, inject=inject, order=1)
+    StrategySpec(
+        name="lora", config_class=LoraConfig, make_config=make_config, inject=inject, order=1
+    )
 )

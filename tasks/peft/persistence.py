@@ -33,7 +33,7 @@ from torch import nn
 from tasks.peft.backbones import Backbone, blocks, load_backbone, model_family
 from tasks.peft.budget import STRATEGIES
 from tasks.peft.design import Design, DesignError, HeadSpec
-from tasks.peft.engine import apply, applied_design, head_state_dict, peft_state_dict
+from tasks.peft.engine import applied_design, apply, head_state_dict, peft_state_dict
 
 DESIGN_FILE = "design.json"
 PEFT_FILE = "peft.safetensors"
@@ -66,7 +66,9 @@ def _head_spec(model: nn.Module) -> HeadSpec:
     return HeadSpec(problem, config.num_labels)
 
 
-def save(model: nn.Module, design: Design | Mapping[str, Any] | None, directory: str | os.PathLike) -> Path:
+def save(
+    model: nn.Module, design: Design | Mapping[str, Any] | None, directory: str | os.PathLike
+) -> Path:
     """Write design.json, peft.safetensors and head.safetensors into ``directory``."""
     design = _resolve_design(model, design)
     out = Path(directory)
@@ -74,12 +76,17 @@ def save(model: nn.Module, design: Design | Mapping[str, Any] | None, directory:
     tensors = peft_state_dict(model)
     total = sum(t.numel() for t in tensors.values())
     if total != design.trainable_parameters.peft_total:
-        raise AssertionError(f"stored {total} PEFT parameters, design says {design.trainable_parameters.peft_total}")
+        raise AssertionError(
+            f"stored {total} PEFT parameters, design says {design.trainable_parameters.peft_total}"
+        )
     head = _head_spec(model)
     (out / DESIGN_FILE).write_text(design.to_json(indent=2) + "\n")
     save_file(tensors, str(out / PEFT_FILE), metadata={"format": FORMAT, "peft_total": str(total)})
-    save_file(head_state_dict(model), str(out / HEAD_FILE),
-              metadata={"format": FORMAT, "problem": head.problem, "num_labels": str(head.num_labels)})
+    save_file(
+        head_state_dict(model),
+        str(out / HEAD_FILE),
+        metadata={"format": FORMAT, "problem": head.problem, "num_labels": str(head.num_labels)},
+    )
     return out
 
 
@@ -89,11 +96,15 @@ def load(directory: str | os.PathLike, backbone: Backbone | nn.Module | None = N
     design = Design.from_json((src / DESIGN_FILE).read_text())
     with safe_open(str(src / HEAD_FILE), "pt") as f:
         meta = f.metadata() or {}
-    head = design.head or HeadSpec(meta.get("problem", "classification"), int(meta.get("num_labels", 2)))
+    head = design.head or HeadSpec(
+        meta.get("problem", "classification"), int(meta.get("num_labels", 2))
+    )
     if backbone is None:
         name = design.backbone.name_or_path
         if name.startswith("config:"):
-            raise ValueError(f"{src}: the backbone was built from a config; pass backbone= to load it")
+            raise ValueError(
+                f"{src}: the backbone was built from a config; pass backbone= to load it"
+            )
         backbone = load_backbone(name, head=head)
     model = backbone.model if isinstance(backbone, Backbone) else backbone
     # Saved prefixes are folded: rebuild them as plain parameters whatever the training option.
@@ -122,12 +133,16 @@ def _not_expressible_parts(design: Design) -> list[str]:
 
 _WHY = {
     "adapter": "HF PEFT LoRA has no bottleneck adapter after the feed-forward sublayer",
-    "prefix": "HF PEFT prefix tuning is a separate, model-wide adapter type (same length on every layer)",
-    "bitfit": "HF PEFT LoRA's bias option trains biases model-wide ('all'/'lora_only'), not per layer",
+    "prefix": "HF PEFT prefix tuning is a separate, model-wide adapter type "
+    "(one length for every layer)",
+    "bitfit": "HF PEFT LoRA's bias option trains biases model-wide ('all'/'lora_only'), "
+    "not per layer",
 }
 
 
-def export_peft(model: nn.Module, design: Design | Mapping[str, Any] | None, directory: str | os.PathLike) -> Path:
+def export_peft(
+    model: nn.Module, design: Design | Mapping[str, Any] | None, directory: str | os.PathLike
+) -> Path:
     """Write a LoRA-only design as a Hugging Face PEFT adapter (``PeftModel.from_pretrained``).
 
     Per-layer ranks become ``rank_pattern`` (most common rank as ``r``); the targeted modules are
@@ -144,7 +159,9 @@ def export_peft(model: nn.Module, design: Design | Mapping[str, Any] | None, dir
         raise NotExpressible(f"not expressible in HF PEFT LoRA format: {why}", parts)
     lora_layers = [i for i, layer in enumerate(design.layers) if "lora" in layer]
     if not lora_layers:
-        raise NotExpressible("not expressible in HF PEFT LoRA format: the design tunes no layer", [])
+        raise NotExpressible(
+            "not expressible in HF PEFT LoRA format: the design tunes no layer", []
+        )
 
     family = model_family(model)
     clean = copy.deepcopy(model)
@@ -156,7 +173,10 @@ def export_peft(model: nn.Module, design: Design | Mapping[str, Any] | None, dir
             owner, attr = handle.projections[role]
             wrapped = getattr(owner, attr)
             path = next(n for n, m in clean.named_modules() if m is wrapped)
-            updates[path] = (wrapped.lora.lora_A.weight.detach(), wrapped.lora.lora_B.weight.detach())
+            updates[path] = (
+                wrapped.lora.lora_A.weight.detach(),
+                wrapped.lora.lora_B.weight.detach(),
+            )
             ranks[path] = design.size(handle.index, "lora")
             setattr(owner, attr, wrapped.base)
     for attr in ("_pefs_design", "_pefs_stored"):

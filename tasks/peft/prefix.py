@@ -66,7 +66,9 @@ class PrefixReparameterization(nn.Module):
     def __init__(self, kv_dim: int, hidden: int) -> None:
         super().__init__()
         self.kv_dim = kv_dim
-        self.net = nn.Sequential(nn.Linear(kv_dim, hidden), nn.Tanh(), nn.Linear(hidden, 2 * kv_dim))
+        self.net = nn.Sequential(
+            nn.Linear(kv_dim, hidden), nn.Tanh(), nn.Linear(hidden, 2 * kv_dim)
+        )
         mark_injected(self)
 
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,7 +134,9 @@ def _extend_mask(
             return None  # no mask means "attend everywhere", prefix included
         # A causal module without a mask relies on sdpa's is_causal, which would misalign once
         # keys are longer than queries: spell the causal mask out (bottom-right aligned).
-        visible = torch.ones(q_len, key_len, dtype=torch.bool, device=query.device).tril(key_len - q_len)
+        visible = torch.ones(q_len, key_len, dtype=torch.bool, device=query.device).tril(
+            key_len - q_len
+        )
         mask = torch.zeros(1, 1, q_len, key_len, dtype=query.dtype, device=query.device)
         mask = mask.masked_fill(~visible, torch.finfo(query.dtype).min)
     pad_shape = (*mask.shape[:-1], length)
@@ -175,8 +179,10 @@ def make_config(size: int, options: DesignOptions) -> PrefixConfig:
     return PrefixConfig(length=size, reparameterize=o.reparameterize, mlp_hidden=o.mlp_hidden)
 
 
-def _shared_mlp(context: InjectionContext, kv_dim: int, hidden: int) -> tuple[PrefixReparameterization, bool]:
-    """The model's reparameterisation MLP for ``kv_dim`` (created on first use) and whether it is new."""
+def _shared_mlp(
+    context: InjectionContext, kv_dim: int, hidden: int
+) -> tuple[PrefixReparameterization, bool]:
+    """The model's reparameterisation MLP for ``kv_dim`` (made on first use), and if it is new."""
     key = f"prefix_mlp_{kv_dim}"
     if key in context.shared:
         return context.shared[key], False
@@ -202,7 +208,9 @@ def inject(block: BlockHandles, config: PrefixConfig, context: InjectionContext)
     if config.reparameterize and context.reparameterize_prefix:
         mlp, new_mlp = _shared_mlp(context, block.kv_dim, config.mlp_hidden)
     reference = block.linear("key").weight
-    prefix = Prefix(config, block.num_heads, block.head_dim, mlp, base_impl).to(reference.device, reference.dtype)
+    prefix = Prefix(config, block.num_heads, block.head_dim, mlp, base_impl).to(
+        reference.device, reference.dtype
+    )
     attn.pefs_prefix = prefix
     # Only this module switches to the prefix-aware attention function.
     attn.config = copy.copy(attn.config)
@@ -210,9 +218,14 @@ def inject(block: BlockHandles, config: PrefixConfig, context: InjectionContext)
     training_only = list(mlp.parameters()) if new_mlp else []
     if mlp is not None:
         training_only.append(prefix.inputs)
-    return Injection(stored=[StoredTensor(prefix, "key"), StoredTensor(prefix, "value")], training_only=training_only)
+    return Injection(
+        stored=[StoredTensor(prefix, "key"), StoredTensor(prefix, "value")],
+        training_only=training_only,
+    )
 
 
 SPEC = register_strategy(
-    StrategySpec(name="prefix", config_class=PrefixConfig, make_config=make_config, inject=inject, order=3)
+    StrategySpec(
+        name="prefix", config_class=PrefixConfig, make_config=make_config, inject=inject, order=3
+    )
 )

@@ -15,24 +15,42 @@ EOS = {"t5": 1, "bart": 2}
 def tiny_config(family: str, attn_implementation: str = "sdpa"):
     from transformers import BartConfig, BertConfig, RobertaConfig, T5Config
 
-    common = {"attn_implementation": attn_implementation}
-    if family == "bert":
-        return BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                          intermediate_size=37, **common)
-    if family == "roberta":
-        return RobertaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                             intermediate_size=37, pad_token_id=1, **common)
+    common = {"vocab_size": VOCAB, "attn_implementation": attn_implementation}
+    if family in ("bert", "roberta"):
+        encoder = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4}
+        if family == "bert":
+            return BertConfig(intermediate_size=37, **encoder, **common)
+        return RobertaConfig(intermediate_size=37, pad_token_id=1, **encoder, **common)
     if family == "t5":
         # d_kv * heads != d_model on purpose: kv_dim differs from the residual width.
-        return T5Config(vocab_size=VOCAB, d_model=32, d_kv=12, num_heads=4, d_ff=37, num_layers=2,
-                        num_decoder_layers=2, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
-                        **common)
-    return BartConfig(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2,
-                      encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=37,
-                      decoder_ffn_dim=37, max_position_embeddings=64, **common)
+        return T5Config(
+            d_model=32,
+            d_kv=12,
+            num_heads=4,
+            d_ff=37,
+            num_layers=2,
+            num_decoder_layers=2,
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=1,
+            **common,
+        )
+    return BartConfig(
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=37,
+        decoder_ffn_dim=37,
+        max_position_embeddings=64,
+        **common,
+    )
 
 
-def tiny_backbone(family: str, *, seed: int = 0, num_labels: int = 3, attn_implementation: str = "sdpa"):
+def tiny_backbone(
+    family: str, *, seed: int = 0, num_labels: int = 3, attn_implementation: str = "sdpa"
+):
     from tasks.peft import HeadSpec, load_backbone
 
     torch.manual_seed(seed)
@@ -40,7 +58,9 @@ def tiny_backbone(family: str, *, seed: int = 0, num_labels: int = 3, attn_imple
     return load_backbone(config=tiny_config(family, attn_implementation), head=head)
 
 
-def tiny_inputs(family: str, *, batch: int = 3, length: int = 9, seed: int = 1) -> dict[str, torch.Tensor]:
+def tiny_inputs(
+    family: str, *, batch: int = 3, length: int = 9, seed: int = 1
+) -> dict[str, torch.Tensor]:
     """Random ids ending in </s> (T5/BART heads read it), the last example padded by two."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, VOCAB, (batch, length), generator=g)

@@ -30,7 +30,10 @@ def test_closed_forms_per_strategy():
     assert strategy_params("prefix", 5, layer) == 2 * 5 * 384
     assert strategy_params("bitfit", 1, layer) == 7 * 384 + 1536
     assert strategy_params("lora", 4, layer) == 4 * (384 + 384) * 2
-    assert strategy_params("lora", 4, layer, lora_targets=("query", "key", "value", "output")) == 4 * 768 * 4
+    assert (
+        strategy_params("lora", 4, layer, lora_targets=("query", "key", "value", "output"))
+        == 4 * 768 * 4
+    )
     t5_layer = T5.layers[0]
     assert strategy_params("prefix", 3, t5_layer) == 2 * 3 * 48
     assert strategy_params("lora", 2, t5_layer, lora_targets=("output",)) == 2 * (48 + 32)
@@ -63,7 +66,10 @@ def test_shape_round_trips_through_json():
 
 
 def test_budget_module_never_imports_torch():
-    code = "import sys, tasks.peft.budget, tasks.peft.design, tasks.peft; print('torch' in sys.modules)"
+    code = (
+        "import sys, tasks.peft.budget, tasks.peft.design, tasks.peft; "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -118,7 +124,7 @@ strategy_sets = st.sets(st.sampled_from(STRATEGIES), min_size=0, max_size=4)
     weights=st.lists(st.floats(min_value=0.2, max_value=5.0), min_size=6, max_size=6),
 )
 def test_solver_properties(fraction, assignment, weights):
-    """Sizes are positive integers and the total lands within 2% -- or InfeasibleBudget is raised."""
+    """Sizes are positive integers, the total lands within 2% -- or InfeasibleBudget is raised."""
     tuned = [i for i, s in enumerate(assignment) if s]
     assume(tuned)
     target = fraction * BERT.total_params
@@ -168,10 +174,15 @@ def test_targets_below_the_minimum_are_rejected(assignment, scale):
 @given(fraction=st.floats(min_value=0.003, max_value=0.02))
 def test_paper_s4_assignment_is_feasible_at_half_a_percent(fraction):
     """The paper's S4 pattern (A+L, A+P, A+P+B, P+B+L over spindle groups) solves within 2%."""
-    groups = [{"adapter", "lora"}, {"adapter", "prefix"}, {"adapter", "prefix", "bitfit"},
-              {"prefix", "bitfit", "lora"}]
+    groups = [
+        {"adapter", "lora"},
+        {"adapter", "prefix"},
+        {"adapter", "prefix", "bitfit"},
+        {"prefix", "bitfit", "lora"},
+    ]
     layer_groups = [0, 1, 1, 2, 2, 3]
     target = fraction * BERT.total_params
-    solved = solve_sizes({i: target / 6 for i in range(6)},
-                         {i: groups[g] for i, g in enumerate(layer_groups)}, BERT)
+    solved = solve_sizes(
+        {i: target / 6 for i in range(6)}, {i: groups[g] for i, g in enumerate(layer_groups)}, BERT
+    )
     assert abs(solved.total - solved.target) <= 0.02 * solved.target

@@ -8,21 +8,38 @@ import json
 import pytest
 
 from tasks.peft.budget import layer_params, solve_sizes
-from tasks.peft.design import SCHEMA, Design, DesignError, DesignOptions, HeadSpec, design_from_sizes
+from tasks.peft.design import (
+    SCHEMA,
+    Design,
+    DesignError,
+    DesignOptions,
+    HeadSpec,
+    design_from_sizes,
+)
 from tests.tasks.peft.shapes import bert_like_shape, t5_like_shape
 
 BERT = bert_like_shape()
 
 
 def s4_design() -> Design:
-    groups = [{"adapter", "lora"}, {"adapter", "prefix"}, {"adapter", "prefix", "bitfit"},
-              {"prefix", "bitfit", "lora"}]
+    groups = [
+        {"adapter", "lora"},
+        {"adapter", "prefix"},
+        {"adapter", "prefix", "bitfit"},
+        {"prefix", "bitfit", "lora"},
+    ]
     layer_groups = [0, 1, 1, 2, 2, 3]
     target = 0.005 * BERT.total_params
-    solved = solve_sizes({i: target / 6 for i in range(6)},
-                         {i: groups[g] for i, g in enumerate(layer_groups)}, BERT)
-    return design_from_sizes(BERT, solved.sizes, seed=7, provenance={"trial": 3, "groups": [1, 2, 2, 1]},
-                             head=HeadSpec("classification", 2))
+    solved = solve_sizes(
+        {i: target / 6 for i in range(6)}, {i: groups[g] for i, g in enumerate(layer_groups)}, BERT
+    )
+    return design_from_sizes(
+        BERT,
+        solved.sizes,
+        seed=7,
+        provenance={"trial": 3, "groups": [1, 2, 2, 1]},
+        head=HeadSpec("classification", 2),
+    )
 
 
 def test_design_from_sizes_fills_exact_counts():
@@ -80,11 +97,20 @@ def _mutated(path_fn):
         (lambda d: d["options"]["lora"].update(alpha=0), "options.lora.alpha"),
         (lambda d: d["options"]["lora"].update(targets=["gate"]), "options.lora.targets"),
         (lambda d: d["options"]["lora"].update(dropout=1.0), "options.lora.dropout"),
-        (lambda d: d["options"]["adapter"].update(activation="swish2"), "options.adapter.activation"),
+        (
+            lambda d: d["options"]["adapter"].update(activation="swish2"),
+            "options.adapter.activation",
+        ),
         (lambda d: d["options"]["prefix"].update(mlp_hidden=0), "options.prefix.mlp_hidden"),
         (lambda d: d["options"].update(ia3={}), "options.ia3"),
-        (lambda d: d["trainable_parameters"].update(peft_total=1), "trainable_parameters.peft_total"),
-        (lambda d: d["trainable_parameters"]["per_layer"].__setitem__(0, 0), "trainable_parameters.per_layer[0]"),
+        (
+            lambda d: d["trainable_parameters"].update(peft_total=1),
+            "trainable_parameters.peft_total",
+        ),
+        (
+            lambda d: d["trainable_parameters"]["per_layer"].__setitem__(0, 0),
+            "trainable_parameters.per_layer[0]",
+        ),
         (lambda d: d.update(extra=1), "extra"),
     ],
 )

@@ -7,7 +7,18 @@ import importlib
 
 import pytest
 
-MODULES = ["budget", "design", "registry", "adapter", "prefix", "bitfit", "lora", "engine", "backbones", "__init__"]
+MODULES = [
+    "budget",
+    "design",
+    "registry",
+    "adapter",
+    "prefix",
+    "bitfit",
+    "lora",
+    "engine",
+    "backbones",
+    "__init__",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

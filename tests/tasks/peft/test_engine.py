@@ -18,7 +18,9 @@ def every_layer(shape, sizes):
     return {i: dict(sizes) for i in range(shape.num_layers)}
 
 
-@pytest.mark.parametrize("sizes", [{"adapter": 4}, {"lora": 3}, {"bitfit": 1}, {"adapter": 2, "lora": 2, "bitfit": 1}])
+@pytest.mark.parametrize(
+    "sizes", [{"adapter": 4}, {"lora": 3}, {"bitfit": 1}, {"adapter": 2, "lora": 2, "bitfit": 1}]
+)
 def test_identity_at_initialisation(family, sizes):
     backbone = tiny_backbone(family)
     inputs = tiny_inputs(family)
@@ -32,8 +34,10 @@ def _attention_calls(model, inputs):
     calls = {}
     hooks = []
     for h in blocks(model):
+
         def hook(module, args, kwargs, output, index=h.index):
             calls[index] = (args, dict(kwargs), output[0])
+
         hooks.append(h.self_attention.register_forward_hook(hook, with_kwargs=True))
     logits(model, inputs)
     for handle in hooks:
@@ -54,7 +58,9 @@ def test_prefix_changes_attention_only_where_it_sits(family, attn):
         with torch.no_grad():
             reference = clean_attention[index](*args, **kwargs)[0]
         if index == carrier:
-            assert not torch.allclose(output, reference, atol=1e-4), f"layer {index} ignores its prefix"
+            assert not torch.allclose(output, reference, atol=1e-4), (
+                f"layer {index} ignores its prefix"
+            )
         else:
             torch.testing.assert_close(output, reference, rtol=0, atol=1e-6)
 
@@ -66,7 +72,9 @@ def test_prefix_attention_matches_a_manual_reference():
     attn = blocks(backbone.model)[0].self_attention
     attn.eval()
     x = torch.randn(2, 5, 32)
-    pad = torch.tensor([[0.0] * 5, [0.0] * 3 + [torch.finfo(torch.float32).min] * 2]).view(2, 1, 1, 5)
+    pad = torch.tensor([[0.0] * 5, [0.0] * 3 + [torch.finfo(torch.float32).min] * 2]).view(
+        2, 1, 1, 5
+    )
     with torch.no_grad():
         out = attn(x, attention_mask=pad)[0]
         pk, pv = attn.pefs_prefix.expand(2, x.dtype)
@@ -87,13 +95,20 @@ def test_prefix_gives_the_same_logits_with_sdpa_and_eager(family):
         backbone = tiny_backbone(family, attn_implementation=attn)
         n = backbone.shape.num_layers
         torch.manual_seed(5)
-        apply(backbone, design_from_sizes(backbone.shape, {0: {"prefix": 2}, n - 1: {"prefix": 4}}, seed=0))
+        apply(
+            backbone,
+            design_from_sizes(backbone.shape, {0: {"prefix": 2}, n - 1: {"prefix": 4}}, seed=0),
+        )
         outs.append(logits(backbone.model, tiny_inputs(family)))
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
 
 
-S4_LIKE = [{"adapter": 3, "lora": 2}, {"adapter": 2, "prefix": 2}, {"adapter": 2, "prefix": 2, "bitfit": 1},
-           {"prefix": 3, "bitfit": 1, "lora": 1}]
+S4_LIKE = [
+    {"adapter": 3, "lora": 2},
+    {"adapter": 2, "prefix": 2},
+    {"adapter": 2, "prefix": 2, "bitfit": 1},
+    {"prefix": 3, "bitfit": 1, "lora": 1},
+]
 
 
 def s4_like_sizes(num_layers):
@@ -103,7 +118,10 @@ def s4_like_sizes(num_layers):
 def test_gradients_reach_only_peft_and_head(family):
     backbone = tiny_backbone(family)
     model = backbone.model
-    apply(backbone, design_from_sizes(backbone.shape, s4_like_sizes(backbone.shape.num_layers), seed=0))
+    apply(
+        backbone,
+        design_from_sizes(backbone.shape, s4_like_sizes(backbone.shape.num_layers), seed=0),
+    )
     model.train()
     out = model(**tiny_inputs(family), labels=torch.tensor([0, 1, 2]))
     out.loss.backward()
@@ -113,13 +131,17 @@ def test_gradients_reach_only_peft_and_head(family):
     assert {id(p) for _, p in backbone_parameters(model)} & allowed - stored == set()
     for name, p in model.named_parameters():
         if id(p) in allowed:
-            assert p.requires_grad and p.grad is not None, f"PEFT/head parameter {name} gets no gradient"
+            assert p.requires_grad and p.grad is not None, (
+                f"PEFT/head parameter {name} gets no gradient"
+            )
         else:
             assert not p.requires_grad and p.grad is None, f"backbone parameter {name} is trained"
     # The zero-initialised halves (LoRA B, adapter up) must receive signal on the first step
     # (adapter.up.bias: its weight gradient can vanish when a tiny ReLU bottleneck is all-negative).
     for name, p in model.named_parameters():
-        if name.endswith(("lora_B.weight", "adapter.up.bias", "head.out_proj.weight", "classifier.weight")):
+        if name.endswith(
+            ("lora_B.weight", "adapter.up.bias", "head.out_proj.weight", "classifier.weight")
+        ):
             assert p.grad.abs().sum() > 0, name
 
 
@@ -134,20 +156,29 @@ def expected_bitfit(family, config, layer):
     return (3 * inner + d + config.d_ff + d) * 1 + ((3 * inner + d) if decoder else 0)
 
 
-@pytest.mark.parametrize("strategy,size", [("adapter", 5), ("prefix", 3), ("bitfit", 1), ("lora", 2)])
+@pytest.mark.parametrize(
+    "strategy,size", [("adapter", 5), ("prefix", 3), ("bitfit", 1), ("lora", 2)]
+)
 def test_counts_equal_the_closed_form(family, strategy, size):
     backbone = tiny_backbone(family)
     config, shape = backbone.model.config, backbone.shape
     for i, layer in enumerate(shape.layers):
         assert layer.bitfit_params == expected_bitfit(family, config, i)
     total_before = sum(p.numel() for p in backbone.model.parameters())
-    design = design_from_sizes(shape, every_layer(shape, {strategy: size}), seed=0,
-                               options={"prefix": {"reparameterize": False}})
+    design = design_from_sizes(
+        shape,
+        every_layer(shape, {strategy: size}),
+        seed=0,
+        options={"prefix": {"reparameterize": False}},
+    )
     report = apply(backbone, design)
     closed = [strategy_params(strategy, size, layer) for layer in shape.layers]
     d, kv = shape.hidden_size, shape.layers[0].kv_dim
-    by_hand = {"adapter": 2 * d * size + size + d, "prefix": 2 * size * kv,
-               "lora": size * (d + kv) * 2}.get(strategy)
+    by_hand = {
+        "adapter": 2 * d * size + size + d,
+        "prefix": 2 * size * kv,
+        "lora": size * (d + kv) * 2,
+    }.get(strategy)
     if by_hand is not None:
         assert closed == [by_hand] * shape.num_layers
     assert report.per_layer == closed
@@ -164,14 +195,23 @@ def test_counts_equal_the_closed_form(family, strategy, size):
 def test_reparameterised_prefix_counts_stored_and_training_only_apart(family):
     backbone = tiny_backbone(family)
     shape = backbone.shape
-    design = design_from_sizes(shape, {0: {"prefix": 2}, 1: {"prefix": 5, "lora": 1}}, seed=0,
-                               options={"prefix": {"reparameterize": True, "mlp_hidden": 16}})
+    design = design_from_sizes(
+        shape,
+        {0: {"prefix": 2}, 1: {"prefix": 5, "lora": 1}},
+        seed=0,
+        options={"prefix": {"reparameterize": True, "mlp_hidden": 16}},
+    )
     report = apply(backbone, design)
     kv = shape.layers[0].kv_dim
     mlp = kv * 16 + 16 + 16 * 2 * kv + 2 * kv
     assert report.training_only == mlp + (2 + 5) * kv
-    assert report.peft_total == 2 * 2 * kv + 2 * 5 * kv + strategy_params("lora", 1, shape.layers[1])
-    assert report.trainable_total == report.peft_total - 2 * 7 * kv + report.training_only + report.head
+    assert report.peft_total == 2 * 2 * kv + 2 * 5 * kv + strategy_params(
+        "lora", 1, shape.layers[1]
+    )
+    assert (
+        report.trainable_total
+        == report.peft_total - 2 * 7 * kv + report.training_only + report.head
+    )
     assert sum(t.numel() for t in peft_state_dict(backbone.model).values()) == report.peft_total
 
 
@@ -212,10 +252,15 @@ def test_strategy_configs_reject_bad_values():
     from tasks.peft.lora import LoraConfig
     from tasks.peft.prefix import PrefixConfig
 
-    cases = [(AdapterConfig, {"bottleneck": 0}, "bottleneck"), (AdapterConfig, {"bottleneck": 2, "activation": "x"}, "activation"),
-             (PrefixConfig, {"length": -1}, "length"), (PrefixConfig, {"length": 2, "mlp_hidden": 0}, "mlp_hidden"),
-             (LoraConfig, {"rank": 1.5}, "rank"), (LoraConfig, {"rank": 2, "targets": ("gate",)}, "targets"),
-             (BitFitConfig, {"size": 3}, "size")]
+    cases = [
+        (AdapterConfig, {"bottleneck": 0}, "bottleneck"),
+        (AdapterConfig, {"bottleneck": 2, "activation": "x"}, "activation"),
+        (PrefixConfig, {"length": -1}, "length"),
+        (PrefixConfig, {"length": 2, "mlp_hidden": 0}, "mlp_hidden"),
+        (LoraConfig, {"rank": 1.5}, "rank"),
+        (LoraConfig, {"rank": 2, "targets": ("gate",)}, "targets"),
+        (BitFitConfig, {"size": 3}, "size"),
+    ]
     for cls, kwargs, field in cases:
         with pytest.raises(DesignError) as err:
             cls(**kwargs)

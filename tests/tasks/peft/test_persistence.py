@@ -25,7 +25,7 @@ def train_a_little(model, family, steps: int = 3) -> None:
 
 
 def apply_and_train(backbone, design, family, untouched):
-    """Apply ``design``, train briefly; return inputs and logits, checked to differ from ``untouched``."""
+    """Apply ``design`` and train briefly; return inputs and logits (checked != ``untouched``)."""
     apply(backbone, design)
     train_a_little(backbone.model, family)
     inputs = tiny_inputs(family)
@@ -38,10 +38,17 @@ def test_save_load_round_trip(family, tmp_path):
     backbone = tiny_backbone(family)
     fresh = copy.deepcopy(backbone.model)
     n = backbone.shape.num_layers
-    sizes = {0: {"adapter": 3, "lora": 2}, 1: {"prefix": 2, "bitfit": 1},
-             n - 1: {"adapter": 2, "prefix": 3, "bitfit": 1, "lora": 1}}
-    design = design_from_sizes(backbone.shape, sizes, seed=3,
-                               options={"prefix": {"reparameterize": True, "mlp_hidden": 16}})
+    sizes = {
+        0: {"adapter": 3, "lora": 2},
+        1: {"prefix": 2, "bitfit": 1},
+        n - 1: {"adapter": 2, "prefix": 3, "bitfit": 1, "lora": 1},
+    }
+    design = design_from_sizes(
+        backbone.shape,
+        sizes,
+        seed=3,
+        options={"prefix": {"reparameterize": True, "mlp_hidden": 16}},
+    )
     inputs, expected = apply_and_train(backbone, design, family, fresh)
 
     save(backbone.model, design, tmp_path)
@@ -50,7 +57,9 @@ def test_save_load_round_trip(family, tmp_path):
 
     stored = load_file(str(tmp_path / PEFT_FILE))
     assert sum(t.numel() for t in stored.values()) == design.trainable_parameters.peft_total
-    assert not any("mlp" in k or k.endswith(".inputs") for k in stored), "training-only tensors saved"
+    assert not any("mlp" in k or k.endswith(".inputs") for k in stored), (
+        "training-only tensors saved"
+    )
     assert json.loads((tmp_path / DESIGN_FILE).read_text()) == design.to_dict()
 
     restored = load(tmp_path, fresh)
@@ -67,8 +76,12 @@ def test_export_peft_round_trip(family, tmp_path):
 
     backbone = tiny_backbone(family)
     base = copy.deepcopy(backbone.model)
-    design = design_from_sizes(backbone.shape, lora_only(backbone.shape), seed=0,
-                               options={"lora": {"alpha": 8, "targets": ["query", "value", "output"]}})
+    design = design_from_sizes(
+        backbone.shape,
+        lora_only(backbone.shape),
+        seed=0,
+        options={"lora": {"alpha": 8, "targets": ["query", "value", "output"]}},
+    )
     inputs, expected = apply_and_train(backbone, design, family, base)
 
     export_peft(backbone.model, design, tmp_path)
@@ -81,11 +94,16 @@ def test_export_peft_round_trip(family, tmp_path):
 
 def test_export_refuses_non_lora_parts_precisely(tmp_path):
     backbone = tiny_backbone("bert")
-    design = design_from_sizes(backbone.shape, {0: {"lora": 2, "adapter": 2}, 2: {"prefix": 1, "bitfit": 1}},
-                               seed=0)
+    design = design_from_sizes(
+        backbone.shape, {0: {"lora": 2, "adapter": 2}, 2: {"prefix": 1, "bitfit": 1}}, seed=0
+    )
     apply(backbone, design)
     with pytest.raises(NotExpressible) as err:
         export_peft(backbone.model, design, tmp_path)
-    assert err.value.parts == ["adapter on layers [0]", "prefix on layers [2]", "bitfit on layers [2]"]
+    assert err.value.parts == [
+        "adapter on layers [0]",
+        "prefix on layers [2]",
+        "bitfit on layers [2]",
+    ]
     assert "layers [0]" in str(err.value) and "bitfit" in str(err.value)
     assert not (tmp_path / "adapter_config.json").exists()
