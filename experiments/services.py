@@ -442,11 +442,16 @@ class _RecorderCallbacks:
 
 # --- tasks and backbones -------------------------------------------------------------------
 
-def _data_error(exc) -> ValidationError:
-    """tasks.data.DataError -> a ValidationError for the web's field names."""
+def _data_error(exc, *, stored=None, shown: str | None = None) -> ValidationError:
+    """tasks.data.DataError -> a ValidationError for the web's field names.
+
+    Messages name the file as the user uploaded it, never the path it is stored under."""
     field_map = {"path": "file", "file_format": "file", "text_columns": "text_columns",
                  "label_column": "label_column", "problem": "problem", "name": "name"}
-    return ValidationError({field_map.get(exc.field, exc.field): [exc.message]})
+    message = exc.message
+    if stored is not None:
+        message = message.replace(str(stored.resolve()), shown or "the file").replace(str(stored), shown or "the file")
+    return ValidationError({field_map.get(exc.field, exc.field): [message]})
 
 
 def _store_upload(uploaded_file, *, owner_id: int) -> "Path":
@@ -480,7 +485,7 @@ def task_preview(*, uploaded_file, owner_id: int, max_rows: int = 5) -> dict[str
         fmt = _file_format(str(path), None)
         table = _read_table(str(path), fmt, max_bytes=settings.UPLOAD_MAX_BYTES)
     except DataError as exc:
-        raise _data_error(exc) from None
+        raise _data_error(exc, stored=path, shown=uploaded_file.name) from None
     finally:
         path.unlink(missing_ok=True)
     columns = list(table.columns)
@@ -512,7 +517,7 @@ def task_upload(*, owner, name: str, uploaded_file, text_columns: list[str], lab
                          problem=problem or None, name=slug, max_bytes=settings.UPLOAD_MAX_BYTES)
     except DataError as exc:
         path.unlink(missing_ok=True)
-        raise _data_error(exc) from None
+        raise _data_error(exc, stored=path, shown=uploaded_file.name) from None
     relative = str(path.relative_to(settings.UPLOAD_ROOT))
     spec_dict = spec.to_dict()
     spec_dict["train_path"] = relative

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI files served by Django: no CDN
     "django_htmx",
     "channels",
     "experiments",
@@ -152,6 +153,16 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Parameter-Efficient Fine-tuning design Spaces: searches, stages, trials, metrics.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "SearchStatusEnum": "experiments.models.Search.Status",
+        "StageStatusEnum": "experiments.models.Stage.Status",
+        "TrialStatusEnum": "experiments.models.Trial.Status",
+        "TrialKindEnum": "experiments.models.Trial.Kind",
+        "ArtifactKindEnum": "experiments.models.Artifact.Kind",
+    },
 }
 
 # Redis carries messages only (Celery broker, channel layer); the database is the record.
