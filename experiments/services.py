@@ -478,19 +478,15 @@ def _store_upload(uploaded_file, *, owner_id: int) -> "Path":
 
 def task_preview(*, uploaded_file, owner_id: int, max_rows: int = 5) -> dict[str, Any]:
     """Columns and the first rows of an uploaded file, for the upload form; stores nothing."""
-    from tasks.data import DataError, _file_format, _read_table
+    from tasks.data import DataError, preview_user_file
 
     path = _store_upload(uploaded_file, owner_id=owner_id)
     try:
-        fmt = _file_format(str(path), None)
-        table = _read_table(str(path), fmt, max_bytes=settings.UPLOAD_MAX_BYTES)
+        return preview_user_file(path, max_rows=max_rows, max_bytes=settings.UPLOAD_MAX_BYTES)
     except DataError as exc:
         raise _data_error(exc, stored=path, shown=uploaded_file.name) from None
     finally:
         path.unlink(missing_ok=True)
-    columns = list(table.columns)
-    rows = [[table.columns[c][i] for c in columns] for i in range(min(max_rows, table.n_rows))]
-    return {"format": fmt, "columns": columns, "rows": rows, "row_count": table.n_rows}
 
 
 def task_upload(*, owner, name: str, uploaded_file, text_columns: list[str], label_column: str,
@@ -639,7 +635,8 @@ def train_config_fields(config: dict[str, Any], *, seed: int, final: bool = Fals
         "epochs": config["final_epochs"] if final else config["epochs"],
         "learning_rate": config["learning_rate"],
         "train_examples": config.get("max_train_examples"),
-        "max_length": config.get("max_length", 128) if "max_length" in config else 128,
+        "eval_examples": config.get("max_eval_examples"),
+        "max_length": config.get("max_length", 128),
         "seed": seed,
     }
 

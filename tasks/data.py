@@ -804,13 +804,14 @@ def _split_single(dataset: Dataset, fraction: float, what: str) -> tuple[Dataset
     return dataset.select(train_idx), dataset.select(eval_idx), note
 
 
-def _subsample(dataset: Dataset, n: int | None, seed: int, name: str) -> tuple[Dataset, str | None]:
+def _subsample(dataset: Dataset, n: int | None, seed: int, name: str,
+               split: str = "training") -> tuple[Dataset, str | None]:
     if n is None or n >= len(dataset):
         return dataset, None
     # Sorted indices: the subset is a deterministic function of (n, seed), in file order; the
     # trainer shuffles per epoch with its own seed.
     chosen = np.sort(np.random.default_rng(seed).choice(len(dataset), size=n, replace=False))
-    note = f"{name}: training set sub-sampled to {n} of {len(dataset)} examples (seed {seed})"
+    note = f"{name}: {split} set sub-sampled to {n} of {len(dataset)} examples (seed {seed})"
     return dataset.select(chosen), note
 
 
@@ -918,21 +919,23 @@ def _load_full(spec: TaskSpec) -> TaskData:
 
 
 def load_task(
-    task: str | TaskSpec, *, train_examples: int | None = None, sample_seed: int = 0
+    task: str | TaskSpec, *, train_examples: int | None = None, sample_seed: int = 0,
+    eval_examples: int | None = None,
 ) -> TaskData:
-    """Load a task's train and evaluation splits, sub-sampling train to ``train_examples``.
+    """Load a task's train and evaluation splits, sub-sampling train to ``train_examples`` and
+    the evaluation split to ``eval_examples`` (cheap search stages; reported in the notes).
 
     Sub-sampling is deterministic in ``sample_seed`` (default 0, not the trial seed, so every
-    trial of a search trains on the same subset and scores stay comparable).
+    trial of a search trains and is scored on the same subsets and scores stay comparable).
     """
-    if train_examples is not None and (not isinstance(train_examples, int) or train_examples < 1):
-        raise DataError(
-            "train_examples", f"must be a positive integer or None, got {train_examples!r}"
-        )
+    for name, value in (("train_examples", train_examples), ("eval_examples", eval_examples)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise DataError(name, f"must be a positive integer or None, got {value!r}")
     full = _load_full(resolve_task(task))
     train, note = _subsample(full.train, train_examples, sample_seed, full.spec.name)
-    notes = full.notes + ((note,) if note else ())
-    return replace(full, train=train, notes=notes)
+    evaluation, eval_note = _subsample(full.eval, eval_examples, sample_seed, full.spec.name, split="evaluation")
+    notes = full.notes + tuple(n for n in (note, eval_note) if n)
+    return replace(full, train=train, eval=evaluation, notes=notes)
 
 
 # --- tokenisation -------------------------------------------------------------------------
@@ -1006,6 +1009,7 @@ def encode_task(
     max_length: int = 128,
     train_examples: int | None = None,
     sample_seed: int = 0,
+    eval_examples: int | None = None,
 ) -> EncodedTask:
     """Load (unless given :class:`TaskData`) and tokenise a task, cached in memory.
 
@@ -1021,14 +1025,15 @@ def encode_task(
         task_key: tuple[Any, ...] = (data.train._fingerprint, data.eval._fingerprint)
     else:
         spec = resolve_task(task)
-        task_key = (_task_key(spec), train_examples, sample_seed)
+        task_key = (_task_key(spec), train_examples, sample_seed, eval_examples)
         data = None
     key = (task_key, tokenizer_fingerprint(tokenizer), max_length)
     cached = _cache_get(_ENCODED_CACHE, key)
     if cached is not None:
         return cached
     if data is None:
-        data = load_task(task, train_examples=train_examples, sample_seed=sample_seed)
+        data = load_task(task, train_examples=train_examples, sample_seed=sample_seed,
+                         eval_examples=eval_examples)
     train = _encode_split(data.train, data.spec, tokenizer, max_length)
     evaluation = _encode_split(data.eval, data.spec, tokenizer, max_length)
     input_columns = tuple(

@@ -356,7 +356,8 @@ def run_design(
     prepared = []
     for spec in specs:
         encoded = encode_task(
-            spec, tokenizer, max_length=config.max_length, train_examples=config.train_examples
+            spec, tokenizer, max_length=config.max_length, train_examples=config.train_examples,
+            eval_examples=config.eval_examples,
         )
         spec = encoded.spec  # hub tasks learn their label set when loaded
         head = HeadSpec(problem=spec.problem, num_labels=spec.num_labels)

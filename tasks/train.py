@@ -97,6 +97,9 @@ class TrainConfig:
     train_examples: int | None = field(
         default=None, metadata=_help("sub-sample the training set to this many; None: all")
     )
+    eval_examples: int | None = field(
+        default=None, metadata=_help("sub-sample the evaluation set to this many; None: all")
+    )
     eval_batch_size: int = field(default=64, metadata=_help("examples per evaluation batch"))
     seed: int | None = field(
         default=None, metadata=_help("RNG seed; None: the design's seed (runner) or 0 (train)")
@@ -143,6 +146,7 @@ class TrainConfig:
                 "max_length", f"must be at least 8 tokens, got {self.max_length}"
             )
         positive_int("train_examples", self.train_examples, optional=True)
+        positive_int("eval_examples", self.eval_examples, optional=True)
         positive_int("eval_batch_size", self.eval_batch_size)
         if self.seed is not None and (
             not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0

@@ -51,6 +51,7 @@ class SearchConfig:
     max_eval_examples: int | None = field(
         default=None, metadata={"help": "evaluation examples per task (null: all)"}
     )
+    max_length: int = field(default=128, metadata={"help": "tokens per training example (pairs included)"})
     learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate"})
     batch_size: int = field(default=128, metadata={"help": "training batch size"})
     reference_stage: bool = field(
@@ -91,6 +92,7 @@ class SearchConfig:
             raise SpaceError("num_groups", f"must be at most {MAX_GROUPS}, got {self.num_groups}")
         _int("max_train_examples", self.max_train_examples, 1, optional=True)
         _int("max_eval_examples", self.max_eval_examples, 1, optional=True)
+        _int("max_length", self.max_length, 8)
         lr = self.learning_rate
         if (
             isinstance(lr, bool)

@@ -64,5 +64,5 @@ def test_stage_waits_for_a_person_and_an_override_keeps_its_reason(user, tiny_ba
     assert stage.decision["override"] is True and stage.override_reason == "spindle is what the paper found"
     assert stage.decided_by == user
     s2 = search.stages.get(key="S2")
-    assert s2.space["open"]["grouping"] == [other]
+    assert s2.space["choices"]["grouping"] == [other]
     assert set(Trial.objects.filter(stage=s2).values_list("choices__grouping", flat=True)) == {other}

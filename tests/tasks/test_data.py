@@ -305,3 +305,17 @@ def test_hub_task_reads_label_names_and_drops_unlabelled_rows(monkeypatch):
         load_task(hub_task("someone/reviews", text_columns="text", eval_split="test"))
     assert info.value.field == "eval_split" and "validation" in str(info.value)
     data.clear_caches()
+
+
+def test_evaluation_set_can_be_sub_sampled_for_cheap_stages():
+    from tasks.data import load_task
+
+    full = load_task("sst2")
+    small = load_task("sst2", eval_examples=50)
+    again = load_task("sst2", eval_examples=50)
+    assert len(small.eval) == 50 and len(full.eval) == 872
+    assert small.eval["label"] == again.eval["label"]  # deterministic
+    assert any("evaluation set sub-sampled to 50 of 872" in note for note in small.notes)
+    with pytest.raises(DataError) as error:
+        load_task("sst2", eval_examples=0)
+    assert error.value.field == "eval_examples"
