@@ -58,8 +58,10 @@ def search_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(selectors.search_list(user=request.user, status=status), 25).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
+    active = any(search.status in (Search.Status.RUNNING, Search.Status.WAITING) for search in page.object_list)
     return render(request, "experiments/search_list.html",
-                  {"page": page, "status": status, "statuses": Search.Status.choices, "query": query.urlencode()})
+                  {"page": page, "status": status, "statuses": Search.Status.choices, "query": query.urlencode(),
+                   "active": active})
 
 
 def search_new(request: HttpRequest) -> HttpResponse:
@@ -141,7 +143,6 @@ def task_upload(request: HttpRequest) -> HttpResponse:
 @require_GET
 def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
     search = _search_or_404(request, search_id)
-    stages = list(search.stages.all())
     # Curves of the running trials or, when none runs, of the latest finished ones.
     running = list(Trial.objects.filter(search=search, status=Trial.Status.RUNNING)
                    .order_by("started_at").values_list("id", flat=True)[:12])
@@ -149,10 +150,7 @@ def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
         running = list(Trial.objects.filter(search=search, status=Trial.Status.SUCCEEDED)
                        .order_by("-finished_at", "-id").values_list("id", flat=True)[:6])
     context = {
-        "search": search,
-        "timeline": stage_timeline(search, stages),
-        "waiting_stage": next((s for s in stages if s.status == Stage.Status.AWAITING), None),
-        "final_stage": next((s for s in stages if s.key == "final"), None),
+        **_status_context(search),
         "running_ids": running,
         "live_config": {
             "ws": f"/ws/searches/{search.pk}/",
@@ -161,7 +159,6 @@ def search_detail(request: HttpRequest, search_id: int) -> HttpResponse:
             "charts": reverse("search-charts", args=[search.pk]),
             "trialUrl": reverse("trial-detail", args=[search.pk, 0]),
         },
-        "elapsed_s": selectors.search_elapsed_s(search),
         **_trial_table_context(request, search),
     }
     return render(request, "experiments/search_detail.html", context)
@@ -197,12 +194,15 @@ def search_trials(request: HttpRequest, search_id: int) -> HttpResponse:
 def search_timeline(request: HttpRequest, search_id: int) -> HttpResponse:
     """htmx: the stage timeline and status header, refreshed when a stage or the search changes."""
     search = _search_or_404(request, search_id)
+    return render(request, "experiments/partials/search_status.html", _status_context(search))
+
+
+def _status_context(search: Search) -> dict:
     stages = list(search.stages.all())
-    return render(request, "experiments/partials/search_status.html", {
-        "search": search, "timeline": stage_timeline(search, stages),
-        "waiting_stage": next((s for s in stages if s.status == Stage.Status.AWAITING), None),
-        "final_stage": next((s for s in stages if s.key == "final"), None),
-        "elapsed_s": selectors.search_elapsed_s(search)})
+    return {"search": search, "timeline": stage_timeline(search, stages),
+            "waiting_stage": next((s for s in stages if s.status == Stage.Status.AWAITING), None),
+            "final_stage": next((s for s in stages if s.key == "final"), None),
+            "elapsed_s": selectors.search_elapsed_s(search)}
 
 
 @require_GET

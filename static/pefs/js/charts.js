@@ -155,6 +155,26 @@
     }), CONFIG);
   }
 
+  // Mean of each choice with its bootstrap 95% CI as a horizontal interval; the recommendation bold.
+  function meanCI(el, choices, recommended) {
+    const rows = choices.filter(function (c) { return c.mean !== null && c.mean !== undefined; });
+    if (!rows.length) { empty(el, "No choice has a successful trial yet."); return; }
+    prepare(el);
+    const names = rows.map(function (c) { return c.choice + " (n=" + c.n + ")"; });
+    Plotly.react(el, [{
+      type: "scatter", mode: "markers", orientation: "h", x: rows.map(function (c) { return c.mean; }), y: names,
+      error_x: { type: "data", symmetric: false, thickness: 2, width: 6, color: "#5f6b7a",
+                 array: rows.map(function (c) { return c.ci95 ? c.ci95[1] - c.mean : 0; }),
+                 arrayminus: rows.map(function (c) { return c.ci95 ? c.mean - c.ci95[0] : 0; }) },
+      marker: { size: 11, color: rows.map(function (c) { return c.choice === recommended ? "#2f9e44" : "#3b5bdb"; }) },
+      hovertemplate: "%{y}<br>mean %{x:.2f}<extra></extra>",
+    }], layout({
+      margin: { l: 130, r: 16, t: 10, b: 40 }, showlegend: false,
+      xaxis: { title: { text: "mean score with 95% CI" }, gridcolor: "#eef0f3" },
+      yaxis: { autorange: "reversed", gridcolor: "#eef0f3" },
+    }), CONFIG);
+  }
+
   // groups: [{name, values: {task: {mean, std}}}], tasks: [task names]
   function groupedBars(el, groups, tasks) {
     if (!groups.length) { empty(el, "The final stage has no finished trials yet."); return; }
@@ -174,6 +194,6 @@
     }), CONFIG);
   }
 
-  PEFS.charts = { curves: curves, parcoords: parcoords, pareto: pareto, edf: edf, groupedBars: groupedBars,
+  PEFS.charts = { curves: curves, parcoords: parcoords, pareto: pareto, edf: edf, meanCI: meanCI, groupedBars: groupedBars,
                   empty: empty, paretoFront: paretoFront, COLORS: COLORS };
 })();

@@ -8,6 +8,8 @@
     const recommended = JSON.parse(document.getElementById("edf-recommended").textContent);
     const chart = document.getElementById("chart-edf");
     if (chart) window.PEFS.charts.edf(chart, choices, recommended);
+    const ci = document.getElementById("chart-ci");
+    if (ci) window.PEFS.charts.meanCI(ci, choices, recommended);
 
     const form = document.getElementById("approve-form");
     if (!form) return;
