@@ -9,6 +9,8 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
+from experiments.forms import preset_values
+from experiments.space.presets import PRESETS
 from tests.factories import BackboneFactory, SearchFactory, StageFactory, TaskFactory, TrialFactory, design_document
 
 pytestmark = pytest.mark.django_db
@@ -171,10 +173,8 @@ def test_new_search_form_renders_presets_and_tasks(owner_client, task, backbone)
 
 
 def test_new_search_form_shows_errors_inline(owner_client, task, backbone):
-    response = owner_client.post(reverse("search-new"), {
-        "name": "", "backbone": backbone.pk, "budget_kind": "fraction", "budget_value": "150", "groups": 4,
-        "preset": "quick", "seed": 0, "designs_per_stage": 8, "epochs": 1, "learning_rate": 0.0005,
-        "batch_size": 32, "min_successes": 2, "bootstrap_resamples": 1000, "final_seeds": 2, "final_epochs": 2})
+    response = owner_client.post(reverse("search-new"),
+                                 {**valid_form(task, backbone), "name": "", "tasks": [], "budget_value": "150"})
     assert response.status_code == 400
     body = response.content.decode()
     name_field = body[body.index('id="field-name"'):body.index('id="field-tasks"')]
@@ -186,11 +186,11 @@ def test_new_search_form_shows_errors_inline(owner_client, task, backbone):
 
 
 def valid_form(task, backbone, **extra):
-    return {"name": "sweep", "tasks": [task.pk], "backbone": backbone.pk, "budget_kind": "fraction",
-            "budget_value": "0.5", "groups": 4, "preset": "quick", "seed": 7, "designs_per_stage": 8, "epochs": 1,
-            "max_train_examples": 300, "max_eval_examples": "", "learning_rate": 0.0005, "batch_size": 32,
-            "reference_stage": "", "balance": "on", "halving_eta": "", "min_successes": 2,
-            "bootstrap_resamples": 1000, "final_seeds": 2, "final_epochs": 2, **extra}
+    """What the browser posts after choosing the quick preset (every preset field filled in)."""
+    data = {key: ("on" if value is True else "" if value in (False, None) else value)
+            for key, value in preset_values(PRESETS["quick"]).items()}
+    return {**data, "name": "sweep", "tasks": [task.pk], "backbone": backbone.pk, "preset": "quick", "seed": 7,
+            "max_eval_examples": "", **extra}
 
 
 def test_new_search_calls_the_service_and_redirects(owner_client, user, task, backbone, search):
