@@ -385,30 +385,34 @@ def trial_filter_options(search: Search) -> list[tuple[str, list[str]]]:
 
 
 def chart_data(search: Search) -> dict:
-    """Finished trials column-wise: ids, stage keys, scores, parameters, choice codes per component.
+    """Finished trials column-wise: ids, stage and kind codes, scores, parameters, choice codes.
 
-    Compact on purpose (a stage of 10,000 trials stays a few hundred kilobytes): each component's
-    choice is an index into labels[component], -1 when it does not apply.
+    Compact on purpose (10,000 trials stay a few hundred kilobytes): stages, kinds and each
+    component's choices are indices into their label lists, -1 where a component does not apply;
+    labels are sent only for the final stage's arms (sampled designs are described by choices).
     """
     from experiments.space.space import all_choices, component_names
 
     components = list(component_names(search.groups))
     labels = {name: list(all_choices(name, search.groups)) for name in components}
     index = {name: {label: i for i, label in enumerate(values)} for name, values in labels.items()}
+    stages = list(search.stages.order_by("order").values_list("key", flat=True))
+    kinds = list(Trial.Kind.values)
     rows = (Trial.objects.filter(search=search, status=Trial.Status.SUCCEEDED, score__isnull=False)
             .order_by("stage__order", "index")
-            .values_list("id", "stage__key", "kind", "label", "score", "trainable_params", "choices"))
-    data = {"components": components, "labels": labels, "id": [], "stage": [], "kind": [], "label": [],
-            "score": [], "params": [], "codes": {name: [] for name in components}}
-    for trial_id, stage_key, kind, label, score_value, params, choices in rows:
+            .values_list("id", "stage__key", "kind", "score", "trainable_params", "choices"))
+    data = {"components": components, "labels": labels, "stages": stages, "kinds": kinds, "id": [], "stage": [],
+            "kind": [], "arm": [], "score": [], "params": [], "codes": {name: [] for name in components}}
+    for trial_id, stage_key, kind, score_value, params, choices in rows:
+        choices = choices or {}
         data["id"].append(trial_id)
-        data["stage"].append(stage_key)
-        data["kind"].append(kind)
-        data["label"].append(label)
-        data["score"].append(round(score_value, 4))
+        data["stage"].append(stages.index(stage_key))
+        data["kind"].append(kinds.index(kind))
+        data["arm"].append(choices.get("arm", "") if kind != Trial.Kind.SAMPLE else "")
+        data["score"].append(round(score_value, 3))
         data["params"].append(params)
         for name in components:
-            data["codes"][name].append(index[name].get((choices or {}).get(name), -1))
+            data["codes"][name].append(index[name].get(choices.get(name), -1))
     return data
 
 

@@ -163,6 +163,7 @@ def test_chart_data_is_columnar(owner_client, search):
     grouping = data["labels"]["grouping"]
     assert grouping[data["codes"]["grouping"][0]] == "spindle"
     assert data["codes"]["allocation"] == [-1]
+    assert data["stages"][data["stage"][0]] == "S1" and data["kinds"][data["kind"][0]] == "sample"
 
 
 def test_new_search_form_renders_presets_and_tasks(owner_client, task, backbone):

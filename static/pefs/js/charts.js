@@ -62,7 +62,7 @@
 
   function parcoords(el, all) {
     // Only sampled designs have choices of every component; final-stage runs are left out.
-    const keep = all.id.map(function (_, i) { return i; }).filter(function (i) { return all.kind[i] === "sample"; });
+    const keep = all.id.map(function (_, i) { return i; }).filter(function (i) { return all.kinds[all.kind[i]] === "sample"; });
     const pick = function (column) { return keep.map(function (i) { return column[i]; }); };
     const data = { id: pick(all.id), score: pick(all.score), components: all.components, labels: all.labels, codes: {} };
     all.components.forEach(function (name) { data.codes[name] = pick(all.codes[name]); });
@@ -100,14 +100,15 @@
     prepare(el);
     const front = paretoFront(data.params, data.score);
     const byKind = {};
-    data.id.forEach(function (_, i) { (byKind[data.kind[i]] = byKind[data.kind[i]] || []).push(i); });
+    data.id.forEach(function (_, i) { const kind = data.kinds[data.kind[i]]; (byKind[kind] = byKind[kind] || []).push(i); });
     const names = { sample: "sampled designs", selected: "selected design", baseline: "baselines" };
+    const describe = function (i) { return [data.id[i], data.stages[data.stage[i]], data.arm[i]]; };
     const traces = Object.keys(byKind).map(function (kind, k) {
       const idx = byKind[kind];
       return {
         type: "scattergl", mode: "markers", name: names[kind] || kind,
         x: idx.map(function (i) { return data.params[i]; }), y: idx.map(function (i) { return data.score[i]; }),
-        customdata: idx.map(function (i) { return [data.id[i], data.stage[i], data.label[i] || ""]; }),
+        customdata: idx.map(describe),
         marker: { size: kind === "sample" ? 6 : 10, color: COLORS[k % COLORS.length], opacity: kind === "sample" ? 0.55 : 0.95,
                   symbol: kind === "selected" ? "star" : kind === "baseline" ? "diamond" : "circle" },
         hovertemplate: "trial %{customdata[0]} (%{customdata[1]}) %{customdata[2]}<br>%{x:,} parameters<br>score %{y:.2f}<extra></extra>",
@@ -117,7 +118,7 @@
       type: "scatter", mode: "lines+markers", name: "Pareto front",
       x: front.map(function (i) { return data.params[i]; }), y: front.map(function (i) { return data.score[i]; }),
       line: { color: "#e03131", width: 2, shape: "hv" }, marker: { size: 8, color: "#e03131", symbol: "circle-open" },
-      customdata: front.map(function (i) { return [data.id[i], data.stage[i], data.label[i] || ""]; }),
+      customdata: front.map(describe),
       hovertemplate: "Pareto: trial %{customdata[0]}<br>%{x:,} parameters<br>score %{y:.2f}<extra></extra>",
     });
     Plotly.react(el, traces, layout({
