@@ -15,12 +15,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def chromium():
+    """Headless chromium. Playwright's sync API keeps an event loop running in this thread, where
+    Django refuses ORM calls: request this fixture (through new_page) after the database fixtures,
+    and query nothing while it is up."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no chromium at {CHROMIUM}: install the chromium package or set PEFS_CHROMIUM")
-    # Playwright's sync API runs an event loop in this thread; the test still uses the ORM around it.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -66,7 +66,7 @@ def watch_live_curves(page) -> None:
 
 
 def test_configure_watch_approve_override_and_download(
-        new_page, live_daphne, worker_factory, user, other_user, tiny_backbone, bundled_tasks, screenshot_dir):
+        live_daphne, worker_factory, user, other_user, tiny_backbone, bundled_tasks, screenshot_dir, new_page):
     worker_factory()
     page = new_page(live_daphne)
     log_in(page, "alice", "alice-password-1")

@@ -1,0 +1,63 @@
+"""The new-search form in a real browser: keyboard use, live budget preview, task upload with a
+preview of the first rows and column choice."""
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.conftest import log_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.system, pytest.mark.timeout(300)]
+
+
+@pytest.fixture
+def reviews_csv(tmp_path):
+    path = tmp_path / "reviews.csv"
+    rows = ["id,review,label"] + [f"{i},{'great film' if i % 2 else 'dull and long'},{'pos' if i % 2 else 'neg'}"
+                                  for i in range(40)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_form_is_keyboard_usable_and_previews_budget_and_upload(
+        live_daphne, user, tiny_backbone, bundled_tasks, reviews_csv, new_page):
+    page = new_page(live_daphne)
+    log_in(page, "alice", "alice-password-1")
+    page.goto("/searches/new/")
+
+    # Keyboard: type a name, Tab to the first task and tick it with the space bar
+    page.focus("#id_name")
+    page.keyboard.type("keyboard search")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Space")
+    assert page.eval_on_selector('input[name="tasks"] >> nth=0', "el => el.checked")
+    assert page.eval_on_selector('input[name="tasks"] >> nth=0', "el => el === document.activeElement")
+
+    # The budget preview follows the backbone and the budget as they change
+    page.select_option("#id_backbone", str(tiny_backbone.pk))
+    page.check('input[name="budget_kind"][value="absolute"]')
+    page.fill("#id_budget_value", "1234")
+    page.wait_for_selector("#budget-preview-value:has-text('1,234')")
+    page.fill("#id_budget_value", str(tiny_backbone.total_params * 10))
+    page.wait_for_selector("#budget-preview .error:has-text('exceeds')")
+
+    # Choosing a file shows its first rows and the column pickers; adding it ticks the new task
+    page.fill("#id_upload-name", "my-reviews")
+    page.set_input_files("#id_upload-file", str(reviews_csv))
+    page.wait_for_selector("#upload-preview-table")
+    assert page.inner_text("#upload-preview-table thead") .split() == ["ID", "REVIEW", "LABEL"]
+    assert page.is_checked('input[name="upload-text_columns"][value="review"]')
+    assert page.input_value("#id_upload-label_column") == "label"
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_selector("#upload-result:has-text('my-reviews')")
+    ticked = page.eval_on_selector_all('input[name="tasks"]:checked', "els => els.length")
+    assert ticked == 2
+    assert page.input_value("#id_upload-name") == ""  # the upload form is ready for another file
+
+    # The same name again is refused next to the name field
+    page.fill("#id_upload-name", "my-reviews")
+    page.set_input_files("#id_upload-file", str(reviews_csv))
+    page.wait_for_selector("#upload-preview-table")
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_selector("#upload-err-name .errorlist")
+    assert "already exists" in page.inner_text("#upload-err-name")
+    assert not page.errors, page.errors
