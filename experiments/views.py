@@ -243,7 +243,8 @@ def trial_detail(request: HttpRequest, search_id: int, trial_id: int) -> HttpRes
         "trial": trial, "search": trial.search, "heatmap": design_heatmap(trial.design),
         "design_json": json.dumps(trial.design, indent=2),
         "trial_config": {"trial": trial.pk, "status": trial.status,
-                         "metrics": reverse("api:search-metrics", args=[search_id])}})
+                         "metrics": reverse("api:search-metrics", args=[search_id]),
+                         "detail": reverse("api:trial-detail", args=[trial.pk])}})
 
 
 @require_POST
@@ -299,6 +300,7 @@ def stage_detail(request: HttpRequest, search_id: int, stage_id: int) -> HttpRes
         "diff": space_diff(stage, options),
         "counts": selectors.stage_trial_counts(stage=stage),
         "timeline": stage_timeline(search, list(search.stages.all())),
+        "stage_config": {"status": stage.status, "detail": reverse("api:stage-detail", args=[stage.pk])},
     }
     return render(request, "experiments/stage_detail.html", context, status=400 if form.errors else 200)
 

@@ -112,6 +112,7 @@ def test_another_user_gets_404_on_every_page(client, other_user, search):
     trial = search.trials.first()
     for url in page_urls(search):
         assert client.get(url).status_code == 404, url
+    assert "belongs to another user" in client.get(page_urls(search)[0]).content.decode()
     retry = reverse("trial-action", args=[search.pk, trial.pk, "retry"])
     assert client.post(retry).status_code == 404
     assert client.post(reverse("search-cancel", args=[search.pk])).status_code == 404

@@ -3,7 +3,21 @@
 (function () {
   "use strict";
 
+  // A stage still training reloads itself once its status changes (summary and decision appear).
+  function watchStatus() {
+    const config = JSON.parse(document.getElementById("stage-config").textContent);
+    if (config.status !== "running") return;
+    setTimeout(async function poll() {
+      try {
+        const response = await fetch(config.detail, { credentials: "same-origin" });
+        if (response.ok && (await response.json()).status !== config.status) { window.location.reload(); return; }
+      } catch (error) { /* try again on the next poll */ }
+      setTimeout(poll, 4000);
+    }, 4000);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    watchStatus();
     const choices = JSON.parse(document.getElementById("edf-data").textContent) || [];
     const recommended = JSON.parse(document.getElementById("edf-recommended").textContent);
     const chart = document.getElementById("chart-edf");

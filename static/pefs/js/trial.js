@@ -41,11 +41,21 @@
     }
   }
 
+  async function trialStatus() {
+    const response = await fetch(config.detail, { credentials: "same-origin" });
+    if (!response.ok) throw new Error("trial answered " + response.status);
+    return (await response.json()).status;
+  }
+
+  // While the trial is queued or running: new points every 3 s; once it is final, a last fetch
+  // and a reload so scores, design and actions show the final state.
   async function tick() {
     try {
+      const status = config.status === "queued" || config.status === "running" ? await trialStatus() : config.status;
       await fetchMore();
       draw();
-      const live = config.status === "running" || config.status === "queued";
+      if (status !== config.status) { window.location.reload(); return; }
+      const live = status === "running" || status === "queued";
       statusEl.textContent = live ? "updating every 3 s" : "final";
       statusEl.className = "live-status " + (live ? "connected" : "");
       if (live) setTimeout(tick, 3000);
