@@ -72,7 +72,7 @@ def search_new(request: HttpRequest) -> HttpResponse:
         except ValidationError as error:
             attach_errors(form, error)
         else:
-            messages.success(request, f"Search “{search.name}” started: stage S0 is training.")
+            messages.success(request, f"Search “{search.name}” started: its first stage is training.")
             return redirect("search-detail", search_id=search.pk)
     return render(request, "experiments/search_new.html",
                   {"form": form, "upload_form": TaskUploadForm(prefix="upload"),
@@ -262,7 +262,7 @@ def trial_action(request: HttpRequest, search_id: int, trial_id: int, action: st
     if not request.htmx:
         if error:
             messages.error(request, error)
-        return redirect(request.POST.get("next") or reverse("trial-detail", args=[search_id, trial.pk]))
+        return redirect("trial-detail", search_id=search_id, trial_id=trial.pk)
     trial = selectors.trial_list(search=trial.search).get(pk=trial.pk)
     trial.page_design = Trial.objects.values_list("design", flat=True).get(pk=trial.pk)
     return render(request, "experiments/partials/trial_row.html",
