@@ -299,3 +299,21 @@ def test_plotly_is_served_from_the_package(client):
     response = client.get(reverse("plotly-js"))
     assert response.status_code == 200
     assert b"plotly.js" in b"".join(response.streaming_content)[:200]
+
+
+def test_trial_cancel_without_htmx_redirects_to_the_trial(owner_client, search):
+    trial = search.trials.get(status="running")
+    response = owner_client.post(reverse("trial-action", args=[search.pk, trial.pk, "cancel"]))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("trial-detail", args=[search.pk, trial.pk])
+    trial.refresh_from_db()
+    assert trial.cancel_requested
+
+
+def test_search_cancel_says_what_happened(owner_client, search):
+    response = owner_client.post(reverse("search-cancel", args=[search.pk]), follow=True)
+    search.refresh_from_db()
+    assert search.status == "cancelled"
+    assert "Search cancelled" in response.content.decode()
+    response = owner_client.post(reverse("search-cancel", args=[search.pk]), follow=True)
+    assert "already cancelled" in response.content.decode()
