@@ -179,6 +179,10 @@ class ApproveForm(forms.Form):
                 "reason": self.cleaned_data["reason"].strip()}
 
 
+# Services and the design-space library name some settings differently from the form.
+SERVICE_FIELD_NAMES = {"budget": "budget_value", "num_groups": "groups"}
+
+
 def attach_errors(form: forms.Form, error: ValidationError) -> None:
     """Put a service's ValidationError on the form's fields (unknown fields: form-wide)."""
     if not hasattr(error, "error_dict"):
@@ -186,4 +190,5 @@ def attach_errors(form: forms.Form, error: ValidationError) -> None:
         return
     for field, messages in error.message_dict.items():
         base = field.split(".")[0].split("[")[0]
+        base = SERVICE_FIELD_NAMES.get(base, base)
         form.add_error(base if base in form.fields else None, messages)

@@ -216,6 +216,14 @@ def test_service_errors_land_on_their_field(owner_client, task, backbone):
     assert "no design fits 3 parameters" in budget_field
 
 
+def test_space_library_field_names_map_to_form_fields(owner_client, task, backbone):
+    error = ValidationError({"num_groups": ["must be at most 4, got 9"], "designs_per_stage": ["must be >= 2"]})
+    with mock.patch("experiments.services.search_create", create=True, side_effect=error):
+        body = owner_client.post(reverse("search-new"), valid_form(task, backbone)).content.decode()
+    assert "must be at most 4" in body[body.index('id="field-groups"'):body.index('id="field-preset"')]
+    assert "must be &gt;= 2" in body[body.index('id="field-designs_per_stage"'):]
+
+
 def test_budget_preview_counts_parameters(owner_client, backbone):
     response = owner_client.get(reverse("budget-preview"),
                                 {"backbone": backbone.pk, "budget_kind": "fraction", "budget_value": "0.5"})
