@@ -51,13 +51,20 @@ class NotExpressible(ValueError):
 
 
 def _resolve_design(model: nn.Module, design: Design | Mapping[str, Any] | None) -> Design:
+    """The design applied to ``model``; a given ``design`` must describe the same modules.
+
+    Only what shapes the weights is compared (layers and options): the head, seed and
+    provenance of a caller's copy may legitimately differ from the applied one.
+    """
     applied = applied_design(model)
     if design is None:
         return applied
     design = design if isinstance(design, Design) else Design.from_dict(design)
-    if design != applied:
-        raise DesignError("design", "differs from the design applied to this model")
-    return design
+    if (design.layers, design.options) != (applied.layers, applied.options):
+        raise DesignError(
+            "design", "its layers/options differ from the design applied to this model"
+        )
+    return applied
 
 
 def _head_spec(model: nn.Module) -> HeadSpec:

@@ -107,3 +107,17 @@ def test_export_refuses_non_lora_parts_precisely(tmp_path):
     ]
     assert "layers [0]" in str(err.value) and "bitfit" in str(err.value)
     assert not (tmp_path / "adapter_config.json").exists()
+
+
+def test_save_and_export_check_the_given_design_against_the_applied_one(tmp_path):
+    from tasks.peft.design import DesignError
+
+    backbone = tiny_backbone("bert")
+    design = design_from_sizes(backbone.shape, {0: {"lora": 2}}, seed=0)
+    apply(backbone, design)
+    relabelled = design.to_dict() | {"provenance": {"trial": 9}, "seed": 5}
+    export_peft(backbone.model, relabelled, tmp_path / "peft")  # same modules: accepted
+    other = design_from_sizes(backbone.shape, {0: {"lora": 3}}, seed=0)
+    with pytest.raises(DesignError) as err:
+        save(backbone.model, other, tmp_path / "saved")
+    assert err.value.field == "design"
