@@ -55,6 +55,23 @@ def ensure_redis(procs: Processes, env: dict[str, str]) -> None:
     print(f"Embedded Redis at {url}", flush=True)
 
 
+def wait_for_port(host: str, port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Block until the server accepts connections, so the URL we print already answers."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the web server exited with code {proc.returncode}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the web server did not listen on {host}:{port} within {timeout:.0f} s") from None
+            time.sleep(0.2)
+
+
 def manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([PY, str(BASE_DIR / "manage.py"), *args], check=True, env=env, cwd=BASE_DIR)
 
@@ -79,8 +96,9 @@ def run(host: str, port: int) -> int:
             [PY, "-m", "celery", "-A", "pefs_web", "worker", "-B", "-Q", "gpu,default", "-c", "1",
              "--loglevel", "INFO", "-n", "worker@%h", "--schedule", str(BASE_DIR / "var" / "celerybeat")],
             env=env, cwd=BASE_DIR))
-        procs.add("web", subprocess.Popen(
+        web = procs.add("web", subprocess.Popen(
             [PY, "-m", "daphne", "-b", host, "-p", str(port), "pefs_web.asgi:application"], env=env, cwd=BASE_DIR))
+        wait_for_port(host, port, web)
         print(f"\nPEFS is running at http://{host}:{port}/  (log in as {username} / {password})\n"
               "Press Ctrl-C to stop every process.\n", flush=True)
         while all(proc.poll() is None for _, proc in procs.children):

@@ -77,7 +77,11 @@ def _collect_events(url: str, cookie: str | None, origin: str, seconds: float) -
             return received, refused.response.status_code
         return received, None
 
-    return asyncio.run(run())
+    # A fresh thread has no event loop, whatever an earlier test (Playwright) left in this one.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, run()).result()
 
 
 def test_trial_metrics_reach_the_owners_websocket_and_no_one_elses(user, other_user, tiny_backbone, bundled_tasks,
