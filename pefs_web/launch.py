@@ -85,16 +85,18 @@ def run(host: str, port: int) -> int:
         ensure_redis(procs, env)
         manage("migrate", "--noinput", env=env)
         manage("pefs_seed", env=env)
-        credentials = BASE_DIR / "var" / "admin-credentials.txt"
+        data_dir = Path(env.get("PEFS_DATA_DIR", BASE_DIR / "var"))
+        data_dir.mkdir(parents=True, exist_ok=True)
+        credentials = data_dir / "admin-credentials.txt"
         if not credentials.exists():
-            password = secrets.token_urlsafe(12)
-            manage("pefs_admin", "--username", "admin", "--password", password, env=env)
-            credentials.write_text(f"admin {password}\n")
+            credentials.write_text(f"admin {secrets.token_urlsafe(12)}\n")
             credentials.chmod(0o600)
         username, password = credentials.read_text().split()
+        # Creates the account on first run (or on a new database); never resets a changed password.
+        manage("pefs_admin", "--username", username, "--password", password, "--if-missing", env=env)
         procs.add("worker", subprocess.Popen(
             [PY, "-m", "celery", "-A", "pefs_web", "worker", "-B", "-Q", "gpu,default", "-c", "1",
-             "--loglevel", "INFO", "-n", "worker@%h", "--schedule", str(BASE_DIR / "var" / "celerybeat")],
+             "--loglevel", "INFO", "-n", "worker@%h", "--schedule", str(data_dir / "celerybeat")],
             env=env, cwd=BASE_DIR))
         web = procs.add("web", subprocess.Popen(
             [PY, "-m", "daphne", "-b", host, "-p", str(port), "pefs_web.asgi:application"], env=env, cwd=BASE_DIR))

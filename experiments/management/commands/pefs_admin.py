@@ -10,11 +10,16 @@ class Command(BaseCommand):
         parser.add_argument("--username", default="admin")
         parser.add_argument("--password", required=True)
         parser.add_argument("--email", default="")
+        parser.add_argument("--if-missing", action="store_true",
+                            help="only create the account; leave an existing one as it is")
 
-    def handle(self, *args, username: str, password: str, email: str, **options):
+    def handle(self, *args, username: str, password: str, email: str, if_missing: bool, **options):
         if len(password) < 8:
             raise CommandError("--password: use at least 8 characters.")
         User = get_user_model()
+        if if_missing and User.objects.filter(username=username).exists():
+            self.stdout.write(f"Administrator {username} exists; left as it is.")
+            return
         user, created = User.objects.get_or_create(username=username, defaults={"email": email})
         user.is_staff = user.is_superuser = True
         user.set_password(password)
