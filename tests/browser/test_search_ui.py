@@ -54,12 +54,11 @@ def submit_decision(page) -> None:
 def watch_live_curves(page) -> None:
     """The next stage's trials stream over the WebSocket: the loss chart gains points without a
     reload; a dropped connection reconnects by itself and backfills from the metrics API."""
+    before = int(page.get_attribute("#chart-loss", "data-points") or 0)
     page.wait_for_selector("#live-status.connected")
-    page.wait_for_function("() => window.PEFS.live.events > 0", timeout=STAGE_WAIT_MS)
-    page.wait_for_function("() => Number(document.getElementById('chart-loss').dataset.points || 0) > 0")
-    before = int(page.get_attribute("#chart-loss", "data-points"))
     page.wait_for_function(
-        f"() => Number(document.getElementById('chart-loss').dataset.points || 0) > {before}", timeout=STAGE_WAIT_MS)
+        f"() => window.PEFS.live.events > 0 && Number(document.getElementById('chart-loss').dataset.points) > {before}",
+        timeout=STAGE_WAIT_MS)
     page.evaluate("window.PEFS.live.dropConnection()")
     page.wait_for_function("() => window.PEFS.live.backfills >= 1")
     page.wait_for_selector("#live-status.connected")
