@@ -49,7 +49,7 @@ def test_make_run_serves_the_app_and_stops_on_ctrl_c(tmp_path):
         assert redirect.value.code == 302 and "/login/" in redirect.value.headers["Location"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=10) as page:
             assert page.status == 200 and b"password" in page.read().lower()
-        assert username == "admin" and len(password) >= 12
+        assert username == "admin" and len(password) >= 12, text[-2000:]
         assert (tmp_path / "var" / "admin-credentials.txt").exists()
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does to the terminal's process group
@@ -65,7 +65,7 @@ def test_make_run_serves_the_app_and_stops_on_ctrl_c(tmp_path):
             os.killpg(proc.pid, 0)
         except ProcessLookupError:
             break
-        assert time.monotonic() < deadline, "processes started by make run outlived Ctrl-C"
+        assert time.monotonic() < deadline, "processes outlived Ctrl-C:\n" + log_path.read_text()[-3000:]
         time.sleep(0.5)
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
