@@ -275,6 +275,8 @@ def stage_detail(request: HttpRequest, search_id: int, stage_id: int) -> HttpRes
     """The stage wizard: per-choice statistics and EDFs, approve or override, the space diff."""
     search = _search_or_404(request, search_id)
     stage = get_object_or_404(search.stages.select_related("decided_by"), pk=stage_id)
+    if stage.key == "final":  # the final stage decides nothing: its page is the report
+        return redirect("search-report", search_id=search.pk)
     summary = stage.summary or {}
     options = [c["choice"] for c in summary.get("choices", []) if c.get("choice") is not None]
     recommended = (stage.recommendation or {}).get("choice")
@@ -297,6 +299,9 @@ def stage_detail(request: HttpRequest, search_id: int, stage_id: int) -> HttpRes
     context = {
         "search": search, "stage": stage, "summary": summary, "form": form,
         "recommendation": stage.recommendation or {}, "recommended": recommended,
+        # S0 decides nothing: its EDF is the one of all its designs, the reference later stages beat.
+        "edf_series": summary.get("choices") or (
+            [{**summary["overall"], "choice": "all designs"}] if summary.get("overall") else []),
         "diff": space_diff(stage, options),
         "counts": selectors.stage_trial_counts(stage=stage),
         "timeline": stage_timeline(search, list(search.stages.all())),

@@ -242,6 +242,19 @@ def test_stage_wizard_shows_statistics_and_recommendation(owner_client, search):
     assert "data-pending-diff" in body
 
 
+def test_final_stage_page_is_the_report(owner_client, search):
+    final = StageFactory(search=search, order=9, key="final", component="", space=S0_SPACE, status="running")
+    response = owner_client.get(reverse("stage-detail", args=[search.pk, final.pk]))
+    assert response["Location"] == reverse("search-report", args=[search.pk])
+
+
+def test_reference_stage_plots_all_its_designs(owner_client, search):
+    s0 = StageFactory(search=search, order=0, key="S0", component="", space=S0_SPACE, status="completed",
+                      summary={**SUMMARY, "component": None, "choices": [], "recommendation": None})
+    body = owner_client.get(reverse("stage-detail", args=[search.pk, s0.pk])).content.decode()
+    assert '"choice": "all designs"' in body and "Reference stage" in body
+
+
 def test_override_without_reason_is_an_inline_error(owner_client, search):
     stage = awaiting_stage(search)
     url = reverse("stage-detail", args=[search.pk, stage.pk])
