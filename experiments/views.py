@@ -317,7 +317,8 @@ def search_report(request: HttpRequest, search_id: int) -> HttpResponse:
     search = _search_or_404(request, search_id)
     report = final_report(search)
     columns = [*report["tasks"], "average"]
-    bars = {"tasks": columns, "groups": [{"name": row["name"], "values": row["cells"]} for row in report["rows"]]}
+    bars = {"tasks": columns, "groups": [{"name": row["name"], "arm": row["arm"], "values": row["cells"]}
+                                         for row in report["rows"]]}
     return render(request, "experiments/search_report.html",
                   {"search": search, "report": report, "columns": columns, "bars": bars,
                    "downloads": report_downloads(search, report)})

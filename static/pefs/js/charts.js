@@ -6,6 +6,9 @@
   const PEFS = (window.PEFS = window.PEFS || {});
   const COLORS = ["#3b5bdb", "#f08c00", "#2f9e44", "#ae3ec9", "#e03131", "#1098ad", "#5c940d", "#d6336c",
                   "#7048e8", "#0c8599", "#e8590c", "#495057"];
+  // Final-stage arms: the selected design stands out; baselines wear their strategy's colour.
+  const ARM_COLORS = { selected: "#1c2430", adapter: "#4263eb", prefix: "#f08c00", bitfit: "#37b24d",
+                       lora: "#ae3ec9", full: "#adb5bd" };
   const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
 
   function layout(extra) {
@@ -185,7 +188,7 @@
         type: "bar", name: g.name, x: tasks,
         y: tasks.map(function (t) { return g.values[t] ? g.values[t].mean : null; }),
         error_y: { type: "data", visible: true, array: tasks.map(function (t) { return g.values[t] ? (g.values[t].std || 0) : 0; }), thickness: 1.2, width: 3 },
-        marker: { color: i === 0 ? "#3b5bdb" : COLORS[(i + 1) % COLORS.length], opacity: i === 0 ? 1 : 0.75 },
+        marker: { color: ARM_COLORS[g.arm] || COLORS[i % COLORS.length], opacity: g.arm === "selected" ? 1 : 0.8 },
         hovertemplate: g.name + "<br>%{x}: %{y:.2f}<extra></extra>",
       };
     });
