@@ -106,12 +106,6 @@ def design_strip(design: dict | None):
 
 
 @register.filter
-def design_summary(design: dict | None) -> str:
-    """Text form of the strip, e.g. "AL AL AP APB APB PBL" (one token per layer)."""
-    return " ".join(code or "-" for code in design_codes(design)) or DASH
-
-
-@register.filter
 def get_item(mapping, key):
     if mapping is None:
         return None
