@@ -338,3 +338,13 @@ def test_search_cancel_says_what_happened(owner_client, search):
     assert "Search cancelled" in response.content.decode()
     response = owner_client.post(reverse("search-cancel", args=[search.pk]), follow=True)
     assert "already cancelled" in response.content.decode()
+
+
+def test_formatting_filters():
+    from experiments.templatetags.pefs_format import compact, design_strip, duration, percent, score
+
+    assert (compact(22_713_216), compact(113_568), compact(950), compact(None)) == ("22.7M", "114k", "950", "—")
+    assert (duration(83), duration(7500), duration(None)) == ("1m 23s", "2h 05m", "—")
+    assert (percent(0.005), score(71.256), score(None)) == ("0.50%", "71.26", "—")
+    strip = design_strip(design_document(layers=[{"adapter": 3, "lora": 2}, {}, {"bitfit": True}, {"prefix": 4}]))
+    assert strip.count("<i") == 16 and 'title="L1:AL L2:- L3:B L4:P"' in strip
