@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections import Counter
 from collections.abc import Mapping
@@ -213,8 +212,3 @@ def export_peft(
     peft_model.save_pretrained(str(out))
     (out / DESIGN_FILE).write_text(design.to_json(indent=2) + "\n")
     return out
-
-
-def peft_config_summary(directory: str | os.PathLike) -> dict[str, Any]:
-    """The exported ``adapter_config.json`` (for display in the web UI)."""
-    return json.loads((Path(directory) / "adapter_config.json").read_text())

@@ -4,7 +4,7 @@ A strategy module (``adapter.py``, ``prefix.py``, ``bitfit.py``, ``lora.py``) de
 config and an ``inject`` function, and registers both under its name. The engine looks strategies
 up by the names used in a design and never imports the modules directly.
 
-Example (how ``lora.py`` registers itself):
+Example (looking a registered strategy up):
     >>> from tasks.peft.registry import get_strategy
     >>> from tasks.peft.design import DesignOptions
     >>> spec = get_strategy("lora")
