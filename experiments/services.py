@@ -677,6 +677,11 @@ def search_create(*, owner, name: str, tasks: list, backbone, budget_kind: str =
         raise _space_error(exc) from None
     except TypeError as exc:
         raise ValidationError({"overrides": [str(exc)]}) from None
+    if config.halving_eta is not None:
+        # The library plans halving and replays it on recorded stages; the workers do not yet pause
+        # and resume trials between rungs, so accepting the setting would silently ignore it.
+        raise ValidationError({"halving_eta": ["Successive halving is not scheduled on the workers yet; "
+                                               "leave it empty (replay it on finished stages instead)."]})
     with transaction.atomic():
         search = Search.objects.create(
             owner=owner, name=name[:128], backbone=backbone, budget_kind=budget_kind,
