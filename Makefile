@@ -24,7 +24,7 @@ migrate: $(STAMP)
 	$(PY) manage.py migrate --noinput
 
 bench: $(STAMP)
-	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	$(PY) -m pefs_web.launch bench
 
 clean:
 	rm -rf $(VENV) var

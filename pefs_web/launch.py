@@ -2,6 +2,7 @@
 
     python -m pefs_web.launch run    # Redis (embedded unless REDIS_URL), Celery worker, Daphne
     python -m pefs_web.launch test [pytest args]
+    python -m pefs_web.launch bench  # every bench/*.py
 
 `make run` and `make test` call this. Ctrl-C stops every process it started.
 """
@@ -127,6 +128,24 @@ def test(pytest_args: list[str]) -> int:
         procs.stop()
 
 
+def bench() -> int:
+    """Every bench/*.py in turn (each prints one JSON line last), with Redis available."""
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "pefs_web.settings")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    procs = Processes()
+    try:
+        ensure_redis(procs, env)
+        for script in sorted((BASE_DIR / "bench").glob("*.py")):
+            print(f"== {script.relative_to(BASE_DIR)}", flush=True)
+            code = subprocess.run([PY, str(script)], env=env, cwd=BASE_DIR).returncode
+            if code:
+                return code
+        return 0
+    finally:
+        procs.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pefs_web.launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -135,10 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--host", default=os.environ.get("PEFS_HOST", "127.0.0.1"))
     run_parser.add_argument("--port", type=int, default=int(os.environ.get("PEFS_PORT", "8000")))
     sub.add_parser("test", help="run pytest with Redis available")
+    sub.add_parser("bench", help="run every benchmark in bench/ with Redis available")
     args, rest = parser.parse_known_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     if args.command == "run":
         return run(args.host, args.port)
+    if args.command == "bench":
+        return bench()
     return test(rest)
 
 
