@@ -146,13 +146,18 @@ PRESETS: dict[str, SearchConfig] = {
     # modules start from scratch, so one short epoch needs a higher learning rate than the paper's.
     # 8 designs spread over 15 tunable-groups or strategy-set choices give most choices one
     # design, so a single score is enough to be compared (never "separable", see stats.py).
+    # Measured on MiniLM / SST-2 (README): with 300 examples at lr 5e-4 and batch 32 (9 steps)
+    # nearly every design stayed at the majority class, so the stages compared noise; 512
+    # examples at lr 3e-3, batch 16, length 64 (32 steps, ~9 s a design on 2 CPU cores) separate
+    # designs from 48 to 74.
     "quick": SearchConfig(
         designs_per_stage=8,
         epochs=1,
-        max_train_examples=300,
-        max_eval_examples=200,
-        learning_rate=5e-4,
-        batch_size=32,
+        max_train_examples=512,
+        max_eval_examples=300,
+        max_length=64,
+        learning_rate=3e-3,
+        batch_size=16,
         reference_stage=False,
         min_successes=1,
         bootstrap_resamples=1000,
