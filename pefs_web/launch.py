@@ -9,12 +9,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -77,73 +79,67 @@ def manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([PY, str(BASE_DIR / "manage.py"), *args], check=True, env=env, cwd=BASE_DIR)
 
 
-def run(host: str, port: int) -> int:
+@contextlib.contextmanager
+def services() -> Iterator[tuple[dict[str, str], Processes]]:
+    """The environment for PEFS processes, with Redis available; stops what it started on exit."""
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "pefs_web.settings")
     env.setdefault("HF_HUB_OFFLINE", "1")
     procs = Processes()
     try:
         ensure_redis(procs, env)
-        manage("migrate", "--noinput", env=env)
-        manage("pefs_seed", env=env)
-        data_dir = Path(env.get("PEFS_DATA_DIR", BASE_DIR / "var"))
-        data_dir.mkdir(parents=True, exist_ok=True)
-        credentials = data_dir / "admin-credentials.txt"
-        if not credentials.exists():
-            credentials.write_text(f"admin {secrets.token_urlsafe(12)}\n")
-            credentials.chmod(0o600)
-        username, password = credentials.read_text().split()
-        # Creates the account on first run (or on a new database); never resets a changed password.
-        manage("pefs_admin", "--username", username, "--password", password, "--if-missing", env=env)
-        procs.add("worker", subprocess.Popen(
-            [PY, "-m", "celery", "-A", "pefs_web", "worker", "-B", "-Q", "gpu,default", "-c", "1",
-             "--loglevel", "INFO", "-n", "worker@%h", "--schedule", str(data_dir / "celerybeat")],
-            env=env, cwd=BASE_DIR))
-        web = procs.add("web", subprocess.Popen(
-            [PY, "-m", "daphne", "-b", host, "-p", str(port), "pefs_web.asgi:application"], env=env, cwd=BASE_DIR))
-        wait_for_port(host, port, web)
-        print(f"\nPEFS is running at http://{host}:{port}/  (log in as {username} / {password})\n"
-              "Press Ctrl-C to stop every process.\n", flush=True)
-        while all(proc.poll() is None for _, proc in procs.children):
-            time.sleep(0.5)
-        dead = [name for name, proc in procs.children if proc.poll() is not None]
-        print(f"Stopping: {', '.join(dead)} exited.", flush=True)
-        return 1
-    except KeyboardInterrupt:
-        return 0
+        yield env, procs
     finally:
         procs.stop()
+
+
+def run(host: str, port: int) -> int:
+    try:
+        with services() as (env, procs):
+            manage("migrate", "--noinput", env=env)
+            manage("pefs_seed", env=env)
+            data_dir = Path(env.get("PEFS_DATA_DIR", BASE_DIR / "var"))
+            data_dir.mkdir(parents=True, exist_ok=True)
+            credentials = data_dir / "admin-credentials.txt"
+            if not credentials.exists():
+                credentials.write_text(f"admin {secrets.token_urlsafe(12)}\n")
+                credentials.chmod(0o600)
+            username, password = credentials.read_text().split()
+            # Creates the account on first run (or on a new database); never resets a changed password.
+            manage("pefs_admin", "--username", username, "--password", password, "--if-missing", env=env)
+            procs.add("worker", subprocess.Popen(
+                [PY, "-m", "celery", "-A", "pefs_web", "worker", "-B", "-Q", "gpu,default", "-c", "1",
+                 "--loglevel", "INFO", "-n", "worker@%h", "--schedule", str(data_dir / "celerybeat")],
+                env=env, cwd=BASE_DIR))
+            web = procs.add("web", subprocess.Popen(
+                [PY, "-m", "daphne", "-b", host, "-p", str(port), "pefs_web.asgi:application"],
+                env=env, cwd=BASE_DIR))
+            wait_for_port(host, port, web)
+            print(f"\nPEFS is running at http://{host}:{port}/  (log in as {username} / {password})\n"
+                  "Press Ctrl-C to stop every process.\n", flush=True)
+            while all(proc.poll() is None for _, proc in procs.children):
+                time.sleep(0.5)
+            dead = [name for name, proc in procs.children if proc.poll() is not None]
+            print(f"Stopping: {', '.join(dead)} exited.", flush=True)
+            return 1
+    except KeyboardInterrupt:
+        return 0
 
 
 def test(pytest_args: list[str]) -> int:
-    env = dict(os.environ)
-    env.setdefault("DJANGO_SETTINGS_MODULE", "pefs_web.settings")
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    procs = Processes()
-    try:
-        ensure_redis(procs, env)
-        result = subprocess.run([PY, "-m", "pytest", *pytest_args], env=env, cwd=BASE_DIR)
-        return result.returncode
-    finally:
-        procs.stop()
+    with services() as (env, _):
+        return subprocess.run([PY, "-m", "pytest", *pytest_args], env=env, cwd=BASE_DIR).returncode
 
 
 def bench() -> int:
     """Every bench/*.py in turn (each prints one JSON line last), with Redis available."""
-    env = dict(os.environ)
-    env.setdefault("DJANGO_SETTINGS_MODULE", "pefs_web.settings")
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    procs = Processes()
-    try:
-        ensure_redis(procs, env)
+    with services() as (env, _):
         for script in sorted((BASE_DIR / "bench").glob("*.py")):
             print(f"== {script.relative_to(BASE_DIR)}", flush=True)
             code = subprocess.run([PY, str(script)], env=env, cwd=BASE_DIR).returncode
             if code:
                 return code
         return 0
-    finally:
-        procs.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
