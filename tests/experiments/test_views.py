@@ -158,8 +158,14 @@ def test_trial_table_filters_by_dotted_choice_and_sorts(owner_client, search):
     assert "No trial matches these filters" in body
 
 
-def test_chart_data_is_columnar(owner_client, search):
+def test_chart_data_is_columnar_and_compressed_on_request(owner_client, search):
+    import gzip
+    import json
+
+    compressed = owner_client.get(reverse("search-charts", args=[search.pk]), HTTP_ACCEPT_ENCODING="gzip")
+    assert compressed["Content-Encoding"] == "gzip"
     data = owner_client.get(reverse("search-charts", args=[search.pk])).json()
+    assert json.loads(gzip.decompress(compressed.content)) == data
     assert data["score"] == [71.25] and data["params"] == [1234567]
     grouping = data["labels"]["grouping"]
     assert grouping[data["codes"]["grouping"][0]] == "spindle"
