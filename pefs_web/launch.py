@@ -106,7 +106,8 @@ def run(host: str, port: int) -> int:
                 credentials.chmod(0o600)
             username, password = credentials.read_text().split()
             # Creates the account on first run (or on a new database); never resets a changed password.
-            manage("pefs_admin", "--username", username, "--password", password, "--if-missing", env=env)
+            # --opt=value: a generated password may start with "-", which argparse would take for a flag.
+            manage("pefs_admin", f"--username={username}", f"--password={password}", "--if-missing", env=env)
             procs.add("worker", subprocess.Popen(
                 [PY, "-m", "celery", "-A", "pefs_web", "worker", "-B", "-Q", "gpu,default", "-c", "1",
                  "--loglevel", "INFO", "-n", "worker@%h", "--schedule", str(data_dir / "celerybeat")],

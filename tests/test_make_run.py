@@ -2,6 +2,7 @@
 admin log in, and Ctrl-C stops every process it started."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -52,7 +53,8 @@ def test_make_run_serves_the_app_and_stops_on_ctrl_c(tmp_path):
         assert username == "admin" and len(password) >= 12, text[-2000:]
         assert (tmp_path / "var" / "admin-credentials.txt").exists()
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does to the terminal's process group
+        with contextlib.suppress(ProcessLookupError):  # make may already have exited on an error
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does to the terminal's process group
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
