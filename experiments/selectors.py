@@ -335,3 +335,9 @@ def artifact_find(*, search: Search, kind: str, task: str = "") -> Artifact | No
     return search.artifacts.filter(kind=kind, task=task).order_by("-created_at", "-pk").first()
 
 
+
+
+def search_selected_trial(search: Search) -> Trial | None:
+    """The final stage's run of the selected design that stands for the search (first seed)."""
+    return (Trial.objects.filter(search=search, stage__key="final", kind=Trial.Kind.SELECTED)
+            .order_by("seed", "index").first())

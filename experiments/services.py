@@ -926,8 +926,9 @@ def _artifact(search: Search, kind: str, path, *, task: str = "", trial: Trial |
 
 def selected_design(search: Search) -> dict[str, Any] | None:
     """The search's winning design document (the selected arm, first seed)."""
-    trial = (Trial.objects.filter(search=search, stage__key="final", kind=Trial.Kind.SELECTED)
-             .order_by("seed", "index").first())
+    from .selectors import search_selected_trial
+
+    trial = search_selected_trial(search)
     if trial is None:
         return None
     design = dict(trial.design)

@@ -474,8 +474,7 @@ def final_report(search: Search) -> dict:
     baselines = [r["average"]["mean"] for r in table["rows"]
                  if r["arm"] not in ("selected", "full") and r["average"]["mean"] is not None]
     full = next((r["average"]["mean"] for r in table["rows"] if r["arm"] == "full"), None)
-    selected = (Trial.objects.filter(search=search, stage__key="final", kind=Trial.Kind.SELECTED)
-                .order_by("seed", "index").first())
+    selected = selectors.search_selected_trial(search)
     return {
         "final_stage": final, "tasks": table["tasks"], "rows": table["rows"], "best": table["best"],
         "pending": pending, "selected_average": selected_row["average"]["mean"] if selected_row else None,
