@@ -40,7 +40,7 @@ def configure_environment() -> tuple[str, object | None]:
     sys.path.insert(0, str(ROOT))
     redis_proc = None
     if not os.environ.get("REDIS_URL"):
-        from pefs_web.redis_url import start_embedded_redis, wait_for_redis
+        from pefs_web.embedded_redis import start_embedded_redis, wait_for_redis
 
         redis_proc, redis_url = start_embedded_redis(workdir / "redis")
         wait_for_redis(redis_url)

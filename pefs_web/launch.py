@@ -48,7 +48,7 @@ class Processes:
 def ensure_redis(procs: Processes, env: dict[str, str]) -> None:
     if env.get("REDIS_URL"):
         return
-    from pefs_web.redis_url import start_embedded_redis, wait_for_redis
+    from pefs_web.embedded_redis import start_embedded_redis, wait_for_redis
 
     data_dir = Path(env.get("PEFS_DATA_DIR", BASE_DIR / "var")) / "redis"
     proc, url = start_embedded_redis(data_dir)
@@ -80,7 +80,7 @@ def manage(*args: str, env: dict[str, str]) -> None:
 
 
 @contextlib.contextmanager
-def services() -> Iterator[tuple[dict[str, str], Processes]]:
+def environment_with_redis() -> Iterator[tuple[dict[str, str], Processes]]:
     """The environment for PEFS processes, with Redis available; stops what it started on exit."""
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "pefs_web.settings")
@@ -95,7 +95,7 @@ def services() -> Iterator[tuple[dict[str, str], Processes]]:
 
 def run(host: str, port: int) -> int:
     try:
-        with services() as (env, procs):
+        with environment_with_redis() as (env, procs):
             manage("migrate", "--noinput", env=env)
             manage("pefs_seed", env=env)
             data_dir = Path(env.get("PEFS_DATA_DIR", BASE_DIR / "var"))
@@ -128,13 +128,13 @@ def run(host: str, port: int) -> int:
 
 
 def test(pytest_args: list[str]) -> int:
-    with services() as (env, _):
+    with environment_with_redis() as (env, _):
         return subprocess.run([PY, "-m", "pytest", *pytest_args], env=env, cwd=BASE_DIR).returncode
 
 
 def bench() -> int:
     """Every bench/*.py in turn (each prints one JSON line last), with Redis available."""
-    with services() as (env, _):
+    with environment_with_redis() as (env, _):
         for script in sorted((BASE_DIR / "bench").glob("*.py")):
             print(f"== {script.relative_to(BASE_DIR)}", flush=True)
             code = subprocess.run([PY, str(script)], env=env, cwd=BASE_DIR).returncode

