@@ -8,23 +8,15 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db.models import Q
 
 from experiments.space.presets import PRESETS, SearchConfig
 
+from . import selectors, services
 from .models import Backbone, Search, Task
 
-# SearchConfig fields the main form shows under its own names; every other one is an editable
-# "preset field" (designs per stage, epochs, ...).
+# SearchConfig fields the main form shows under its own names; every other one the service accepts
+# is an editable "preset field" (designs per stage, epochs, ...).
 MAIN_CONFIG_FIELDS = ("budget", "num_groups", "auto_approve", "seed")
-
-
-def visible_tasks(user):
-    return Task.objects.filter(Q(owner__isnull=True) | Q(owner=user))
-
-
-def visible_backbones(user):
-    return Backbone.objects.filter(Q(owner__isnull=True) | Q(owner=user))
 
 
 def preset_values(config: SearchConfig) -> dict[str, Any]:
@@ -83,19 +75,20 @@ class SearchForm(forms.Form):
     def __init__(self, *args, user, presets: Mapping[str, SearchConfig] = PRESETS, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.presets = {name: preset_values(config) for name, config in presets.items()}
-        self.fields["tasks"].queryset = visible_tasks(user).order_by("source", "name")
-        backbones = visible_backbones(user)
+        self.fields["tasks"].queryset = selectors.task_list(user=user).order_by("source", "name")
+        backbones = selectors.backbone_list(user=user)
         self.fields["backbone"].queryset = backbones
         self.fields["preset"].choices = [(name, name) for name in presets]
         helps = SearchConfig.help()
         self.advanced_names = [spec.name for spec in dataclasses.fields(SearchConfig)
-                               if spec.name not in MAIN_CONFIG_FIELDS]
+                               if spec.name not in MAIN_CONFIG_FIELDS
+                               and spec.name not in services.UNSCHEDULED_SETTINGS]
         for spec in dataclasses.fields(SearchConfig):
             if spec.name in self.advanced_names:
                 self.fields[spec.name] = _config_field(spec, helps.get(spec.name, ""))
         if not self.is_bound:
             default = "quick" if "quick" in presets else next(iter(presets))
-            self.initial = {"preset": default, "backbone": backbones.filter(is_default=True).first(),
+            self.initial = {"preset": default, "backbone": next((b for b in backbones if b.is_default), None),
                             **self.presets[default], **self.initial}
 
     def advanced_fields(self):
@@ -129,7 +122,7 @@ class BudgetPreviewForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["backbone"].queryset = visible_backbones(user)
+        self.fields["backbone"].queryset = selectors.backbone_list(user=user)
 
     def service_arguments(self) -> dict[str, Any]:
         data = self.cleaned_data
