@@ -21,6 +21,8 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Count, F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
+from experiments.space.final import FinalResult
+
 from .models import Artifact, Backbone, MetricPoint, Search, Stage, Task, Trial
 
 # --- tasks and backbones -------------------------------------------------------------------
@@ -341,3 +343,38 @@ def search_selected_trial(search: Search) -> Trial | None:
     """The final stage's run of the selected design that stands for the search (first seed)."""
     return (Trial.objects.filter(search=search, stage__key="final", kind=Trial.Kind.SELECTED)
             .order_by("seed", "index").first())
+
+
+# --- browser pages -------------------------------------------------------------------------------
+
+
+def search_curve_trial_ids(*, search: Search, running: int = 12, finished: int = 6) -> list[int]:
+    """The trials whose curves the search page opens with: the running ones or, when none runs,
+    the latest finished."""
+    ids = list(Trial.objects.filter(search=search, status=Trial.Status.RUNNING)
+               .order_by("started_at").values_list("id", flat=True)[:running])
+    return ids or list(Trial.objects.filter(search=search, status=Trial.Status.SUCCEEDED)
+                       .order_by("-finished_at", "-id").values_list("id", flat=True)[:finished])
+
+
+def trial_chart_rows(*, search: Search) -> QuerySet:
+    """Scored trials as (id, stage key, kind, score, trainable_params, choices), by stage and index."""
+    return (Trial.objects.filter(search=search, status=Trial.Status.SUCCEEDED, score__isnull=False)
+            .order_by("stage__order", "index")
+            .values_list("id", "stage__key", "kind", "score", "trainable_params", "choices"))
+
+
+def final_stage_results(*, stage: Stage) -> tuple[list[FinalResult], dict[str, int]]:
+    """The final stage's finished runs as results_table input (a failed run scores None), and
+    each arm's trainable parameters."""
+    results, parameters = [], {}
+    rows = stage.trials.order_by("index").values_list("choices", "status", "score", "trainable_params")
+    for choices, status, score, params in rows:
+        arm = (choices or {}).get("arm")
+        if arm is None:
+            continue
+        parameters.setdefault(arm, params)
+        if status in Trial.FINAL_STATUSES:
+            results.append(FinalResult(arm=arm, task=choices.get("task", ""), seed=choices.get("seed", 0),
+                                       score=score if status == Trial.Status.SUCCEEDED else None))
+    return results, parameters

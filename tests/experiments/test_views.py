@@ -354,3 +354,47 @@ def test_formatting_filters():
     assert (percent(0.005), score(71.256), score(None)) == ("0.50%", "71.26", "—")
     strip = design_strip(design_document(layers=[{"adapter": 3, "lora": 2}, {}, {"bitfit": True}, {"prefix": 4}]))
     assert strip.count("<i") == 16 and 'title="L1:AL L2:- L3:B L4:P"' in strip
+
+
+def test_report_shows_the_table_search_completion_stored(owner_client, search):
+    # Given a completed final stage whose stored results table says 55.55 for the selected design
+    final = StageFactory(search=search, order=9, key="final", component="", space=S0_SPACE, status="completed")
+    for seed, score in enumerate([80.0, 82.0]):
+        TrialFactory(stage=final, kind="selected", status="succeeded", score=score, seed=seed,
+                     choices={"arm": "selected", "task": "sst2", "seed": seed}, trainable_params=4321)
+    cell = {"mean": 55.55, "std": 0.25, "n": 2, "failed": 0}
+    final.summary = {"tasks": ["sst2"], "arms": ["selected"], "best": "selected",
+                     "rows": [{"arm": "selected", "parameters": 9876, "per_task": {"sst2": cell},
+                               "average": {"mean": 55.55, "std": 0.25, "seeds": 2}}]}
+    final.save(update_fields=["summary"])
+    # When the report is shown, Then it renders the stored numbers, not a recomputation of the trials
+    body = owner_client.get(reverse("search-report", args=[search.pk])).content.decode()
+    assert "55.55" in body and "9,876" in body
+    assert "81.00" not in body
+
+
+def test_trial_table_reads_each_design_once(owner_client, search):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        body = owner_client.get(reverse("search-trials", args=[search.pk])).content.decode()
+    assert body.count('class="strip"') == 3  # every trial of the fixture has a design
+    design_reads = [q["sql"] for q in queries if '"design"' in q["sql"] and "experiments_trial" in q["sql"]]
+    assert len(design_reads) == 1, design_reads
+
+
+def test_stage_page_of_another_search_is_404(owner_client, search, user, backbone):
+    other = SearchFactory(owner=user, backbone=backbone)
+    stage = StageFactory(search=other, order=1, key="S1", space=S0_SPACE)
+    assert owner_client.get(reverse("stage-detail", args=[search.pk, stage.pk])).status_code == 404
+
+
+def test_new_search_form_offers_no_setting_the_service_refuses(owner_client, task, backbone):
+    from experiments import services
+
+    assert "halving_eta" in services.UNSCHEDULED_SETTINGS
+    body = owner_client.get(reverse("search-new")).content.decode()
+    assert 'name="designs_per_stage"' in body  # the other preset fields stay editable
+    for setting in services.UNSCHEDULED_SETTINGS:
+        assert f'name="{setting}"' not in body

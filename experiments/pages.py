@@ -1,0 +1,337 @@
+"""Page builders: what each browser page shows, shaped for its template and charts.
+
+Views validate input and call one builder (or one service); builders read through selectors only
+and return plain dicts and lists for the templates. Nothing here writes.
+
+>>> context = search_page(search, request.GET)  # doctest: +SKIP
+>>> render(request, "experiments/search_detail.html", context)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.paginator import Paginator
+from django.http import QueryDict
+from django.urls import reverse
+
+from experiments.api.downloads import FILENAMES, PEFT_STRATEGIES, artifact_download_path, design_strategies
+from experiments.space.final import results_table
+from experiments.space.space import all_choices, component_names
+from experiments.space.stages import stage_order
+from tasks.peft.budget import STRATEGIES
+
+from . import selectors
+from .models import Artifact, Search, Stage, Trial
+
+SEARCHES_PER_PAGE = 25
+TRIALS_PER_PAGE = 25
+# (sort key or "", heading, numeric)
+TRIAL_COLUMNS = [("", "Stage", False), ("index", "#", True), ("", "Status", False), ("score", "Score", True),
+                 ("trainable_params", "Parameters", True), ("duration_s", "Duration", True),
+                 ("", "Design", False), ("", "Choices", False), ("", "", False)]
+TRIAL_SORTS = [("index", "Stage and index"), ("-score", "Score, best first"), ("score", "Score, worst first"),
+               ("trainable_params", "Parameters, fewest first"), ("-trainable_params", "Parameters, most first"),
+               ("-duration_s", "Duration, longest first"), ("-started_at", "Started, latest first")]
+TIMELINE_STATE = {Stage.Status.RUNNING: "running", Stage.Status.AWAITING: "awaiting",
+                  Stage.Status.APPROVED: "done", Stage.Status.COMPLETED: "done",
+                  Stage.Status.CANCELLED: "cancelled"}
+ARM_NAMES = {"selected": "Selected design", "adapter": "Adapter only", "prefix": "Prefix only",
+             "bitfit": "BitFit only", "lora": "LoRA only", "full": "Full fine-tuning"}
+
+
+def live_config(search: Search, **extra: Any) -> dict[str, Any]:
+    """What a page's script needs to follow the search: its WebSocket path and the metrics API."""
+    return {"ws": f"/ws/searches/{search.pk}/", "metrics": reverse("api:search-metrics", args=[search.pk]), **extra}
+
+
+# --- the search list -----------------------------------------------------------------------------
+
+def search_list_page(user: AbstractBaseUser, query: QueryDict) -> dict[str, Any]:
+    """A page of the user's searches, optionally of one status; active ones keep it refreshing."""
+    status = query.get("status") or None
+    page = Paginator(selectors.search_list(user=user, status=status), SEARCHES_PER_PAGE).get_page(query.get("page"))
+    kept = query.copy()
+    kept.pop("page", None)
+    active = any(search.status in (Search.Status.RUNNING, Search.Status.WAITING) for search in page.object_list)
+    return {"page": page, "status": status, "statuses": Search.Status.choices, "query": kept.urlencode(),
+            "active": active}
+
+
+# --- the search page ---------------------------------------------------------------------------
+
+def search_page(search: Search, query: QueryDict) -> dict[str, Any]:
+    """The search page: status and timeline, live curves, charts and the trial table."""
+    return {
+        **search_status(search),
+        "running_ids": selectors.search_curve_trial_ids(search=search),
+        "live_config": live_config(search, trials=reverse("api:search-trials", args=[search.pk]),
+                                   charts=reverse("search-charts", args=[search.pk]),
+                                   trialUrl=reverse("trial-detail", args=[search.pk, 0])),
+        **trial_table(search, query),
+    }
+
+
+def search_status(search: Search) -> dict[str, Any]:
+    """The status header and stage timeline (refreshed on its own by htmx)."""
+    stages = list(search.stages.all())
+    return {"search": search, "timeline": stage_timeline(search, stages),
+            "waiting_stage": next((s for s in stages if s.status == Stage.Status.AWAITING), None),
+            "final_stage": next((s for s in stages if s.key == "final"), None),
+            "elapsed_s": selectors.search_elapsed_s(search)}
+
+
+def stage_timeline(search: Search, stages: list[Stage]) -> list[dict]:
+    """Every stage the search plans (S0 when configured, S1, S2, S3, S4.G1..S4.G<groups>, final)
+    with its state and page; stages the search skipped (an untuned group's assignment) say so."""
+    reference = (search.config or {}).get("reference_stage", True)
+    planned = [(spec.name, spec.component or ("reference" if spec.name == "S0" else "baselines"))
+               for spec in stage_order(search.groups, reference=bool(reference))]
+    by_key = {stage.key: stage for stage in stages}
+    known = {key for key, _ in planned}
+    planned += [(stage.key, stage.component) for stage in stages if stage.key not in known]
+    position = {key: i for i, (key, _) in reversed(list(enumerate(planned)))}
+    last_order = max((stage.order for stage in stages), default=-1)
+    latest = next((s for s in stages if s.order == last_order), None)
+    steps = []
+    for key, label in planned:
+        stage = by_key.get(key)
+        if stage is not None:
+            state = TIMELINE_STATE.get(stage.status, "pending")
+        else:  # a planned stage that comes before the latest stage was not needed
+            passed = latest is not None and position[key] < position.get(latest.key, len(planned))
+            state = "skipped" if passed else "pending"
+        steps.append({"key": key, "stage": stage, "state": state, "label": label,
+                      "current": stage is not None and stage.pk == search.current_stage_id})
+    return steps
+
+
+# --- the trial table -----------------------------------------------------------------------------
+
+def trial_table(search: Search, query: QueryDict) -> dict[str, Any]:
+    """One page of the search's trials, filtered and sorted as the query string asks."""
+    filters, error = trial_filters_from_query(query)
+    try:
+        trials = selectors.trial_list(search=search, filters=filters)
+    except selectors.TrialFilterError as exc:  # a malformed ?choice= component name
+        filters.choices = {}
+        error, trials = f"{exc} Showing every choice.", selectors.trial_list(search=search, filters=filters)
+    page = Paginator(trials, TRIALS_PER_PAGE).get_page(query.get("page"))
+    kept = query.copy()
+    kept.pop("page", None)
+    unsorted = kept.copy()
+    unsorted.pop("sort", None)
+    return {"search": search, "page": page, "filters": filters, "filter_error": error,
+            "filter_options": trial_filter_options(search), "query": kept.urlencode(),
+            "query_without_sort": unsorted.urlencode(), "sort": filters.ordering,
+            "choice": query.get("choice", ""), "status_values": Trial.Status.values,
+            "columns": TRIAL_COLUMNS, "sort_options": TRIAL_SORTS}
+
+
+def trial_filters_from_query(query: Mapping[str, str]) -> tuple[selectors.TrialFilters, str]:
+    """TrialFilters from ?status=&stage=&sort=&choice=<component>=<value> (e.g.
+    choice=assignment.G1=A+L: component names may contain dots), and what was ignored and why."""
+    error = ""
+    stage = query.get("stage") or None
+    if stage is not None and not stage.isdigit():
+        error, stage = "Unknown stage; showing every stage.", None
+    sort = query.get("sort") or "index"
+    if sort.lstrip("-") not in selectors.TRIAL_ORDERINGS:
+        error, sort = f"Cannot sort by {sort}; sorted by index.", "index"
+    status = query.get("status") or ""
+    if status and status not in Trial.Status.values:
+        error, status = f"Unknown status {status}; showing every status.", ""
+    component, _, value = (query.get("choice") or "").partition("=")
+    choices = {component: value} if component and value else {}
+    return selectors.TrialFilters(status=[status] if status else [], stage=int(stage) if stage else None,
+                                  choices=choices, ordering=sort), error
+
+
+def trial_filter_options(search: Search) -> list[tuple[str, list[str]]]:
+    """(component, open choices in S0) for the table's choice filter."""
+    return [(name, list(all_choices(name, search.groups))) for name in component_names(search.groups)]
+
+
+def upload_columns_guess(columns: list[str]) -> dict[str, Any]:
+    """The upload form's first guess at the label and text columns of a previewed file."""
+    label = next((c for c in columns if c.lower() in ("label", "labels", "target", "y", "score")), columns[-1])
+    texts = [c for c in columns if c != label and c.lower() not in ("id", "idx", "index")][:2]
+    return {"label_column": label, "text_columns": texts}
+
+
+# --- charts --------------------------------------------------------------------------------------
+
+def chart_data(search: Search) -> dict[str, Any]:
+    """Finished trials column-wise: ids, stage and kind codes, scores, parameters, choice codes.
+
+    Compact on purpose (10,000 trials stay a few hundred kilobytes): stages, kinds and each
+    component's choices are indices into their label lists, -1 where a component does not apply;
+    labels are sent only for the final stage's arms (sampled designs are described by choices).
+    """
+    components = list(component_names(search.groups))
+    labels = {name: list(all_choices(name, search.groups)) for name in components}
+    index = {name: {label: i for i, label in enumerate(values)} for name, values in labels.items()}
+    stages = [stage.key for stage in search.stages.all()]
+    stage_index = {key: i for i, key in enumerate(stages)}
+    kinds = list(Trial.Kind.values)
+    data = {"components": components, "labels": labels, "stages": stages, "kinds": kinds, "id": [], "stage": [],
+            "kind": [], "arm": [], "score": [], "params": [], "codes": {name: [] for name in components}}
+    for trial_id, stage_key, kind, score, params, choices in selectors.trial_chart_rows(search=search):
+        choices = choices or {}
+        data["id"].append(trial_id)
+        data["stage"].append(stage_index[stage_key])
+        data["kind"].append(kinds.index(kind))
+        data["arm"].append(choices.get("arm", "") if kind != Trial.Kind.SAMPLE else "")
+        data["score"].append(round(score, 3))
+        data["params"].append(params)
+        for name in components:
+            data["codes"][name].append(index[name].get(choices.get(name), -1))
+    return data
+
+
+# --- the trial page --------------------------------------------------------------------------------
+
+def trial_page(trial: Trial) -> dict[str, Any]:
+    """One trial: its design as a heatmap and as JSON, and what its script follows live."""
+    search = trial.search
+    return {"trial": trial, "search": search, "heatmap": design_heatmap(trial.design),
+            "design_json": json.dumps(trial.design, indent=2),
+            "trial_config": live_config(search, trial=trial.pk, status=trial.status, attempt=trial.attempt,
+                                        detail=reverse("api:trial-detail", args=[trial.pk]))}
+
+
+def design_heatmap(design: dict | None) -> dict[str, Any]:
+    """Rows per strategy, a cell per layer: the size (bitfit: on/off) and a 0..1 shade."""
+    layers = (design or {}).get("layers") or []
+    per_layer = ((design or {}).get("trainable_parameters") or {}).get("per_layer") or []
+    peak = {s: max([int(layer.get(s) or 0) for layer in layers] or [0]) or 1 for s in STRATEGIES}
+    rows = []
+    for strategy in STRATEGIES:
+        cells = []
+        for layer in layers:
+            size = layer.get(strategy)
+            shade = 1.0 if size is True else int(size or 0) / peak[strategy]
+            cells.append({"size": size, "mix": round(25 + 60 * shade), "dark": shade > 0.55})
+        rows.append({"strategy": strategy, "cells": cells})
+    return {"layers": list(range(1, len(layers) + 1)), "rows": rows, "per_layer": per_layer}
+
+
+# --- the stage wizard ----------------------------------------------------------------------------
+
+def stage_choices(stage: Stage) -> tuple[list[str], str | None]:
+    """The choices a person may approve at this stage, and the recommended one."""
+    options = [c["choice"] for c in (stage.summary or {}).get("choices", []) if c.get("choice") is not None]
+    return options, (stage.recommendation or {}).get("choice")
+
+
+def stage_page(search: Search, stage: Stage) -> dict[str, Any]:
+    """The stage wizard: per-choice statistics and EDFs, the space before and after, the timeline."""
+    summary = stage.summary or {}
+    options, recommended = stage_choices(stage)
+    counts = selectors.stage_trial_counts(stage=stage)
+    return {
+        "search": search, "stage": stage, "summary": summary,
+        "recommendation": stage.recommendation or {}, "recommended": recommended,
+        # S0 decides nothing: its EDF is the one of all its designs, the reference later stages beat.
+        "edf_series": summary.get("choices") or (
+            [{**summary["overall"], "choice": "all designs"}] if summary.get("overall") else []),
+        "diff": space_diff(stage, options),
+        "counts": counts, "trials_total": sum(counts.values()),
+        "timeline": stage_timeline(search, list(search.stages.all())),
+        "stage_config": live_config(search, stage=stage.pk, status=stage.status,
+                                    detail=reverse("api:stage-detail", args=[stage.pk])),
+    }
+
+
+def space_diff(stage: Stage, options: list[str]) -> list[dict]:
+    """Per component: open choices before the stage and after its decision (or, while it waits,
+    after each possible choice: the page shows the one the radio button selects)."""
+    before = (stage.space or {}).get("choices", {})
+    after = (stage.next_space or {}).get("choices") if stage.next_space else None
+    rows = []
+    for component, values in before.items():
+        decided = component == stage.component
+        kept = after.get(component, values) if after is not None else (values if not decided else None)
+        rows.append({"component": component, "before": values, "after": kept, "decided": decided,
+                     "changed": kept is not None and list(kept) != list(values)})
+    return rows
+
+
+# --- the final report ------------------------------------------------------------------------------
+
+def report_page(search: Search) -> dict[str, Any]:
+    """The final report with its bar chart data and downloads."""
+    report = final_report(search)
+    columns = [*report["tasks"], "average"]
+    bars = {"tasks": columns, "groups": [{"name": row["name"], "arm": row["arm"], "values": row["cells"]}
+                                         for row in report["rows"]]}
+    return {"search": search, "report": report, "columns": columns, "bars": bars,
+            "downloads": report_downloads(search, report)}
+
+
+def final_results(final: Stage) -> dict[str, Any]:
+    """The final stage's results table: the one search completion stored on the stage or, while
+    the stage still trains, the same table (experiments.space.final.results_table) of the runs
+    finished so far."""
+    if final.status == Stage.Status.COMPLETED and (final.summary or {}).get("rows") is not None:
+        return final.summary
+    results, parameters = selectors.final_stage_results(stage=final)
+    if not results:
+        return {"tasks": [], "rows": [], "best": None}
+    return results_table(results, parameters={**parameters, **(final.plan or {}).get("parameters", {})})
+
+
+def final_report(search: Search) -> dict[str, Any]:
+    """The final stage: each arm (selected design, single-strategy baselines, full fine-tuning) per
+    task, mean and std over seeds; the selected design's layer x strategy sizes; every stage's
+    decision; the downloadable artifacts."""
+    stages = list(search.stages.all())
+    final = next((s for s in stages if s.key == "final"), None)
+    table = final_results(final) if final is not None else {"tasks": [], "rows": [], "best": None}
+    rows = [{**row, "name": ARM_NAMES.get(row["arm"], row["arm"]),
+             "failed": sum(cell["failed"] for cell in row["per_task"].values()),
+             "cells": {**row["per_task"], "average": {**row["average"], "n": row["average"]["seeds"]}}}
+            for row in table["rows"]]
+    rows.sort(key=lambda row: row["arm"] != "selected")
+    averages = {row["arm"]: row["average"]["mean"] for row in rows}
+    baselines = [mean for arm, mean in averages.items() if arm not in ("selected", "full") and mean is not None]
+    counts = selectors.stage_trial_counts(stage=final) if final is not None else {}
+    selected = selectors.search_selected_trial(search)
+    return {
+        "final_stage": final, "tasks": table["tasks"], "rows": rows, "best": table["best"],
+        "pending": counts.get(Trial.Status.QUEUED, 0) + counts.get(Trial.Status.RUNNING, 0),
+        "selected_average": averages.get("selected"), "best_baseline": max(baselines, default=None),
+        "full": averages.get("full"),
+        "selected": selected, "heatmap": design_heatmap(selected.design if selected else None),
+        "decisions": [s for s in stages if s.decision],
+        "artifacts": list(selectors.artifact_list(search=search)),
+    }
+
+
+def report_downloads(search: Search, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every download of the final report: a link when the file exists, else why it does not."""
+    artifacts = report["artifacts"]
+    whole = {a.kind: a for a in artifacts if a.kind in FILENAMES}
+    rows = []
+    for kind in (Artifact.Kind.DESIGN, Artifact.Kind.REPORT_MD, Artifact.Kind.REPORT_JSON):
+        artifact = whole.get(kind)
+        rows.append({"label": Artifact.Kind(kind).label, "name": FILENAMES[kind],
+                     "url": artifact_download_path(artifact) if artifact else "",
+                     "size": artifact.size_bytes if artifact else None,
+                     "why": "" if artifact else "written when the search completes"})
+    for kind in (Artifact.Kind.WEIGHTS, Artifact.Kind.PEFT_EXPORT):
+        for artifact in sorted((a for a in artifacts if a.kind == kind), key=lambda a: a.task):
+            rows.append({"label": f"{Artifact.Kind(kind).label}: {artifact.task}", "name": f"{kind}-{artifact.task}",
+                         "url": artifact_download_path(artifact), "size": artifact.size_bytes, "why": ""})
+    selected = report["selected"]
+    if selected is not None and not any(a.kind == Artifact.Kind.PEFT_EXPORT for a in artifacts):
+        extra = sorted(design_strategies(selected.design) - PEFT_STRATEGIES)
+        rows.append({"label": Artifact.Kind.PEFT_EXPORT.label, "name": "peft", "url": "", "size": None,
+                     "why": f"not expressible: PEFT exports LoRA-only designs, this one also uses {', '.join(extra)}"
+                     if extra else "written when the search completes"})
+    rows.append({"label": "Usage snippet (Python)", "name": "usage.py",
+                 "url": reverse("api:download", args=[search.pk, "usage.py"]) if selected else "", "size": None,
+                 "why": "" if selected else "available once the final design exists"})
+    return rows
