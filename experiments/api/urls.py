@@ -6,9 +6,11 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.parsers import FormParser, MultiPartParser
 
 from ..models import Artifact
 from . import views
+from .parsers import BoundedJSONParser
 
 app_name = "api"
 
@@ -31,10 +33,16 @@ class SwaggerView(SpectacularSwaggerView):
         return super()._swagger_ui_favicon()
 
 
+class TokenView(ObtainAuthToken):
+    """ObtainAuthToken lists its own parsers; use the bounded JSON parser there too."""
+
+    parser_classes = [FormParser, MultiPartParser, BoundedJSONParser]
+
+
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SwaggerView.as_view(url_name="api:schema"), name="docs"),
-    path("auth/token/", login_not_required(ObtainAuthToken.as_view()), name="token"),
+    path("auth/token/", login_not_required(TokenView.as_view()), name="token"),
 
     path("tasks/", views.TaskListView.as_view(), name="task-list"),
     path("tasks/preview/", views.TaskPreviewView.as_view(), name="task-preview"),
