@@ -6,6 +6,7 @@ the workers train the designs it compiles. Method and definitions: ../shared/PAP
 Modules
 -------
 grouping, allocation   the layer-grouping and parameter-allocation patterns for any L and G
+aliases                patterns that give the same design on a backbone merge into one Choice
 subsets                labels of the subset choices: tunable groups "G1+G3", strategies "A+P+B"
 space                  DesignSpace (open choices per component), JSON, diff
 compiling              Budget; compile one set of choices to a pefs.design/1 Design
@@ -26,7 +27,9 @@ A search, end to end (what the platform's services do, one stage per Stage row):
 
     config = preset("quick", seed=1)
     shape = BackboneShape.from_dict(backbone_row.shape)          # JSON stored on the Backbone row
-    space = DesignSpace.initial(num_groups=config.num_groups)     # S0; store space.to_dict()
+    # S0, built for the backbone so that patterns giving the same design are one choice
+    # (aliases.py); store space.to_dict() and the decisions_without_training(space) records
+    space = DesignSpace.initial(num_groups=config.num_groups, num_layers=shape.num_layers)
 
     stage = next_stage(space)                                     # StageSpec("S1", "grouping", ...)
     batch = sample(space, config.designs_per_stage, seed=stage_seed(config.seed, stage.name),
@@ -39,7 +42,8 @@ A search, end to end (what the platform's services do, one stage per Stage row):
     summary = summarise([TrialOutcome(t.choices, t.score, t.id) for t in trials],
                         component=stage.component, open_choices=space.open(stage.component),
                         stage=stage.name, seed=config.seed,
-                        resamples=config.bootstrap_resamples, min_successes=config.min_successes)
+                        resamples=config.bootstrap_resamples, min_successes=config.min_successes,
+                        aliases=space.aliases(stage.component))
     # store summary.to_dict(); once a person approves (or config.auto_approve):
     space, decision = refine(space, stage.component, chosen, decided_by="user:alice",
                              reason=reason, recommended=summary.recommendation.choice)
@@ -69,6 +73,7 @@ field; a budget the backbone cannot meet raises ``tasks.peft.budget.InfeasibleBu
 solver (``sample`` redraws those and raises ``InfeasibleSpace`` only when nothing is feasible).
 """
 
+from experiments.space.aliases import Choice, pattern_choices
 from experiments.space.compiling import Budget, CompiledDesign, compile_choices, effective_choices
 from experiments.space.errors import SpaceError
 from experiments.space.final import (
@@ -98,6 +103,7 @@ from experiments.space.stages import (
     REFERENCE,
     Decision,
     StageSpec,
+    decisions_without_training,
     final_choices,
     next_stage,
     refine,
@@ -116,6 +122,7 @@ __all__ = [
     "REFERENCE",
     "SPACE_SCHEMA",
     "Budget",
+    "Choice",
     "ChoiceChange",
     "CompiledDesign",
     "Decision",
@@ -138,12 +145,14 @@ __all__ = [
     "choices_from_design",
     "compile_choices",
     "component_names",
+    "decisions_without_training",
     "diff",
     "edf_points",
     "effective_choices",
     "final_choices",
     "final_plan",
     "next_stage",
+    "pattern_choices",
     "plan_halving",
     "preset",
     "promote",

@@ -207,6 +207,13 @@ def sample(
         raise SpaceError("max_redraws", f"must be a non-negative integer, got {max_redraws!r}")
     budget = budget or Budget()
     _check_balance(space, balance)
+    if space.num_layers is not None and space.num_layers != shape.num_layers:
+        # Its aliases were merged for another layer count: choices it merged may differ here.
+        raise SpaceError(
+            "shape",
+            f"the space was built for {space.num_layers} layers; "
+            f"{shape.name_or_path} has {shape.num_layers}",
+        )
 
     def compile_at(choices: Mapping[str, str | None], index: int) -> CompiledDesign:
         return compile_choices(

@@ -8,8 +8,12 @@ A design space over G groups has 3 + G components, decided in this order by the 
 - ``"assignment.G1"`` ... ``"assignment.G<G>"``: the strategies of that group, a non-empty subset
   label of A, P, B, L such as ``"A+L"``; irrelevant for a design that leaves the group untuned.
 
-A space is independent of the backbone (it never mentions a layer count), which is what lets a
-finished search transfer to another backbone. S0 (``DesignSpace.initial``) leaves everything open.
+A space's choices are abstract (patterns, subsets), which is what lets a finished search transfer
+to another backbone. S0 (``DesignSpace.initial``) leaves everything open. A space built for a
+backbone (``num_layers=L``) also merges the pattern choices that give the same design on it
+(aliases.py): only one representative per merged choice stays open, naming an alias in
+``restrict`` means its representative, and ``aliases(component)`` says what each open choice
+stands for. Without ``num_layers`` no pattern is merged (the abstract space of earlier versions).
 
 JSON shape (``to_dict``), choices always in canonical order::
 
@@ -18,23 +22,30 @@ JSON shape (``to_dict``), choices always in canonical order::
                  "groups": ["G1", ..., "G1+G2+G3+G4"],
                  "assignment.G1": ["A", "P", "B", "L", "A+P", ..., "A+P+B+L"], ...}}
 
+and, for a space built for a backbone, ``"num_layers": 6`` and the merged open choices with every
+pattern they stand for, ``"aliases": {"grouping": {"uniform": ["uniform", "decreasing"]}}``.
+
 >>> s0 = DesignSpace.initial(num_groups=4)
 >>> s0.count_designs()
 983025
 >>> s1 = s0.restrict("grouping", ["spindle"])
 >>> diff(s0, s1)[0].to_dict()["removed"]
 ['increasing', 'uniform', 'decreasing', 'bottleneck']
+>>> minilm = DesignSpace.initial(num_groups=4, num_layers=6)
+>>> minilm.open("grouping"), minilm.label("grouping", "uniform")
+(('increasing', 'uniform', 'spindle', 'bottleneck'), 'uniform = decreasing')
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from types import MappingProxyType
 from typing import Any
 
+from experiments.space.aliases import PATTERN_COMPONENTS, Choice, pattern_choices
 from experiments.space.allocation import ALLOCATION_PATTERNS
 from experiments.space.errors import SpaceError
 from experiments.space.grouping import GROUPING_PATTERNS
@@ -81,6 +92,17 @@ def _positions(component: str, num_groups: int) -> dict[str, int]:
     return {choice: i for i, choice in enumerate(all_choices(component, num_groups))}
 
 
+def _check_num_layers(num_layers: Any, num_groups: int) -> int | None:
+    if num_layers is None:
+        return None
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < num_groups:
+        raise SpaceError(
+            "num_layers",
+            f"must be an integer >= num_groups ({num_groups}) or null, got {num_layers!r}",
+        )
+    return num_layers
+
+
 def _check_num_groups(num_groups: Any) -> int:
     if isinstance(num_groups, bool) or not isinstance(num_groups, int):
         raise SpaceError("num_groups", f"must be an integer, got {num_groups!r}")
@@ -95,14 +117,17 @@ class DesignSpace:
 
     Construct with ``DesignSpace.initial`` or ``DesignSpace.from_dict``; the constructor validates
     (every component present, no empty or unknown choice, no repeats) and stores choices in
-    canonical order, so two equal spaces serialise identically.
+    canonical order, so two equal spaces serialise identically. With ``num_layers`` it replaces
+    each pattern by its representative on that backbone (aliases.py), merging aliases.
     """
 
     num_groups: int
     choices: Mapping[str, tuple[str, ...]]
+    num_layers: int | None = None
 
     def __post_init__(self) -> None:
         num_groups = _check_num_groups(self.num_groups)
+        num_layers = _check_num_layers(self.num_layers, num_groups)
         expected = component_names(num_groups)
         given = dict(self.choices)
         for name in given:
@@ -132,6 +157,8 @@ class DesignSpace:
                 if value in seen:
                     raise SpaceError(f"choices.{name}[{i}]", f"repeats {value!r}")
                 seen.add(value)
+            if num_layers is not None and name in PATTERN_COMPONENTS:
+                seen = {self._representative(name, value, num_layers) for value in seen}
             canonical[name] = tuple(sorted(seen, key=position.__getitem__))
         object.__setattr__(self, "choices", MappingProxyType(canonical))
 
@@ -140,13 +167,52 @@ class DesignSpace:
         return (_space_from_dict, (self.to_dict(),))
 
     @classmethod
-    def initial(cls, *, num_groups: int = 4) -> DesignSpace:
-        """S0: every choice of every component open."""
+    def initial(cls, *, num_groups: int = 4, num_layers: int | None = None) -> DesignSpace:
+        """S0: every choice of every component open (aliases merged given ``num_layers``)."""
         num_groups = _check_num_groups(num_groups)
         return cls(
             num_groups=num_groups,
             choices={name: all_choices(name, num_groups) for name in component_names(num_groups)},
+            num_layers=num_layers,
         )
+
+    def _representative(self, component: str, value: str, num_layers: int) -> str:
+        for choice in pattern_choices(
+            component, num_layers=num_layers, num_groups=self.num_groups
+        ):
+            if value in choice.aliases:
+                return choice.name
+        return value
+
+    def choice(self, component: str, name: str) -> Choice:
+        """The open choice ``name`` (or one of its aliases) of ``component``, with its aliases."""
+        if self.num_layers is not None and component in PATTERN_COMPONENTS:
+            for choice in pattern_choices(
+                component, num_layers=self.num_layers, num_groups=self.num_groups
+            ):
+                if name in choice.aliases and choice.name in self.open(component):
+                    return choice
+        if name not in self.open(component):
+            open_now = list(self.open(component))
+            raise SpaceError("choice", f"{name!r} is not an open choice of {component}: {open_now}")
+        return Choice(name, (name,))
+
+    def aliases(self, component: str) -> dict[str, tuple[str, ...]]:
+        """Every open choice of ``component`` -> the patterns it stands for (itself first)."""
+        return {name: self.choice(component, name).aliases for name in self.open(component)}
+
+    def label(self, component: str, name: str) -> str:
+        """How a person reads the open choice ``name``: ``"uniform = decreasing"``."""
+        return self.choice(component, name).label
+
+    def merged(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """Component -> open choices that merge aliases -> their aliases (empty when none)."""
+        result: dict[str, dict[str, tuple[str, ...]]] = {}
+        for component in PATTERN_COMPONENTS:
+            merged = {k: v for k, v in self.aliases(component).items() if len(v) > 1}
+            if merged:
+                result[component] = merged
+        return result
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -169,13 +235,19 @@ class DesignSpace:
         if not keep:
             raise SpaceError(f"choices.{component}", "must keep at least one open choice")
         current = self.open(component)
+        if self.num_layers is not None and component in PATTERN_COMPONENTS:
+            keep = [self._representative(component, v, self.num_layers) for v in keep]
         for i, value in enumerate(keep):
             if value not in current:
                 raise SpaceError(
                     f"choices.{component}[{i}]",
                     f"{value!r} is not open; open choices: {_preview(current)}",
                 )
-        return DesignSpace(num_groups=self.num_groups, choices={**self.choices, component: keep})
+        return DesignSpace(
+            num_groups=self.num_groups,
+            choices={**self.choices, component: keep},
+            num_layers=self.num_layers,
+        )
 
     def tunable_groups(self) -> frozenset[int]:
         """0-based groups tuned by at least one open tunable-groups choice."""
@@ -209,11 +281,18 @@ class DesignSpace:
         return size("grouping") * size("allocation") * per_groups
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "schema": SPACE_SCHEMA,
             "num_groups": self.num_groups,
             "choices": {name: list(values) for name, values in self.choices.items()},
         }
+        if self.num_layers is not None:
+            data["num_layers"] = self.num_layers
+            data["aliases"] = {
+                component: {name: list(names) for name, names in merged.items()}
+                for component, merged in self.merged().items()
+            }
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DesignSpace:
@@ -225,7 +304,10 @@ class DesignSpace:
         choices = data.get("choices")
         if not isinstance(choices, Mapping):
             raise SpaceError("choices", "must be an object mapping component names to lists")
-        return cls(num_groups=data.get("num_groups"), choices=choices)
+        # "aliases" is derived from num_layers and is recomputed, never trusted from the input.
+        return cls(
+            num_groups=data.get("num_groups"), choices=choices, num_layers=data.get("num_layers")
+        )
 
 
 def _space_from_dict(data: Mapping[str, Any]) -> DesignSpace:
@@ -234,11 +316,15 @@ def _space_from_dict(data: Mapping[str, Any]) -> DesignSpace:
 
 @dataclass(frozen=True)
 class ChoiceChange:
-    """How one component's open choices differ between two spaces."""
+    """How one component's open choices differ between two spaces.
+
+    ``aliases`` lists the choices on either side that merge several patterns (aliases.py).
+    """
 
     component: str
     before: tuple[str, ...]
     after: tuple[str, ...]
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     @property
     def removed(self) -> tuple[str, ...]:
@@ -249,13 +335,16 @@ class ChoiceChange:
         return tuple(v for v in self.after if v not in self.before)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "component": self.component,
             "before": list(self.before),
             "after": list(self.after),
             "removed": list(self.removed),
             "added": list(self.added),
         }
+        if self.aliases:  # only spaces built for a backbone merge choices
+            data["aliases"] = {name: list(names) for name, names in self.aliases.items()}
+        return data
 
 
 def diff(before: DesignSpace, after: DesignSpace) -> list[ChoiceChange]:
@@ -265,8 +354,18 @@ def diff(before: DesignSpace, after: DesignSpace) -> list[ChoiceChange]:
             "num_groups",
             f"cannot compare spaces over {before.num_groups} and {after.num_groups} groups",
         )
+    if before.num_layers != after.num_layers:
+        raise SpaceError(
+            "num_layers",
+            f"cannot compare spaces built for {before.num_layers} and {after.num_layers} layers",
+        )
     return [
-        ChoiceChange(name, before.open(name), after.open(name))
+        ChoiceChange(
+            name,
+            before.open(name),
+            after.open(name),
+            {**before.merged().get(name, {}), **after.merged().get(name, {})},
+        )
         for name in before.components
         if before.open(name) != after.open(name)
     ]

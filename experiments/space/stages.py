@@ -18,7 +18,10 @@ final   nothing            the fully decided design, trained against baselines (
 
 A stage is named for the space it produces: stage S1 samples S0 and, once decided, yields the
 space S1. A component with a single open choice needs no stage (``next_stage`` skips it), and
-neither does the assignment of a group S3 left untuned.
+neither does the assignment of a group S3 left untuned. On a backbone where every pattern of a
+component gives the same design (grouping with G = 1 or G = L, allocation with L = 1: aliases.py)
+the component is fixed from S0 on; ``decisions_without_training`` returns the decision records
+that say so (``trained`` False), for the platform to store beside the trained stages' decisions.
 
 >>> from experiments.space.space import DesignSpace
 >>> space = DesignSpace.initial(num_groups=4)
@@ -36,8 +39,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from experiments.space.aliases import PATTERN_COMPONENTS
 from experiments.space.errors import SpaceError
-from experiments.space.space import DesignSpace, component_names
+from experiments.space.space import DesignSpace, all_choices, component_names
 
 AUTO = "auto"  # decided_by value of a decision applied without a person
 
@@ -130,7 +134,9 @@ class Decision:
     """The record of one refinement: what was decided, by whom, and why.
 
     ``override`` is True when the choice differs from the stage's recommendation; an override
-    always carries a reason.
+    always carries a reason. ``aliases`` are the patterns the chosen choice stands for on the
+    space's backbone (itself first; just the choice when nothing merged). ``trained`` is False for
+    a component decided without a stage because all its choices were aliases of one.
     """
 
     stage: str
@@ -141,6 +147,13 @@ class Decision:
     decided_by: str
     reason: str
     open_before: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
+    trained: bool = True
+
+    @property
+    def label(self) -> str:
+        """The chosen choice as a person reads it: ``"uniform = decreasing"``."""
+        return " = ".join(self.aliases) if self.aliases else self.choice
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -152,6 +165,9 @@ class Decision:
             "decided_by": self.decided_by,
             "reason": self.reason,
             "open_before": list(self.open_before),
+            "aliases": list(self.aliases or (self.choice,)),
+            "label": self.label,
+            "trained": self.trained,
         }
 
     @classmethod
@@ -166,6 +182,8 @@ class Decision:
                 decided_by=str(data["decided_by"]),
                 reason=str(data.get("reason", "")),
                 open_before=tuple(data["open_before"]),
+                aliases=tuple(data.get("aliases") or ()),
+                trained=bool(data.get("trained", True)),
             )
         except KeyError as exc:
             raise SpaceError(f"decision.{exc.args[0]}", "missing") from None
@@ -197,13 +215,17 @@ def refine(
         raise SpaceError("component", f"the next stage decides {wanted}, not {component!r}")
     if not isinstance(decided_by, str) or not decided_by.strip():
         raise SpaceError("decided_by", "must name who decided (e.g. 'auto' or 'user:alice')")
-    if choice not in space.open(component):
-        raise SpaceError(
-            "choice",
-            f"{choice!r} is not an open choice of {component}: {list(space.open(component))}",
-        )
-    if recommended is not None and recommended not in space.open(component):
-        raise SpaceError("recommended", f"{recommended!r} is not an open choice of {component}")
+    # An alias names its merged choice (aliases.py): refining on "decreasing" where it merged
+    # into "uniform" decides "uniform = decreasing".
+    choice_aliases = space.choice(component, choice).aliases
+    choice = choice_aliases[0]
+    if recommended is not None:
+        try:
+            recommended = space.choice(component, recommended).name
+        except SpaceError:
+            raise SpaceError(
+                "recommended", f"{recommended!r} is not an open choice of {component}"
+            ) from None
     override = recommended is not None and choice != recommended
     reason = (reason or "").strip()
     if decided_by == AUTO and (recommended is None or override):
@@ -221,8 +243,49 @@ def refine(
         decided_by=decided_by,
         reason=reason,
         open_before=space.open(component),
+        aliases=choice_aliases,
     )
     return space.restrict(component, [choice]), decision
+
+
+def decisions_without_training(space: DesignSpace) -> tuple[Decision, ...]:
+    """Decisions for pattern components whose every choice is an alias of one (module docstring).
+
+    Empty for a space without ``num_layers`` or where every pattern component still has several
+    distinct choices. Decided by ``AUTO``, never an override, ``trained`` False.
+
+    >>> space = DesignSpace.initial(num_groups=6, num_layers=6)
+    >>> [d.label for d in decisions_without_training(space)]
+    ['uniform = increasing = decreasing = spindle = bottleneck']
+    """
+    decisions = []
+    for component in PATTERN_COMPONENTS:
+        everything = all_choices(component, space.num_groups)
+        if not space.is_fixed(component):
+            continue
+        choice = space.choice(component, space.open(component)[0])
+        if set(choice.aliases) != set(everything):
+            continue  # fixed by a decision or by the caller, not by merging
+        what = "layer partition" if component == "grouping" else "per-layer budget shares"
+        decisions.append(
+            Decision(
+                stage=stage_for(component).name,
+                component=component,
+                choice=choice.name,
+                recommended=choice.name,
+                override=False,
+                decided_by=AUTO,
+                reason=(
+                    f"all {len(everything)} {component} patterns give the same {what} on this "
+                    f"{space.num_layers}-layer backbone with G = {space.num_groups}: decided "
+                    "without training"
+                ),
+                open_before=everything,
+                aliases=choice.aliases,
+                trained=False,
+            )
+        )
+    return tuple(decisions)
 
 
 __all__ = [
@@ -231,6 +294,7 @@ __all__ = [
     "REFERENCE",
     "Decision",
     "StageSpec",
+    "decisions_without_training",
     "final_choices",
     "next_stage",
     "refine",

@@ -17,6 +17,11 @@ designs cannot give 15 tunable-groups choices two each) such comparisons are "no
 fewer than two comparable choices the stage is "insufficient" and recommends nothing. Failed trials
 (score None) are excluded from every statistic and counted, per choice and in total.
 
+Aliases: on a space built for a backbone an open choice may stand for several patterns
+(aliases.py). ``summarise(..., aliases=space.aliases(component))`` attaches them to each choice's
+statistics (``aliases`` and ``label`` in the JSON, ``"uniform = decreasing"``) and counts a trial
+recorded under any alias for its choice.
+
 >>> summary = summarise(
 ...     [TrialOutcome({"allocation": "uniform"}, 80.0),
 ...      TrialOutcome({"allocation": "uniform"}, 82.0),
@@ -68,10 +73,19 @@ class ChoiceStats:
     std: float | None  # sample standard deviation; None when n < 2
     ci95: tuple[float, float] | None  # bootstrap CI of the mean; None when n < 2
     edf: tuple[tuple[float, float], ...]
+    aliases: tuple[str, ...] = ()  # patterns this choice stands for, itself first (aliases.py)
+
+    @property
+    def label(self) -> str | None:
+        if self.choice is None:
+            return None
+        return " = ".join(self.aliases) if self.aliases else self.choice
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "choice": self.choice,
+            "aliases": list(self.aliases or ([self.choice] if self.choice is not None else [])),
+            "label": self.label,
             "n": self.n,
             "failed": self.failed,
             "mean": self.mean,
@@ -191,6 +205,7 @@ def describe(
     failed: int = 0,
     seed: int = 0,
     resamples: int = DEFAULT_RESAMPLES,
+    aliases: Sequence[str] = (),
 ) -> ChoiceStats:
     """Statistics of one group of successful scores (see the module docstring)."""
     n = len(scores)
@@ -205,6 +220,7 @@ def describe(
         std=statistics.stdev(scores) if n >= 2 else None,
         ci95=bootstrap_ci(scores, seed=stream, resamples=resamples) if n >= 2 else None,
         edf=edf_points(scores),
+        aliases=tuple(aliases) if len(aliases) > 1 else (),
     )
 
 
@@ -214,7 +230,7 @@ def _recommend(
     comparable = [c for c in described if c.n >= min_successes]
     not_compared = tuple(c.choice for c in described if c.n < min_successes)
     if len(comparable) < 2:
-        counts = ", ".join(f"{c.choice}: {c.n}" for c in described)
+        counts = ", ".join(f"{c.label}: {c.n}" for c in described)
         return Recommendation(
             choice=None,
             status="insufficient",
@@ -229,8 +245,8 @@ def _recommend(
     ranked = sorted(comparable, key=lambda c: (-c.mean, -c.median, order[c.choice]))
     best, runner = ranked[0], ranked[1]
     lead = (
-        f"{best.choice} has the highest mean score ({best.mean:.2f}, n={best.n}) ahead of "
-        f"{runner.choice} ({runner.mean:.2f}, n={runner.n})"
+        f"{best.label} has the highest mean score ({best.mean:.2f}, n={best.n}) ahead of "
+        f"{runner.label} ({runner.mean:.2f}, n={runner.n})"
     )
     if best.ci95 is None or runner.ci95 is None:
         # Only reachable with min_successes = 1 (the "quick" preset): a mean without a CI.
@@ -263,10 +279,12 @@ def summarise(
     seed: int = 0,
     resamples: int = DEFAULT_RESAMPLES,
     min_successes: int = 2,
+    aliases: Mapping[str, Sequence[str]] | None = None,
 ) -> StageSummary:
     """Summarise a stage's trials for ``component`` over its ``open_choices`` (canonical order).
 
-    Every open choice is listed, with n = 0 when no trial drew it.
+    Every open choice is listed, with n = 0 when no trial drew it. ``aliases`` maps an open choice
+    to the patterns it stands for (``DesignSpace.aliases(component)``; module docstring).
     """
     if isinstance(min_successes, bool) or not isinstance(min_successes, int) or min_successes < 1:
         raise SpaceError("min_successes", f"must be a positive integer, got {min_successes!r}")
@@ -275,6 +293,8 @@ def summarise(
     if component is not None and len(open_choices) < 2:
         raise SpaceError("open_choices", f"{component} needs at least two open choices to compare")
     outcomes = list(outcomes)
+    aliases = {c: tuple(names) for c, names in (aliases or {}).items() if c in open_choices}
+    choice_of = {alias: c for c, names in aliases.items() for alias in names}
     scores: dict[str, list[float]] = {c: [] for c in open_choices}
     failures: dict[str, int] = {c: 0 for c in open_choices}
     all_scores: list[float] = []
@@ -292,6 +312,7 @@ def summarise(
         if component is None:
             continue
         choice = outcome.choices.get(component)
+        choice = choice_of.get(choice, choice)
         if choice is None:
             not_applicable += 1
             continue
@@ -305,7 +326,14 @@ def summarise(
         else:
             scores[choice].append(float(score))
     described = tuple(
-        describe(scores[c], choice=c, failed=failures[c], seed=seed, resamples=resamples)
+        describe(
+            scores[c],
+            choice=c,
+            failed=failures[c],
+            seed=seed,
+            resamples=resamples,
+            aliases=aliases.get(c, ()),
+        )
         for c in open_choices
     )
     return StageSummary(

@@ -4,6 +4,9 @@ The choices are abstract (patterns, group subsets, strategy sets), so they compi
 with at least G layers: the grouping is recomputed for the new layer count and the sizes are
 re-solved for the new widths and budget. A fractional budget is resolved against the new
 backbone's parameter count (0.5% stays 0.5%); an absolute budget stays the same count.
+A choice that merged aliases on the source backbone (aliases.py) transfers as its
+representative pattern: on the new layer count its aliases may split again, and the
+representative is the pattern the source designs were compiled from.
 
 ``choices_from_design`` recovers the choices from a design document's provenance, so a
 downloaded final design can be transferred without the search that produced it.

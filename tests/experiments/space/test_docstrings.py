@@ -8,6 +8,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "aliases",
     "allocation",
     "compiling",
     "errors",

@@ -82,6 +82,9 @@ def test_override_keeps_the_reason() -> None:
         "decided_by": "user:alice",
         "reason": "spindle is not separable from uniform; prefer the simpler one",
         "open_before": ["increasing", "uniform", "decreasing", "spindle", "bottleneck"],
+        "aliases": ["uniform"],
+        "label": "uniform",
+        "trained": True,
     }
     assert Decision.from_dict(record) == decision
 

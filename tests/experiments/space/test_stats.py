@@ -170,6 +170,8 @@ def test_summary_json_shape() -> None:
     assert [c["choice"] for c in data["choices"]] == ["uniform", "spindle"]
     assert set(data["choices"][0]) == {
         "choice",
+        "aliases",
+        "label",
         "n",
         "failed",
         "mean",
