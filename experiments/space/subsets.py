@@ -3,8 +3,9 @@
 Choices are plain strings so that spaces, samples and summaries stay JSON keys and table cells:
 
 - tunable groups: group names joined by "+", e.g. ``"G1+G3"`` (1-based, input side first);
-- strategy sets: short codes A (adapter), P (prefix), B (bitfit), L (lora) in that canonical
-  order, joined by "+", e.g. ``"A+P+B"`` (the paper writes G3 = (A, P, B)).
+- strategy sets: the strategies' letter codes A (adapter), P (prefix), B (bitfit), L (lora) in
+  their canonical order, joined by "+", e.g. ``"A+P+B"`` (the paper writes G3 = (A, P, B)).
+  Codes and order come from the strategy registry, ``tasks.peft.strategies``.
 
 Every label has exactly one spelling (members in canonical order), so equality of labels is
 equality of sets. Enumeration order is by size, then by member positions: singletons first, the
@@ -20,18 +21,20 @@ full set last.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cache
 from itertools import combinations
+from types import MappingProxyType
 
 from experiments.space.errors import SpaceError
-from tasks.peft.budget import STRATEGIES
-from tasks.peft.budget import STRATEGY_CODES as CODE_OF_STRATEGY
+from tasks.peft.strategies import code_by_name, name_by_code
 
-# Short code -> contract strategy name, in the contract's canonical order (A, P, B, L).
-STRATEGY_CODES: dict[str, str] = {CODE_OF_STRATEGY[name]: name for name in STRATEGIES}
+# Name -> code as registered at import, for modules that index it (the final-stage plan); new
+# code calls tasks.peft.strategies.code_by_name(), which also sees strategies registered later.
+CODE_OF_STRATEGY: Mapping[str, str] = MappingProxyType(code_by_name())
 
 
+@cache  # spaces are validated against these on every construction
 def _subsets(members: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(
         "+".join(combo)
@@ -45,16 +48,14 @@ def group_names(num_groups: int) -> tuple[str, ...]:
     return tuple(f"G{k}" for k in range(1, num_groups + 1))
 
 
-@cache  # spaces are validated against these on every construction
 def group_subsets(num_groups: int) -> tuple[str, ...]:
     """Every non-empty subset of the groups, as labels, in canonical order."""
     return _subsets(group_names(num_groups))
 
 
-@cache
 def strategy_subsets() -> tuple[str, ...]:
-    """The 15 non-empty subsets of A, P, B, L, as labels, in canonical order."""
-    return _subsets(tuple(STRATEGY_CODES))
+    """The non-empty subsets of the strategy codes (15 for A, P, B, L), in canonical order."""
+    return _subsets(tuple(name_by_code()))
 
 
 def _parse(label: str, members: tuple[str, ...], field: str, what: str) -> tuple[str, ...]:
@@ -90,15 +91,16 @@ def groups_label(indices: Iterable[int]) -> str:
 
 def parse_strategies(label: str, *, field: str = "strategies") -> tuple[str, ...]:
     """Contract strategy names of a strategy-set label; ``"A+L"`` -> ``("adapter", "lora")``."""
-    return tuple(
-        STRATEGY_CODES[c] for c in _parse(label, tuple(STRATEGY_CODES), field, "strategy code")
-    )
+    names = name_by_code()
+    return tuple(names[c] for c in _parse(label, tuple(names), field, "strategy code"))
 
 
 def strategies_label(strategies: Iterable[str]) -> str:
     """Label of a set of strategy names or codes; ``["lora", "adapter"]`` -> ``"A+L"``."""
-    codes = {CODE_OF_STRATEGY.get(s, s) for s in strategies}
-    unknown = codes - set(STRATEGY_CODES)
+    codes_of = code_by_name()
+    codes = {codes_of.get(s, s) for s in strategies}
+    known = tuple(codes_of.values())
+    unknown = codes - set(known)
     if unknown:
         raise SpaceError("strategies", f"unknown strategy {sorted(unknown)[0]!r}")
-    return "+".join(c for c in STRATEGY_CODES if c in codes)
+    return "+".join(c for c in known if c in codes)

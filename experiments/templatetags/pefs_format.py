@@ -1,7 +1,9 @@
 """Formatting for PEFS pages: numbers, scores, durations, local times, design strips.
 
 Times are rendered as <time datetime="ISO"> in UTC and rewritten by pefs.js into the reader's
-locale, so the server never guesses a time zone.
+locale, so the server never guesses a time zone. Strategy letters, labels and colours come from
+the strategy registry (``tasks.peft.strategies``); ``{% pefs_strategies %}`` (in base.html) hands
+them to the page's CSS and JavaScript.
 """
 from __future__ import annotations
 
@@ -10,11 +12,14 @@ import math
 
 from django import template
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html, format_html_join, json_script
+
+from tasks.peft.strategies import registered as registered_strategies
+from tasks.peft.strategies import ui_description
 
 register = template.Library()
 
-STRATEGY_CODES = (("adapter", "A"), ("prefix", "P"), ("bitfit", "B"), ("lora", "L"))
+STRATEGIES_JSON_ID = "pefs-strategies"
 DASH = "—"
 
 
@@ -90,19 +95,41 @@ def status_badge(status: str):
 def design_codes(design: dict | None) -> list[str]:
     """Per layer, the strategy codes it carries: ["AL", "", "PB", ...]."""
     layers = (design or {}).get("layers") or []
-    return ["".join(code for name, code in STRATEGY_CODES if layer.get(name)) for layer in layers]
+    strategies = registered_strategies()
+    return ["".join(s.code for s in strategies if layer.get(s.name)) for layer in layers]
 
 
 @register.filter
 def design_strip(design: dict | None):
-    """A compact layer x strategy strip: one column per layer, rows A, P, B, L."""
+    """A compact layer x strategy strip: one column per layer, one row per strategy (A, P, B, L)."""
     codes = design_codes(design)
     if not codes:
         return DASH
-    cells = [(code if code in layer else "",) for layer in codes for _, code in STRATEGY_CODES]
+    strategies = registered_strategies()
+    cells = [(s.code if s.code in layer else "",) for layer in codes for s in strategies]
     title = " ".join(f"L{i + 1}:{c or '-'}" for i, c in enumerate(codes))
-    return format_html('<span class="strip" title="{}" aria-label="design {}">{}</span>', title, title,
+    return format_html('<span class="strip" style="grid-template-rows:repeat({},5px)" title="{}" '
+                       'aria-label="design {}">{}</span>', len(strategies), title, title,
                        format_html_join("", '<i class="{}"></i>', cells))
+
+
+@register.simple_tag
+def pefs_strategies():
+    """Every strategy's code, label and colour for the page: JSON for the charts (read by
+    charts.js from #pefs-strategies) and CSS variables ``--c-<name>`` plus strip cell colours."""
+    strategies = registered_strategies()
+    variables = format_html_join("", "--c-{}:{};", ((s.name, s.colour) for s in strategies))
+    cells = format_html_join("", ".strip i.{}{{background:var(--c-{})}}",
+                             ((s.code, s.name) for s in strategies))
+    return format_html("{}<style>:root{{{}}}{}</style>", json_script(ui_description(), STRATEGIES_JSON_ID),
+                       variables, cells)
+
+
+@register.simple_tag
+def strategy_legend():
+    """The strategy colour legend: one swatch and label per strategy."""
+    return format_html_join("", '<span style="--c:var(--c-{})">{}</span>',
+                            ((s.name, s.label) for s in registered_strategies()))
 
 
 @register.filter

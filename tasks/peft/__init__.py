@@ -18,6 +18,7 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     # pure Python
     "STRATEGIES": "tasks.peft.budget",
+    "Strategy": "tasks.peft.strategies",
     "BackboneShape": "tasks.peft.budget",
     "LayerShape": "tasks.peft.budget",
     "InfeasibleBudget": "tasks.peft.budget",

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from tasks.peft.backbones import BlockHandles
-from tasks.peft.design import AdapterOptions, DesignError, DesignOptions
+from tasks.peft.design import DesignError, DesignOptions
 from tasks.peft.registry import (
     Injection,
     InjectionContext,
@@ -31,6 +31,7 @@ from tasks.peft.registry import (
     mark_injected,
     register_strategy,
 )
+from tasks.peft.strategies import AdapterOptions
 
 ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,

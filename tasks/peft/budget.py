@@ -47,33 +47,39 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-STRATEGIES: tuple[str, ...] = ("adapter", "prefix", "bitfit", "lora")
-STRATEGY_CODES: dict[str, str] = {"adapter": "A", "prefix": "P", "bitfit": "B", "lora": "L"}
-SIZED_STRATEGIES: tuple[str, ...] = ("adapter", "prefix", "lora")
-PROJECTION_ROLES: tuple[str, ...] = ("query", "key", "value", "output")
+from tasks.peft.errors import BudgetError, FieldError, InfeasibleBudget
+from tasks.peft.strategies import (
+    DEFAULT_LORA_TARGETS,
+    PROJECTION_ROLES,
+    check_lora_targets,
+    sized_names,
+)
+from tasks.peft.strategies import get as strategy_descriptor
+from tasks.peft.strategies import names as strategy_names
+
+# The strategies registered at import; the functions below read the registry itself, so a
+# strategy registered later (tests) is counted too.
+STRATEGIES: tuple[str, ...] = strategy_names()
+SIZED_STRATEGIES: tuple[str, ...] = sized_names()
 FAMILIES: tuple[str, ...] = ("bert", "roberta", "t5", "bart")
-DEFAULT_LORA_TARGETS: tuple[str, ...] = ("query", "value")
 
-
-class FieldError(ValueError):
-    """A ValueError that names the offending field (``.field``) apart from its ``.message``."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}")
-
-
-class BudgetError(FieldError):
-    """A bad argument to the counting or solving functions."""
-
-
-class InfeasibleBudget(BudgetError):
-    """The target cannot be met with positive integer sizes within the tolerance.
-
-    ``.field`` is ``"budget"`` for the overall total, or ``"layers[i].<strategy>"`` for a strategy
-    whose share of its layer's budget is too small for size 1.
-    """
+__all__ = [
+    "DEFAULT_LORA_TARGETS",
+    "FAMILIES",
+    "PROJECTION_ROLES",
+    "SIZED_STRATEGIES",
+    "STRATEGIES",
+    "BackboneShape",
+    "BudgetError",
+    "FieldError",
+    "InfeasibleBudget",
+    "LayerShape",
+    "SolvedSizes",
+    "check_lora_targets",
+    "layer_params",
+    "solve_sizes",
+    "strategy_params",
+]
 
 
 @dataclass(frozen=True)
@@ -146,30 +152,19 @@ class BackboneShape:
         )
 
 
-def check_lora_targets(lora_targets: Collection[str], field_name: str = "lora_targets") -> None:
-    """Raise ``BudgetError`` unless ``lora_targets`` is a non-empty set of projection roles."""
-    if isinstance(lora_targets, str) or not lora_targets:
-        raise BudgetError(field_name, f"must be a non-empty list of {list(PROJECTION_ROLES)}")
-    unknown = [t for t in lora_targets if t not in PROJECTION_ROLES]
-    if unknown:
-        raise BudgetError(
-            field_name, f"unknown projection(s) {unknown}; known: {list(PROJECTION_ROLES)}"
-        )
-    if len(set(lora_targets)) != len(list(lora_targets)):
-        raise BudgetError(field_name, "contains duplicates")
-
-
 def _unit_cost(strategy: str, layer: LayerShape, lora_targets: Collection[str]) -> tuple[int, int]:
     """(cost per unit of size, fixed cost) so that params(size) = unit*size + fixed."""
-    if strategy == "adapter":
-        return 2 * layer.hidden_size + 1, layer.hidden_size
-    if strategy == "prefix":
-        return 2 * layer.kv_dim, 0
-    if strategy == "lora":
-        return sum(sum(layer.projections[t]) for t in lora_targets), 0
-    raise BudgetError(
-        "strategy", f"{strategy!r} has no size; sized strategies: {list(SIZED_STRATEGIES)}"
-    )
+    descriptor = strategy_descriptor(strategy)
+    if not descriptor.sized:
+        raise BudgetError(
+            "strategy", f"{strategy!r} has no size; sized strategies: {list(sized_names())}"
+        )
+    return descriptor.cost(layer, lora_targets)
+
+
+def _fixed_cost(strategy: str, layer: LayerShape) -> int:
+    """Stored parameters of a strategy without a size (BitFit: the block's biases)."""
+    return strategy_descriptor(strategy).cost(layer, DEFAULT_LORA_TARGETS)[1]
 
 
 def strategy_params(
@@ -180,10 +175,8 @@ def strategy_params(
     lora_targets: Collection[str] = DEFAULT_LORA_TARGETS,
 ) -> int:
     """Stored parameters ``strategy`` of ``size`` adds to ``layer`` (see the module docstring)."""
-    if strategy not in STRATEGIES:
-        raise BudgetError("strategy", f"unknown strategy {strategy!r}; known: {list(STRATEGIES)}")
-    if strategy == "bitfit":
-        return layer.bitfit_params
+    if not strategy_descriptor(strategy).sized:
+        return _fixed_cost(strategy, layer)
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise BudgetError("size", f"{strategy} size must be a positive integer, got {size!r}")
     if strategy == "lora":
@@ -205,7 +198,7 @@ def layer_params(
     return sum(
         strategy_params(s, int(v), layer, lora_targets=lora_targets)
         for s, v in sizes.items()
-        if s != "bitfit" or v
+        if strategy_descriptor(s).sized or v
     )
 
 
@@ -242,13 +235,12 @@ def _validated_inputs(
             raise BudgetError(
                 f"layers[{i}]", "strategies must be a collection of names, not a string"
             )
-        unknown = [s for s in strats if s not in STRATEGIES]
+        known = strategy_names()
+        unknown = [s for s in strats if s not in known]
         if unknown:
-            raise BudgetError(
-                f"layers[{i}]", f"unknown strategy {unknown}; known: {list(STRATEGIES)}"
-            )
+            raise BudgetError(f"layers[{i}]", f"unknown strategy {unknown}; known: {list(known)}")
         if strats:
-            strategies[i] = [s for s in STRATEGIES if s in strats]
+            strategies[i] = [s for s in known if s in strats]
     return budgets, strategies
 
 
@@ -276,10 +268,13 @@ def solve_sizes(
     if not strategies:
         raise InfeasibleBudget("layers", "no layer carries a strategy")
 
+    sized = sized_names()
+    # Strategies without a size (BitFit) cost what the architecture fixes; counted first.
     bitfit_cost = {
-        i: (shape.layers[i].bitfit_params if "bitfit" in s else 0) for i, s in strategies.items()
+        i: sum(_fixed_cost(x, shape.layers[i]) for x in s if x not in sized)
+        for i, s in strategies.items()
     }
-    sized_layers = [i for i, s in strategies.items() if any(x in SIZED_STRATEGIES for x in s)]
+    sized_layers = [i for i, s in strategies.items() if any(x in sized for x in s)]
     sized_budget = sum(budgets.get(i, 0.0) for i in sized_layers)
     # What the other layers do not spend (negative when BitFit overspends) goes to sized layers.
     leftover = sum(b - bitfit_cost.get(i, 0) for i, b in budgets.items() if i not in sized_layers)
@@ -291,19 +286,18 @@ def solve_sizes(
     real: list[tuple[int, str, float]] = []  # (layer, strategy, real-valued size)
     for i in sorted(strategies):
         layer = shape.layers[i]
-        sized = [s for s in strategies[i] if s in SIZED_STRATEGIES]
-        if "bitfit" in strategies[i]:
-            sizes[i]["bitfit"] = 1
-        if not sized:
+        layer_sized = [s for s in strategies[i] if s in sized]
+        sizes[i].update({s: 1 for s in strategies[i] if s not in sized})
+        if not layer_sized:
             continue
-        if "lora" in sized:
+        if "lora" in layer_sized:
             missing = [t for t in lora_targets if t not in layer.projections]
             if missing:
                 raise BudgetError(f"layers[{i}].lora", f"layer has no projection(s) {missing}")
         own = budgets.get(i, 0.0)
         extra = leftover * own / sized_budget if sized_budget > 0 else 0.0
-        share = (own + extra - bitfit_cost[i]) / len(sized)
-        for s in sized:
+        share = (own + extra - bitfit_cost[i]) / len(layer_sized)
+        for s in layer_sized:
             unit, fixed = _unit_cost(s, layer, lora_targets)
             x = (share - fixed) / unit
             if x < 0.5:
@@ -339,7 +333,7 @@ def solve_sizes(
             f"closest achievable total is {total} parameters for a target of {target} "
             f"(tolerance {tolerance:.1%})",
         )
-    sizes = {i: {s: v[s] for s in STRATEGIES if s in v} for i, v in sizes.items()}
+    sizes = {i: {s: v[s] for s in strategy_names() if s in v} for i, v in sizes.items()}
     per_layer = {
         i: sum(cost(i, s, v) for s, v in layer_sizes.items()) for i, layer_sizes in sizes.items()
     }

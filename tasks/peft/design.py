@@ -21,41 +21,45 @@ Example:
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from tasks.peft.budget import (
-    DEFAULT_LORA_TARGETS,
-    PROJECTION_ROLES,
-    STRATEGIES,
-    BackboneShape,
-    BudgetError,
-    FieldError,
-    check_lora_targets,
-    strategy_params,
+from tasks.peft.budget import BackboneShape, BudgetError, strategy_params
+from tasks.peft.errors import DesignError
+from tasks.peft.strategies import (
+    ACTIVATIONS,
+    AdapterOptions,
+    BitFitOptions,
+    LoraOptions,
+    PrefixOptions,
+    StrategyOptions,
 )
+from tasks.peft.strategies import get as strategy_descriptor
+from tasks.peft.strategies import names as strategy_names
+from tasks.peft.strategies import registered as registered_strategies
+
+__all__ = [
+    "ACTIVATIONS",
+    "PROBLEMS",
+    "SCHEMA",
+    "AdapterOptions",
+    "BitFitOptions",
+    "Design",
+    "DesignError",
+    "DesignOptions",
+    "HeadSpec",
+    "LoraOptions",
+    "PrefixOptions",
+    "design_from_sizes",
+]
 
 SCHEMA = "pefs.design/1"
-ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "tanh", "silu")
 PROBLEMS: tuple[str, ...] = ("classification", "regression")
-
-
-class DesignError(FieldError):
-    """An invalid design or option; ``.field`` is a path such as ``layers[3].lora``."""
-
-    def under(self, prefix: str) -> DesignError:
-        """The same error with its field placed under ``prefix`` (e.g. ``options.lora``)."""
-        return DesignError(f"{prefix}.{self.field}" if self.field else prefix, self.message)
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _help(text: str) -> dict[str, str]:
@@ -83,86 +87,45 @@ class HeadSpec:
         return {"problem": self.problem, "num_labels": self.num_labels}
 
 
-@dataclass(frozen=True, kw_only=True)
-class AdapterOptions:
-    """Options shared by every adapter of a design."""
-
-    activation: str = field(
-        default="relu", metadata=_help(f"bottleneck nonlinearity: {ACTIVATIONS}")
-    )
-
-    def __post_init__(self) -> None:
-        if self.activation not in ACTIVATIONS:
-            raise DesignError(
-                "activation", f"must be one of {list(ACTIVATIONS)}, got {self.activation!r}"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"activation": self.activation}
-
-
-@dataclass(frozen=True, kw_only=True)
-class PrefixOptions:
-    """Options shared by every prefix of a design."""
-
-    reparameterize: bool = field(
-        default=True, metadata=_help("train prefixes through an MLP, folded away when saving")
-    )
-    mlp_hidden: int = field(
-        default=512, metadata=_help("hidden width of the reparameterisation MLP")
-    )
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.reparameterize, bool):
-            raise DesignError(
-                "reparameterize", f"must be true or false, got {self.reparameterize!r}"
-            )
-        if not _is_int(self.mlp_hidden) or self.mlp_hidden < 1:
-            raise DesignError("mlp_hidden", f"must be a positive integer, got {self.mlp_hidden!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"reparameterize": self.reparameterize, "mlp_hidden": self.mlp_hidden}
-
-
-@dataclass(frozen=True, kw_only=True)
-class LoraOptions:
-    """Options shared by every LoRA update of a design (the update is ``alpha/r * B A``)."""
-
-    alpha: float = field(
-        default=16, metadata=_help("scaling numerator; the update is alpha/r * B A")
-    )
-    dropout: float = field(default=0.0, metadata=_help("dropout on the LoRA input, in [0, 1)"))
-    targets: tuple[str, ...] = field(
-        default=DEFAULT_LORA_TARGETS,
-        metadata=_help(f"self-attention projections: {PROJECTION_ROLES}"),
-    )
-
-    def __post_init__(self) -> None:
-        if not _is_number(self.alpha) or self.alpha <= 0:
-            raise DesignError("alpha", f"must be a positive number, got {self.alpha!r}")
-        if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
-            raise DesignError("dropout", f"must be in [0, 1), got {self.dropout!r}")
-        if isinstance(self.targets, (list, tuple)):
-            # Frozen dataclass: normalise the JSON list to a tuple so equality and hashing work.
-            object.__setattr__(self, "targets", tuple(self.targets))
-        try:
-            check_lora_targets(self.targets, "targets")
-        except BudgetError as exc:
-            raise DesignError("targets", exc.message) from None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "dropout": self.dropout, "targets": list(self.targets)}
-
-
-@dataclass(frozen=True, kw_only=True)
 class DesignOptions:
-    """Per-strategy options; missing strategies take their defaults."""
+    """Per-strategy options (``options.<strategy>``), one group per registered strategy.
 
-    adapter: AdapterOptions = field(default_factory=AdapterOptions)
-    prefix: PrefixOptions = field(default_factory=PrefixOptions)
-    lora: LoraOptions = field(default_factory=LoraOptions)
+    Groups read as attributes (``options.lora.targets``); missing groups take their defaults.
+    """
 
-    _CLASSES = {"adapter": AdapterOptions, "prefix": PrefixOptions, "lora": LoraOptions}
+    def __init__(self, **groups: StrategyOptions) -> None:
+        known = strategy_names()
+        unknown = sorted(set(groups) - set(known))
+        if unknown:
+            raise DesignError(f"options.{unknown[0]}", f"unknown option group; known: {list(known)}")
+        self._groups: dict[str, StrategyOptions] = {
+            s.name: groups.get(s.name) or s.options_class() for s in registered_strategies()
+        }
+
+    def __getattr__(self, name: str) -> StrategyOptions:
+        if name.startswith("_"):  # never recurse while unpickling or copying
+            raise AttributeError(name)
+        try:
+            return self._groups[name]
+        except KeyError:
+            raise AttributeError(f"no option group {name!r}") from None
+
+    def for_strategy(self, name: str) -> StrategyOptions:
+        """The options of strategy ``name`` (``DesignError`` if it is not registered)."""
+        try:
+            return self._groups[name]
+        except KeyError:
+            raise DesignError(f"options.{name}", "unknown option group") from None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DesignOptions) and self._groups == other._groups
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._groups.items()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={value!r}" for name, value in self._groups.items())
+        return f"DesignOptions({inner})"
 
     @classmethod
     def from_dict(cls, d: Any) -> DesignOptions:
@@ -170,21 +133,23 @@ class DesignOptions:
             return cls()
         if not isinstance(d, Mapping):
             raise DesignError("options", "must be an object")
-        unknown = sorted(set(d) - set(cls._CLASSES))
+        known = strategy_names()
+        unknown = sorted(set(d) - set(known))
         if unknown:
             raise DesignError(
-                f"options.{unknown[0]}", f"unknown option group; known: {list(cls._CLASSES)}"
+                f"options.{unknown[0]}", f"unknown option group; known: {list(known)}"
             )
-        built: dict[str, Any] = {}
-        for name, klass in cls._CLASSES.items():
+        built: dict[str, StrategyOptions] = {}
+        for name in known:
+            klass = strategy_descriptor(name).options_class
             raw = d.get(name, {})
             if not isinstance(raw, Mapping):
                 raise DesignError(f"options.{name}", "must be an object")
-            known = {f.name for f in fields(klass)}
-            extra = sorted(set(raw) - known)
+            allowed = {f.name for f in fields(klass)}
+            extra = sorted(set(raw) - allowed)
             if extra:
                 raise DesignError(
-                    f"options.{name}.{extra[0]}", f"unknown option; known: {sorted(known)}"
+                    f"options.{name}.{extra[0]}", f"unknown option; known: {sorted(allowed)}"
                 )
             try:
                 built[name] = klass(**raw)
@@ -193,7 +158,9 @@ class DesignOptions:
         return cls(**built)
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name).to_dict() for name in self._CLASSES}
+        # Groups with nothing to say (BitFit by default) are left out, so documents stay short.
+        written = {name: group.to_dict() for name, group in self._groups.items()}
+        return {name: group for name, group in written.items() if group}
 
 
 @dataclass(frozen=True)
@@ -256,7 +223,7 @@ class Design:
     # --- reading -----------------------------------------------------------------------------
     def strategies_at(self, index: int) -> tuple[str, ...]:
         """Strategies on layer ``index`` in canonical order."""
-        return tuple(s for s in STRATEGIES if s in self.layers[index])
+        return tuple(s for s in strategy_names() if s in self.layers[index])
 
     def size(self, index: int, strategy: str) -> int:
         """Integer size of ``strategy`` on layer ``index`` (BitFit: 1; absent: 0)."""
@@ -264,7 +231,7 @@ class Design:
 
     @property
     def strategies_used(self) -> tuple[str, ...]:
-        return tuple(s for s in STRATEGIES if any(s in layer for layer in self.layers))
+        return tuple(s for s in strategy_names() if any(s in layer for layer in self.layers))
 
     # --- (de)serialisation -------------------------------------------------------------------
     @classmethod
@@ -383,21 +350,25 @@ def _layers_from(raw: Any, num_layers: int) -> tuple[LayerSizes, ...]:
         raise DesignError(
             "layers", f"has {len(raw)} entries but backbone.num_layers is {num_layers}"
         )
+    known = strategy_names()
     layers = []
     for i, entry in enumerate(raw):
         if not isinstance(entry, Mapping):
             raise DesignError(f"layers[{i}]", 'must be an object such as {"adapter": 8}')
         for name, value in entry.items():
             where = f"layers[{i}].{name}"
-            if name not in STRATEGIES:
-                raise DesignError(where, f"unknown strategy {name!r}; known: {list(STRATEGIES)}")
-            if name == "bitfit":
+            if name not in known:
+                raise DesignError(where, f"unknown strategy {name!r}; known: {list(known)}")
+            descriptor = strategy_descriptor(name)
+            if not descriptor.sized:
                 if value is not True:
-                    raise DesignError(where, "must be true (omit the key to leave BitFit off)")
+                    raise DesignError(
+                        where, f"must be true (omit the key to leave {descriptor.label} off)"
+                    )
             elif not _is_int(value) or value < 1:
                 raise DesignError(where, f"size must be a positive integer, got {value!r}")
         # Canonical key order so that equal designs serialise identically.
-        layers.append({s: entry[s] for s in STRATEGIES if s in entry})
+        layers.append({s: entry[s] for s in known if s in entry})
     return tuple(layers)
 
 
@@ -467,11 +438,12 @@ def design_from_sizes(
     raw_layers: list[dict[str, Any]] = []
     for i in range(shape.num_layers):
         entry = dict(sizes.get(i, {}))
-        if "bitfit" in entry:
-            if not entry["bitfit"]:
-                del entry["bitfit"]
+        # Unsized strategies (BitFit) come as 1 from the solver; a document says true.
+        for name in [n for n in entry if n in strategy_names() and not strategy_descriptor(n).sized]:
+            if entry[name]:
+                entry[name] = True
             else:
-                entry["bitfit"] = True
+                del entry[name]
         raw_layers.append(entry)
     layers = _layers_from(raw_layers, shape.num_layers)
     per_layer = _per_layer_counts(shape, layers, options.lora.targets)

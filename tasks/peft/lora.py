@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from tasks.peft.backbones import BlockHandles
-from tasks.peft.design import DesignError, DesignOptions, LoraOptions
+from tasks.peft.design import DesignError, DesignOptions
 from tasks.peft.registry import (
     Injection,
     InjectionContext,
@@ -32,6 +32,7 @@ from tasks.peft.registry import (
     mark_injected,
     register_strategy,
 )
+from tasks.peft.strategies import LoraOptions
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -34,7 +34,7 @@ from torch import nn
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 
 from tasks.peft.backbones import BlockHandles
-from tasks.peft.design import DesignError, DesignOptions, PrefixOptions
+from tasks.peft.design import DesignError, DesignOptions
 from tasks.peft.registry import (
     Injection,
     InjectionContext,
@@ -43,6 +43,7 @@ from tasks.peft.registry import (
     mark_injected,
     register_strategy,
 )
+from tasks.peft.strategies import PrefixOptions
 
 ATTENTION_NAME = "pefs_prefix"
 SUPPORTED_BASE_ATTENTION = ("eager", "sdpa")

@@ -1,8 +1,10 @@
-"""Strategy registry and the contract between the engine and the strategy modules.
+"""The torch side of the strategies: the contract between the engine and the strategy modules.
 
-A strategy module (``adapter.py``, ``prefix.py``, ``bitfit.py``, ``lora.py``) defines a dataclass
-config and an ``inject`` function, and registers both under its name. The engine looks strategies
-up by the names used in a design and never imports the modules directly.
+A strategy's descriptor (name, code, options, cost) is defined once in ``tasks.peft.strategies``;
+its torch module (``adapter.py``, ``prefix.py``, ``bitfit.py``, ``lora.py``, named by the
+descriptor's ``implementation``) defines a dataclass config and an ``inject`` function and
+registers both here under the same name. The engine looks strategies up by the names used in a
+design and never imports the modules directly.
 
 Example (looking a registered strategy up):
     >>> from tasks.peft.registry import get_strategy
@@ -23,8 +25,9 @@ import torch
 from torch import nn
 
 from tasks.peft.backbones import BlockHandles
-from tasks.peft.budget import STRATEGIES
 from tasks.peft.design import DesignError, DesignOptions
+from tasks.peft.strategies import names as strategy_names
+from tasks.peft.strategies import registered as registered_strategies
 
 
 @dataclass
@@ -80,7 +83,6 @@ class StrategySpec:
 
 
 STRATEGY_REGISTRY: dict[str, StrategySpec] = {}
-_MODULES = {name: f"tasks.peft.{name}" for name in STRATEGIES}
 
 
 def register_strategy(spec: StrategySpec) -> StrategySpec:
@@ -93,10 +95,13 @@ def register_strategy(spec: StrategySpec) -> StrategySpec:
 
 def get_strategy(name: str) -> StrategySpec:
     """The registered strategy ``name``; ``DesignError`` naming ``strategy`` if unknown."""
-    if name not in STRATEGY_REGISTRY and name in _MODULES:
-        importlib.import_module(_MODULES[name])
     if name not in STRATEGY_REGISTRY:
-        raise DesignError("strategy", f"unknown strategy {name!r}; known: {list(STRATEGIES)}")
+        modules = {s.name: s.implementation for s in registered_strategies()}
+        if name not in modules:
+            raise DesignError(
+                "strategy", f"unknown strategy {name!r}; known: {list(strategy_names())}"
+            )
+        importlib.import_module(modules[name])
     return STRATEGY_REGISTRY[name]
 
 

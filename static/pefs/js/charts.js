@@ -6,9 +6,14 @@
   const PEFS = (window.PEFS = window.PEFS || {});
   const COLORS = ["#3b5bdb", "#f08c00", "#2f9e44", "#ae3ec9", "#e03131", "#1098ad", "#5c940d", "#d6336c",
                   "#7048e8", "#0c8599", "#e8590c", "#495057"];
-  // Final-stage arms: the selected design stands out; baselines wear their strategy's colour.
-  const ARM_COLORS = { selected: "#1c2430", adapter: "#4263eb", prefix: "#f08c00", bitfit: "#37b24d",
-                       lora: "#ae3ec9", full: "#adb5bd" };
+  // Final-stage arms: the selected design stands out; baselines wear their strategy's colour,
+  // which the page embeds from the strategy registry (base.html: {% pefs_strategies %}).
+  const STRATEGIES = (function () {
+    const el = document.getElementById("pefs-strategies");
+    return el ? JSON.parse(el.textContent) : {};
+  })();
+  const ARM_COLORS = { selected: "#1c2430", full: "#adb5bd" };
+  Object.keys(STRATEGIES).forEach(function (name) { ARM_COLORS[name] = STRATEGIES[name].colour; });
   const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
 
   function layout(extra) {
@@ -199,5 +204,5 @@
   }
 
   PEFS.charts = { curves: curves, parcoords: parcoords, pareto: pareto, edf: edf, meanCI: meanCI, groupedBars: groupedBars,
-                  empty: empty, paretoFront: paretoFront, COLORS: COLORS };
+                  empty: empty, paretoFront: paretoFront, COLORS: COLORS, STRATEGIES: STRATEGIES };
 })();

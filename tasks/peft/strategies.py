@@ -1,0 +1,317 @@
+"""The one definition of every PEFT strategy: name, letter code, label, colour, options, cost.
+
+Everything that names a strategy reads it from here: the budget's closed forms
+(``tasks.peft.budget``), the design's option groups (``tasks.peft.design``), the engine's
+injection modules (``tasks.peft.registry`` imports :attr:`Strategy.implementation`), the design
+space's labels (``experiments.space.subsets``: ``"A+P+B"``), the page's template tags and, through
+the JSON :func:`ui_description` that every page embeds, the JavaScript charts.
+
+Pure Python on purpose (no torch): the web process and the sampler import it.
+
+Adding a strategy means writing its torch module (a ``StrategySpec`` with ``inject``, registered
+with ``tasks.peft.registry.register_strategy``) and one :func:`register` call below with its
+descriptor. Registration order is the canonical order (codes ``A+P+B+L``, layer keys in design
+documents).
+
+Example:
+    >>> names()
+    ('adapter', 'prefix', 'bitfit', 'lora')
+    >>> code_by_name()["lora"], name_by_code()["B"]
+    ('L', 'bitfit')
+    >>> ui_description()["prefix"]
+    {'code': 'P', 'label': 'Prefix', 'colour': '#f08c00'}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tasks.peft.errors import BudgetError, DesignError
+
+if TYPE_CHECKING:
+    from tasks.peft.budget import LayerShape
+
+PROJECTION_ROLES: tuple[str, ...] = ("query", "key", "value", "output")
+DEFAULT_LORA_TARGETS: tuple[str, ...] = ("query", "value")
+ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "tanh", "silu")
+
+#: ``cost(layer, lora_targets) -> (per unit of size, fixed)``: stored parameters of size ``s`` on
+#: ``layer`` are ``per_unit * s + fixed``. Linear in the size, which the budget solver relies on.
+CostFunction = Callable[["LayerShape", Collection[str]], tuple[int, int]]
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A strategy's descriptor: what every layer of PEFS needs to know about it.
+
+    ``sized``: False for strategies whose cost is fixed by the architecture (BitFit: a design
+    says ``true``, not a size). ``implementation``: the torch module that injects it.
+    ``options_class``: the dataclass of its design-wide options (``options.<name>``).
+    """
+
+    name: str
+    code: str
+    label: str
+    colour: str
+    options_class: type
+    cost: CostFunction
+    implementation: str
+    sized: bool = True
+
+    def __post_init__(self) -> None:
+        if not (len(self.code) == 1 and self.code.isupper()):
+            raise ValueError(f"strategy code must be one capital letter, got {self.code!r}")
+
+
+_REGISTRY: dict[str, Strategy] = {}
+
+
+def register(strategy: Strategy) -> Strategy:
+    """Add ``strategy`` at the end of the canonical order; its name and code must be new."""
+    if strategy.name in _REGISTRY:
+        raise ValueError(f"strategy {strategy.name!r} is already registered")
+    if strategy.code in name_by_code():
+        raise ValueError(f"strategy code {strategy.code!r} is already taken")
+    _REGISTRY[strategy.name] = strategy
+    return strategy
+
+
+def unregister(name: str) -> None:
+    """Remove a registered strategy (for tests that register a temporary one)."""
+    del _REGISTRY[name]
+
+
+def registered() -> tuple[Strategy, ...]:
+    """Every registered strategy, in canonical order."""
+    return tuple(_REGISTRY.values())
+
+
+def get(name: str) -> Strategy:
+    """The descriptor of ``name``; ``BudgetError`` naming ``strategy`` if it is unknown."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise BudgetError(
+            "strategy", f"unknown strategy {name!r}; known: {list(_REGISTRY)}"
+        ) from None
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def sized_names() -> tuple[str, ...]:
+    return tuple(s.name for s in _REGISTRY.values() if s.sized)
+
+
+def code_by_name() -> dict[str, str]:
+    """``{"adapter": "A", ...}`` in canonical order."""
+    return {s.name: s.code for s in _REGISTRY.values()}
+
+
+def name_by_code() -> dict[str, str]:
+    """``{"A": "adapter", ...}`` in canonical order."""
+    return {s.code: s.name for s in _REGISTRY.values()}
+
+
+def ui_description() -> dict[str, dict[str, str]]:
+    """``{name: {code, label, colour}}`` in canonical order: the JSON the pages embed."""
+    return {s.name: {"code": s.code, "label": s.label, "colour": s.colour} for s in registered()}
+
+
+# --- options shared by every layer's instance of a strategy ----------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class StrategyOptions:
+    """Base of every strategy's design-wide options."""
+
+    def __post_init__(self) -> None:
+        pass
+
+    def to_dict(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdapterOptions(StrategyOptions):
+    """Options shared by every adapter of a design."""
+
+    activation: str = field(
+        default="relu", metadata=_help(f"bottleneck nonlinearity: {ACTIVATIONS}")
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.activation not in ACTIVATIONS:
+            raise DesignError(
+                "activation", f"must be one of {list(ACTIVATIONS)}, got {self.activation!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"activation": self.activation, **super().to_dict()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrefixOptions(StrategyOptions):
+    """Options shared by every prefix of a design."""
+
+    reparameterize: bool = field(
+        default=True, metadata=_help("train prefixes through an MLP, folded away when saving")
+    )
+    mlp_hidden: int = field(
+        default=512, metadata=_help("hidden width of the reparameterisation MLP")
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.reparameterize, bool):
+            raise DesignError(
+                "reparameterize", f"must be true or false, got {self.reparameterize!r}"
+            )
+        if not _is_int(self.mlp_hidden) or self.mlp_hidden < 1:
+            raise DesignError("mlp_hidden", f"must be a positive integer, got {self.mlp_hidden!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reparameterize": self.reparameterize,
+            "mlp_hidden": self.mlp_hidden,
+            **super().to_dict(),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class BitFitOptions(StrategyOptions):
+    """Options shared by every BitFit layer of a design."""
+
+
+def check_lora_targets(lora_targets: Collection[str], field_name: str = "lora_targets") -> None:
+    """Raise ``BudgetError`` unless ``lora_targets`` is a non-empty set of projection roles."""
+    if isinstance(lora_targets, str) or not lora_targets:
+        raise BudgetError(field_name, f"must be a non-empty list of {list(PROJECTION_ROLES)}")
+    unknown = [t for t in lora_targets if t not in PROJECTION_ROLES]
+    if unknown:
+        raise BudgetError(
+            field_name, f"unknown projection(s) {unknown}; known: {list(PROJECTION_ROLES)}"
+        )
+    if len(set(lora_targets)) != len(list(lora_targets)):
+        raise BudgetError(field_name, "contains duplicates")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoraOptions(StrategyOptions):
+    """Options shared by every LoRA update of a design (the update is ``alpha/r * B A``)."""
+
+    alpha: float = field(
+        default=16, metadata=_help("scaling numerator; the update is alpha/r * B A")
+    )
+    dropout: float = field(default=0.0, metadata=_help("dropout on the LoRA input, in [0, 1)"))
+    targets: tuple[str, ...] = field(
+        default=DEFAULT_LORA_TARGETS,
+        metadata=_help(f"self-attention projections: {PROJECTION_ROLES}"),
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not _is_number(self.alpha) or self.alpha <= 0:
+            raise DesignError("alpha", f"must be a positive number, got {self.alpha!r}")
+        if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
+            raise DesignError("dropout", f"must be in [0, 1), got {self.dropout!r}")
+        if isinstance(self.targets, (list, tuple)):
+            # Frozen dataclass: normalise the JSON list to a tuple so equality and hashing work.
+            object.__setattr__(self, "targets", tuple(self.targets))
+        try:
+            check_lora_targets(self.targets, "targets")
+        except BudgetError as exc:
+            raise DesignError("targets", exc.message) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alpha": self.alpha,
+            "dropout": self.dropout,
+            "targets": list(self.targets),
+            **super().to_dict(),
+        }
+
+
+# --- the four strategies of the paper -------------------------------------------------------
+
+
+def _adapter_cost(layer: LayerShape, lora_targets: Collection[str]) -> tuple[int, int]:
+    # Down-projection d*m + m, up-projection m*d + d.
+    return 2 * layer.hidden_size + 1, layer.hidden_size
+
+
+def _prefix_cost(layer: LayerShape, lora_targets: Collection[str]) -> tuple[int, int]:
+    # The stored key and value vectors; a training-only reparameterisation is not stored.
+    return 2 * layer.kv_dim, 0
+
+
+def _bitfit_cost(layer: LayerShape, lora_targets: Collection[str]) -> tuple[int, int]:
+    return 0, layer.bitfit_params
+
+
+def _lora_cost(layer: LayerShape, lora_targets: Collection[str]) -> tuple[int, int]:
+    return sum(sum(layer.projections[t]) for t in lora_targets), 0
+
+
+ADAPTER = register(
+    Strategy(
+        name="adapter",
+        code="A",
+        label="Adapter",
+        colour="#4263eb",
+        options_class=AdapterOptions,
+        cost=_adapter_cost,
+        implementation="tasks.peft.adapter",
+    )
+)
+PREFIX = register(
+    Strategy(
+        name="prefix",
+        code="P",
+        label="Prefix",
+        colour="#f08c00",
+        options_class=PrefixOptions,
+        cost=_prefix_cost,
+        implementation="tasks.peft.prefix",
+    )
+)
+BITFIT = register(
+    Strategy(
+        name="bitfit",
+        code="B",
+        label="BitFit",
+        colour="#37b24d",
+        options_class=BitFitOptions,
+        cost=_bitfit_cost,
+        implementation="tasks.peft.bitfit",
+        sized=False,
+    )
+)
+LORA = register(
+    Strategy(
+        name="lora",
+        code="L",
+        label="LoRA",
+        colour="#ae3ec9",
+        options_class=LoraOptions,
+        cost=_lora_cost,
+        implementation="tasks.peft.lora",
+    )
+)
