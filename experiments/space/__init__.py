@@ -15,6 +15,8 @@ stats                  summarise(trial outcomes) -> StageSummary (n, mean, media
                        recommendation)
 stages                 stage order S0, S1..S3, S4.G1..S4.GG, final; next_stage; refine -> Decision
 presets                SearchConfig and the "paper" / "quick" presets
+planning               stage_plan / search_plan: trials per stage (min_successes per open choice)
+                       and totals, known before the search starts
 halving                successive halving inside a stage and its replay on recorded stages
 final                  final stage plan (selected design vs baselines) and its results table
 transfer               compile a finished search's choices on another backbone
@@ -22,7 +24,7 @@ transfer               compile a finished search's choices on another backbone
 A search, end to end (what the platform's services do, one stage per Stage row)::
 
     from experiments.space import (DesignSpace, TrialOutcome, next_stage, preset, refine,
-                                   sample, stage_seed, summarise)
+                                   sample, search_plan, stage_plan, stage_seed, summarise)
     from tasks.peft.budget import BackboneShape
 
     config = preset("quick", seed=1)
@@ -31,10 +33,14 @@ A search, end to end (what the platform's services do, one stage per Stage row):
     # (aliases.py); store space.to_dict() and the decisions_without_training(space) records
     space = DesignSpace.initial(num_groups=config.num_groups, num_layers=shape.num_layers)
 
+    # before the search starts (form, API, CLI): what it will train, and what was raised
+    search_plan(config, num_layers=shape.num_layers, tasks=len(tasks)).to_dict()
+
     stage = next_stage(space)                                     # StageSpec("S1", "grouping", ...)
-    batch = sample(space, config.designs_per_stage, seed=stage_seed(config.seed, stage.name),
-                   shape=shape, budget=config.budget,
-                   balance=stage.component if config.balance else None,
+    plan = stage_plan(config, space)         # min_successes designs for every open choice
+    batch = sample(space, plan.designs, seed=stage_seed(config.seed, stage.name),
+                   shape=shape, budget=config.budget, balance=plan.balance,
+                   stratify=plan.stratify, min_per_choice=plan.min_per_choice,
                    provenance={"search": search.id, "stage": stage.name})
     # one Trial per batch.designs[i]: store .choices, .design (the pefs.design/1 dict),
     # .parameters, .seed; workers train .design and report a score (None when a trial fails)
@@ -43,7 +49,9 @@ A search, end to end (what the platform's services do, one stage per Stage row):
                         component=stage.component, open_choices=space.open(stage.component),
                         stage=stage.name, seed=config.seed,
                         resamples=config.bootstrap_resamples, min_successes=config.min_successes,
-                        aliases=space.aliases(stage.component))
+                        aliases=space.aliases(stage.component),
+                        infeasible=batch.infeasible_choices)
+    # summary.recommendation.auto_approvable False ("insufficient"): wait for a person
     # store summary.to_dict(); once a person approves (or config.auto_approve):
     space, decision = refine(space, stage.component, chosen, decided_by="user:alice",
                              reason=reason, recommended=summary.recommendation.choice)
@@ -94,6 +102,7 @@ from experiments.space.halving import (
     replay,
     rung_epochs,
 )
+from experiments.space.planning import SearchPlan, StagePlan, search_plan, stage_plan
 from experiments.space.presets import PRESETS, SearchConfig, preset
 from experiments.space.sampling import InfeasibleSpace, SampleBatch, SampledDesign, sample
 from experiments.space.space import SPACE_SCHEMA, ChoiceChange, DesignSpace, component_names, diff
@@ -137,7 +146,9 @@ __all__ = [
     "SampleBatch",
     "SampledDesign",
     "SearchConfig",
+    "SearchPlan",
     "SpaceError",
+    "StagePlan",
     "StageSpec",
     "StageSummary",
     "TrialOutcome",
@@ -162,7 +173,9 @@ __all__ = [
     "results_table",
     "rung_epochs",
     "sample",
+    "search_plan",
     "stage_order",
+    "stage_plan",
     "stage_seed",
     "summarise",
     "transfer",

@@ -26,6 +26,11 @@ from experiments.space.errors import SpaceError
 from experiments.space.space import MAX_GROUPS
 
 
+# Below two successes a choice has no spread, so its confidence interval is undefined and
+# comparing it is guesswork.
+MIN_SUCCESSES = 2
+
+
 def _int(name: str, value: Any, minimum: int, *, optional: bool = False) -> None:
     if optional and value is None:
         return
@@ -40,7 +45,11 @@ class SearchConfig:
     """How a search runs: stage size, short training regime, budget, statistics, final stage."""
 
     designs_per_stage: int = field(
-        default=100, metadata={"help": "designs sampled and trained per stage"}
+        default=100,
+        metadata={
+            "help": "designs sampled and trained per stage; raised to open choices x "
+            "min_successes where that is larger (planning.py)"
+        },
     )
     epochs: int = field(default=3, metadata={"help": "training epochs of each stage design"})
     budget: Budget = field(default_factory=Budget, metadata={"help": "PEFT parameter budget"})
@@ -67,7 +76,11 @@ class SearchConfig:
         metadata={"help": "successive halving inside stages: keep 1/eta per rung (null: off)"},
     )
     min_successes: int = field(
-        default=2, metadata={"help": "successful trials a choice needs to be compared"}
+        default=2,
+        metadata={
+            "help": "successful trials every open choice needs before a stage recommends; each "
+            "stage trains at least this many designs per choice (at least 2)"
+        },
     )
     bootstrap_resamples: int = field(
         default=2000, metadata={"help": "bootstrap resamples for the CIs"}
@@ -106,7 +119,14 @@ class SearchConfig:
             if not isinstance(getattr(self, flag), bool):
                 raise SpaceError(flag, f"must be true or false, got {getattr(self, flag)!r}")
         _int("halving_eta", self.halving_eta, 2, optional=True)
-        _int("min_successes", self.min_successes, 1)
+        if isinstance(self.min_successes, int) and not isinstance(self.min_successes, bool):
+            if self.min_successes < MIN_SUCCESSES:
+                raise SpaceError(
+                    "min_successes",
+                    f"must be at least {MIN_SUCCESSES}: a choice needs two successful trials for a "
+                    f"spread and a confidence interval, got {self.min_successes}",
+                )
+        _int("min_successes", self.min_successes, MIN_SUCCESSES)
         _int("bootstrap_resamples", self.bootstrap_resamples, 100)
         _int("final_seeds", self.final_seeds, 1)
         _int("final_epochs", self.final_epochs, 1)
@@ -144,8 +164,9 @@ PRESETS: dict[str, SearchConfig] = {
     # Small enough for a laptop CPU with a MiniLM-sized backbone: a few hundred examples per task,
     # one epoch, 8 designs per stage (balanced so every choice is seen), no reference stage. PEFT
     # modules start from scratch, so one short epoch needs a higher learning rate than the paper's.
-    # 8 designs spread over 15 tunable-groups or strategy-set choices give most choices one
-    # design, so a single score is enough to be compared (never "separable", see stats.py).
+    # 8 designs is the figure for stages with few choices; a stage with more open choices trains
+    # min_successes (2) designs for each (S3 and each S4 stage over 15 choices: 30, planning.py),
+    # so that no choice is discarded untried and every choice has a spread.
     # Measured on MiniLM / SST-2 (README): with 300 examples at lr 5e-4 and batch 32 (9 steps)
     # nearly every design stayed at the majority class, so the stages compared noise; 512
     # examples at lr 3e-3, batch 16, length 64 (32 steps, ~9 s a design on 2 CPU cores) separate
@@ -159,7 +180,7 @@ PRESETS: dict[str, SearchConfig] = {
         learning_rate=3e-3,
         batch_size=16,
         reference_stage=False,
-        min_successes=1,
+        min_successes=2,
         bootstrap_resamples=1000,
         final_seeds=2,
         final_epochs=2,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from experiments.space.compiling import Budget, CompiledDesign, compile_choices
@@ -45,6 +45,11 @@ from tasks.peft.design import DesignOptions
 # when nearly every distinct design has been drawn; exhaustion is detected exactly before that
 # by counting distinct designs.
 MAX_DUPLICATE_DRAWS = 20_000
+
+
+# Why a stratified choice has no design in a batch (SampleBatch.untried).
+NO_FEASIBLE_DESIGN = "no design of this choice meets the budget"
+STOPPED_SHORT = "sampling stopped (infeasible redraws) before reaching it"
 
 
 class InfeasibleSpace(SpaceError):
@@ -89,6 +94,14 @@ class SampleBatch:
     duplicates: int  # draws rejected because an equal design was already drawn
     infeasible_fields: Mapping[str, int]  # InfeasibleBudget.field -> how many draws it rejected
     shortfall: str | None  # why there are fewer distinct designs than requested; None if none
+    # Open choices of the stratified component without a design in the batch -> why (never
+    # silently: a stage cannot compare a choice it did not train).
+    untried: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def infeasible_choices(self) -> tuple[str, ...]:
+        """Untried choices of which no design meets the budget (``summarise(infeasible=...)``)."""
+        return tuple(c for c, why in self.untried.items() if why == NO_FEASIBLE_DESIGN)
 
     @property
     def distinct(self) -> int:
@@ -104,6 +117,7 @@ class SampleBatch:
             "duplicates": self.duplicates,
             "infeasible_fields": dict(self.infeasible_fields),
             "shortfall": self.shortfall,
+            "untried": dict(self.untried),
             "designs": [d.to_dict() for d in self.designs],
         }
 
@@ -114,28 +128,38 @@ def design_seed(seed: int, index: int) -> int:
 
 
 class _Drawer:
-    """Draws effective choices uniformly per component, never returning one already seen."""
+    """Draws effective choices uniformly per component, never returning one already seen.
 
-    def __init__(self, space: DesignSpace, rng: random.Random, balance: str | None) -> None:
+    ``component`` (the balanced or stratified one) is fixed to ``want`` by ``next(want)``;
+    ``want`` None draws it uniformly like every other component.
+    """
+
+    def __init__(self, space: DesignSpace, rng: random.Random, component: str | None) -> None:
         self.space = space
         self.rng = rng
-        self.balance = balance
+        self.component = component
         self.seen: set[tuple[str | None, ...]] = set()
-        self.seen_per_want: Counter[str | None] = Counter()
+        self.seen_per_choice: Counter[str | None] = Counter()
         self.duplicates = 0
-        if balance is None:
+        if component is None:
             self.available = {None: space.count_designs()}
         else:
             self.available = {
-                c: space.count_designs(fixing=(balance, c)) for c in space.open(balance)
+                c: space.count_designs(fixing=(component, c)) for c in space.open(component)
             }
         self.available_total = sum(self.available.values())
 
+    def exhausted(self, want: str | None) -> bool:
+        """Has every distinct design (of choice ``want``; None: of the space) been drawn?"""
+        if want is None:
+            return len(self.seen) >= self.available_total
+        return self.seen_per_choice[want] >= self.available[want]
+
     def _draw(self, want: str | None) -> dict[str, str | None]:
         def pick(component: str) -> str:
-            return (
-                want if component == self.balance else self.rng.choice(self.space.open(component))
-            )
+            if component == self.component and want is not None:
+                return want
+            return self.rng.choice(self.space.open(component))
 
         choices: dict[str, str | None] = {
             "grouping": pick("grouping"),
@@ -149,9 +173,9 @@ class _Drawer:
         return choices
 
     def next(self, want: str | None) -> dict[str, str | None] | None:
-        """A new effective design (balanced component at ``want``); None when exhausted."""
+        """A new effective design (``component`` at ``want``); None when exhausted."""
         for _ in range(MAX_DUPLICATE_DRAWS):
-            if self.seen_per_want[want] >= self.available[want]:
+            if self.exhausted(want):
                 return None
             choices = self._draw(want)
             key = tuple(choices.values())
@@ -159,12 +183,12 @@ class _Drawer:
                 self.duplicates += 1
                 continue
             self.seen.add(key)
-            self.seen_per_want[want] += 1
+            self.seen_per_choice[choices[self.component] if self.component else None] += 1
             return choices
         return None
 
 
-def _check_balance(space: DesignSpace, balance: str | None) -> None:
+def _check_balance(space: DesignSpace, balance: str | None, field: str = "balance") -> None:
     if balance is None:
         return
     space.open(balance)  # unknown component -> SpaceError
@@ -172,10 +196,38 @@ def _check_balance(space: DesignSpace, balance: str | None) -> None:
         group = int(balance.removeprefix("assignment.G")) - 1
         if not space.always_tuned(group):
             raise SpaceError(
-                "balance",
-                f"cannot balance {balance}: some open tunable-groups choices "
+                field,
+                f"cannot {field} {balance}: some open tunable-groups choices "
                 f"leave G{group + 1} untuned",
             )
+
+
+def _check_stratify(
+    space: DesignSpace, n: int, balance: str | None, stratify: str | None, min_per_choice: int
+) -> str | None:
+    """The stratified component (``stratify``, else ``balance``) after checking the arguments."""
+    per_choice = min_per_choice
+    if isinstance(per_choice, bool) or not isinstance(per_choice, int) or per_choice < 0:
+        raise SpaceError(
+            "min_per_choice", f"must be a non-negative integer, got {min_per_choice!r}"
+        )
+    if stratify is not None and balance is not None and stratify != balance:
+        raise SpaceError("stratify", f"differs from balance ({stratify!r} vs {balance!r})")
+    stratify = stratify or (balance if min_per_choice else None)
+    if min_per_choice and stratify is None:
+        raise SpaceError(
+            "stratify", "min_per_choice needs the component whose choices it covers"
+        )
+    _check_balance(space, stratify, "stratify")
+    if stratify is not None:
+        needed = min_per_choice * len(space.open(stratify))
+        if n < needed:
+            raise SpaceError(
+                "n",
+                f"{len(space.open(stratify))} open {stratify} choices x {min_per_choice} designs "
+                f"need at least {needed} designs, got {n} (planning.stage_plan raises the count)",
+            )
+    return stratify
 
 
 def sample(
@@ -190,12 +242,15 @@ def sample(
     max_redraws: int | None = None,
     options: DesignOptions | Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    min_per_choice: int = 0,
+    stratify: str | None = None,
 ) -> SampleBatch:
     """Draw ``n`` compiled designs from ``space`` (see the module docstring).
 
     ``provenance`` (e.g. search and stage ids) is copied into every design's provenance, next to
     the choices and ``{"sample": {"seed": seed, "index": i}}``. ``max_redraws`` defaults to
-    ``max(100, 10 * n)`` infeasible draws.
+    ``max(100, 10 * n)`` infeasible draws. ``min_per_choice`` designs go to every open choice of
+    ``stratify`` (default: ``balance``) before any other draw; ``n`` must leave room for them.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise SpaceError("n", f"must be a positive integer, got {n!r}")
@@ -207,6 +262,7 @@ def sample(
         raise SpaceError("max_redraws", f"must be a non-negative integer, got {max_redraws!r}")
     budget = budget or Budget()
     _check_balance(space, balance)
+    stratify = _check_stratify(space, n, balance, stratify, min_per_choice)
     if space.num_layers is not None and space.num_layers != shape.num_layers:
         # Its aliases were merged for another layer count: choices it merged may differ here.
         raise SpaceError(
@@ -227,32 +283,49 @@ def sample(
         )
 
     rng = random.Random(seed)
-    drawer = _Drawer(space, rng, balance)
+    component = balance or stratify
+    drawer = _Drawer(space, rng, component)
     found: list[CompiledDesign] = []
+    found_per_choice: Counter[str | None] = Counter()
     redraws_before: list[int] = []
     infeasible: Counter[str] = Counter()
     last_error: InfeasibleBudget | None = None
-    redraws = pending = 0
+    redraws = pending = rounds = 0
     wants: list[str | None] = []
-    exhausted: set[str | None] = set()
     shortfall: str | None = None
     want: str | None = None
     retry = False
-    while len(found) < n:
+
+    def reserved() -> int:
+        """Slots kept for repeats of stratified choices that ran out of distinct designs."""
+        if stratify is None or not repeats:
+            return 0
+        return sum(
+            min_per_choice - found_per_choice[c]
+            for c in space.open(stratify)
+            if 0 < found_per_choice[c] < min_per_choice and drawer.exhausted(c)
+        )
+
+    while len(found) + reserved() < n:
         if not retry:
             if not wants:
-                wants = [None] if balance is None else list(space.open(balance))
-                rng.shuffle(wants)
+                # Balanced: every round cycles the choices. Stratified: the first min_per_choice
+                # rounds do, then draws are uniform over the space.
+                if component is None or (balance is None and rounds >= min_per_choice):
+                    wants = [None]
+                else:
+                    wants = list(space.open(component))
+                    rng.shuffle(wants)
+                    rounds += 1
             want = wants.pop()
-            if want in exhausted:
-                if len(exhausted) == len(drawer.available):
+            if drawer.exhausted(want):
+                if drawer.exhausted(None):
                     break
                 continue
         retry = False
         choices = drawer.next(want)
         if choices is None:
-            exhausted.add(want)
-            if len(exhausted) == len(drawer.available):
+            if drawer.exhausted(None):
                 break
             continue
         try:
@@ -271,6 +344,7 @@ def sample(
             retry = True  # keep the balanced choice for the next draw
             continue
         found.append(compiled)
+        found_per_choice[choices[component] if component else None] += 1
         redraws_before.append(pending)
         pending = 0
 
@@ -281,21 +355,34 @@ def sample(
             f"no design of this space meets budget {budget.to_dict()} on {shape.name_or_path} "
             f"after {redraws} infeasible draws{detail}",
         )
+    designs = [_sampled(i, c, redraws_before[i], None) for i, c in enumerate(found)]
+
+    def repeat(of: int) -> SampledDesign:
+        index = len(designs)
+        return _sampled(index, compile_at(found[of].choices, index), 0, of)
+
+    untried: dict[str, str] = {}
+    if stratify is not None:
+        for c in space.open(stratify):
+            own = [i for i, d in enumerate(found) if d.choices[stratify] == c]
+            if not own:
+                untried[c] = NO_FEASIBLE_DESIGN if drawer.exhausted(c) else STOPPED_SHORT
+            # A choice with fewer distinct designs than its quota repeats them with new seeds.
+            quota = min_per_choice if repeats and own and drawer.exhausted(c) else 0
+            for k in range(len(own), quota):
+                designs.append(repeat(own[k % len(own)]))
     if shortfall is None and len(found) < n:
         shortfall = (
             f"the space has {drawer.available_total} distinct designs, "
             f"{len(found)} of them feasible "
             f"at this budget ({redraws} infeasible); {n} were requested"
         )
-
-    designs = [_sampled(i, c, redraws_before[i], None) for i, c in enumerate(found)]
-    if repeats and redraws <= max_redraws and len(found) < n:
-        shortfall = f"{shortfall}; the batch repeats them with new seeds"
+    if repeats and redraws <= max_redraws:
         # The space is exhausted: cycle through its feasible designs again, each with a new seed.
-        designs += [
-            _sampled(i, compile_at(found[i % len(found)].choices, i), 0, i % len(found))
-            for i in range(len(found), n)
-        ]
+        while len(designs) < n:
+            designs.append(repeat(len(designs) % len(found)))
+    if len(designs) > len(found):
+        shortfall = f"{shortfall}; the batch repeats them with new seeds"
     return SampleBatch(
         designs=tuple(designs),
         requested=n,
@@ -305,6 +392,7 @@ def sample(
         duplicates=drawer.duplicates,
         infeasible_fields=dict(infeasible),
         shortfall=shortfall,
+        untried=untried,
     )
 
 

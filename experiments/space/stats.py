@@ -9,13 +9,20 @@ EDF: ``F(x)`` = fraction of designs scoring *at most* x, evaluated at each disti
 curve is a non-decreasing step function ending at 1. PEFS scores are "higher is better" (GLUE
 0-100), so a better space's EDF lies to the *right* (RegNet plots error, where better is left).
 
-Recommendation: the choice with the highest mean among those with at least ``min_successes``
-successful trials (ties: higher median, then canonical order). It is "separable" when its 95% CI
-lies strictly above the runner-up's, else "not_separable" (still named, a person decides). A
-choice with a single score has no CI, so with ``min_successes=1`` (the "quick" preset, whose 8
-designs cannot give 15 tunable-groups choices two each) such comparisons are "not_separable". With
-fewer than two comparable choices the stage is "insufficient" and recommends nothing. Failed trials
-(score None) are excluded from every statistic and counted, per choice and in total.
+Recommendation: the choice with the highest mean, once *every* open choice has at least
+``min_successes`` successful trials (ties: higher median, then canonical order). It is
+"separable" when its 95% CI lies strictly above the runner-up's, else "not_separable" (still
+named, a person decides). A choice with a single score has no CI, so with ``min_successes=1``
+(allowed here, refused by every SearchConfig) such comparisons are "not_separable".
+
+Insufficient evidence: when some open choice has fewer than ``min_successes`` successes (its
+trials failed, or it was never sampled) or fewer than two choices are comparable, the stage is
+"insufficient": ``choice`` is None, so nothing is approved automatically (``auto_approvable``
+False) and the stage waits for a person, whose options are to retry the failed trials or choose
+by hand with a reason; ``leader`` names the best comparable choice so far for that person. A
+choice of which no design meets the budget (``infeasible``) cannot be trained at all; it is
+listed in ``not_compared`` and does not hold the stage back. Failed trials (score None) are
+excluded from every statistic and counted, per choice and in total.
 
 Aliases: on a space built for a backbone an open choice may stand for several patterns
 (aliases.py). ``summarise(..., aliases=space.aliases(component))`` attaches them to each choice's
@@ -38,7 +45,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -106,6 +113,14 @@ class Recommendation:
     runner_up: str | None
     not_compared: tuple[str, ...]  # open choices with fewer than min_successes successes
     reason: str
+    # The best-scoring choice with enough successes, also when nothing is recommended (shown to
+    # the person who decides an "insufficient" stage; never applied automatically).
+    leader: str | None = None
+
+    @property
+    def auto_approvable(self) -> bool:
+        """May a search's auto-approve apply this recommendation without a person?"""
+        return self.choice is not None and self.status != "insufficient"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,6 +129,8 @@ class Recommendation:
             "runner_up": self.runner_up,
             "not_compared": list(self.not_compared),
             "reason": self.reason,
+            "leader": self.leader,
+            "auto_approvable": self.auto_approvable,
         }
 
 
@@ -225,31 +242,47 @@ def describe(
 
 
 def _recommend(
-    described: Sequence[ChoiceStats], open_choices: Sequence[str], min_successes: int
+    described: Sequence[ChoiceStats],
+    open_choices: Sequence[str],
+    min_successes: int,
+    infeasible: Collection[str] = (),
 ) -> Recommendation:
     comparable = [c for c in described if c.n >= min_successes]
     not_compared = tuple(c.choice for c in described if c.n < min_successes)
-    if len(comparable) < 2:
-        counts = ", ".join(f"{c.label}: {c.n}" for c in described)
+    # A choice without enough evidence because its trials failed (or were never sampled) is not
+    # a losing choice: recommending around it would discard it untried.
+    lacking = [c for c in described if c.n < min_successes and c.choice not in infeasible]
+    order = {c: i for i, c in enumerate(open_choices)}
+    ranked = sorted(comparable, key=lambda c: (-c.mean, -c.median, order[c.choice]))
+    if lacking or len(comparable) < 2:
+        counts = ", ".join(
+            f"{c.label}: {c.n}" + (f" ({c.failed} failed)" if c.failed else "") for c in described
+        )
+        leader = ranked[0] if ranked else None
+        reason = (
+            f"only {len(comparable)} of {len(described)} choices have at least {min_successes} "
+            f"successful trials ({counts}); insufficient evidence, so nothing is recommended or "
+            "approved automatically: retry the failed trials, or choose by hand with a reason"
+        )
+        if leader is not None:
+            reason += f"; leading so far: {leader.label} (mean {leader.mean:.2f}, n={leader.n})"
+        if infeasible:
+            reason += f"; no design meets the budget for: {', '.join(infeasible)}"
         return Recommendation(
             choice=None,
             status="insufficient",
             runner_up=None,
             not_compared=not_compared,
-            reason=(
-                f"only {len(comparable)} of {len(described)} choices have at least {min_successes} "
-                f"successful trials ({counts}); choose by hand or run more trials"
-            ),
+            reason=reason,
+            leader=leader.choice if leader else None,
         )
-    order = {c: i for i, c in enumerate(open_choices)}
-    ranked = sorted(comparable, key=lambda c: (-c.mean, -c.median, order[c.choice]))
     best, runner = ranked[0], ranked[1]
     lead = (
         f"{best.label} has the highest mean score ({best.mean:.2f}, n={best.n}) ahead of "
         f"{runner.label} ({runner.mean:.2f}, n={runner.n})"
     )
     if best.ci95 is None or runner.ci95 is None:
-        # Only reachable with min_successes = 1 (the "quick" preset): a mean without a CI.
+        # Only reachable with min_successes = 1: a mean without a CI.
         separable = False
         reason = f"{lead}; one of them has a single score, too few for a confidence interval"
     else:
@@ -258,15 +291,14 @@ def _recommend(
             "do not overlap" if separable else "overlap, so the data do not separate them"
         )
     if not_compared:
-        reason += (
-            f"; not compared (fewer than {min_successes} successes): {', '.join(not_compared)}"
-        )
+        reason += f"; not compared (no design meets the budget): {', '.join(not_compared)}"
     return Recommendation(
         choice=best.choice,
         status="separable" if separable else "not_separable",
         runner_up=runner.choice,
         not_compared=not_compared,
         reason=reason,
+        leader=best.choice,
     )
 
 
@@ -280,11 +312,14 @@ def summarise(
     resamples: int = DEFAULT_RESAMPLES,
     min_successes: int = 2,
     aliases: Mapping[str, Sequence[str]] | None = None,
+    infeasible: Collection[str] = (),
 ) -> StageSummary:
     """Summarise a stage's trials for ``component`` over its ``open_choices`` (canonical order).
 
     Every open choice is listed, with n = 0 when no trial drew it. ``aliases`` maps an open choice
     to the patterns it stands for (``DesignSpace.aliases(component)``; module docstring).
+    ``infeasible`` names open choices of which no design meets the budget (the sample batch's
+    ``untried`` with that reason): they cannot be trained, so they do not hold the stage back.
     """
     if isinstance(min_successes, bool) or not isinstance(min_successes, int) or min_successes < 1:
         raise SpaceError("min_successes", f"must be a positive integer, got {min_successes!r}")
@@ -345,7 +380,11 @@ def summarise(
         not_applicable=not_applicable,
         choices=described,
         overall=describe(all_scores, failed=failed, seed=seed, resamples=resamples),
-        recommendation=_recommend(described, open_choices, min_successes) if component else None,
+        recommendation=(
+            _recommend(described, open_choices, min_successes, tuple(infeasible))
+            if component
+            else None
+        ),
         resamples=resamples,
         seed=seed,
     )

@@ -14,6 +14,7 @@ MODULES = [
     "errors",
     "grouping",
     "halving",
+    "planning",
     "presets",
     "space",
     "stages",

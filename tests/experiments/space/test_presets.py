@@ -6,7 +6,7 @@ import pytest
 
 from experiments.space.compiling import Budget
 from experiments.space.errors import SpaceError
-from experiments.space.presets import SearchConfig, preset
+from experiments.space.presets import PRESETS, SearchConfig, preset
 
 
 def test_paper_preset_matches_the_paper() -> None:
@@ -19,6 +19,14 @@ def test_quick_preset_fits_a_cpu() -> None:
     config = preset("quick")
     assert config.designs_per_stage == 8 and config.epochs == 1
     assert 100 <= config.max_train_examples <= 1000
+
+
+def test_every_preset_needs_two_successes_per_choice() -> None:
+    assert all(config.min_successes >= 2 for config in PRESETS.values())
+    with pytest.raises(SpaceError) as info:
+        preset("quick", min_successes=1)
+    assert info.value.field == "min_successes"
+    assert "at least 2" in str(info.value) and "got 1" in str(info.value)
 
 
 def test_every_field_is_overridable_and_round_trips() -> None:

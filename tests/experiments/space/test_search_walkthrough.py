@@ -8,6 +8,7 @@ S0, S1, S2, S3, S4.G1..S4.G4.
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 from experiments.space import (
     FINAL,
@@ -20,6 +21,7 @@ from experiments.space import (
     preset,
     refine,
     sample,
+    stage_plan,
     stage_seed,
     summarise,
 )
@@ -111,23 +113,32 @@ def test_greedy_search_finds_the_planted_design() -> None:
     assert failed > 0  # failures happened and were excluded, not averaged
 
 
-def test_quick_preset_reaches_the_final_stage_with_a_recommendation_at_each_stage() -> None:
-    # 8 designs per stage cannot cover 15 choices twice; the quick preset still recommends
-    # (never "separable" on single scores), so an auto-approved quick search runs to the end.
+def test_quick_preset_trains_every_choice_and_reaches_the_final_stage() -> None:
+    # Each stage trains min_successes designs per open choice (planning.stage_plan raises the
+    # quick preset's 8 to 30 for 15 choices), so every choice is compared and an auto-approved
+    # quick search runs to the end without discarding any choice untried.
     config = preset("quick")
-    space = DesignSpace.initial(num_groups=config.num_groups)
+    shape = minilm_shape()
+    space = DesignSpace.initial(num_groups=config.num_groups, num_layers=shape.num_layers)
     rng = random.Random(1)
     statuses = []
     while (stage := next_stage(space)) is not FINAL:
+        plan = stage_plan(config, space)
         batch = sample(
             space,
-            config.designs_per_stage,
+            plan.designs,
             seed=stage_seed(config.seed, stage.name),
-            shape=minilm_shape(),
+            shape=shape,
             budget=config.budget,
-            balance=stage.component,
+            balance=plan.balance,
+            stratify=plan.stratify,
+            min_per_choice=plan.min_per_choice,
         )
-        assert len(batch.designs) == config.designs_per_stage
+        assert len(batch.designs) == plan.designs >= config.designs_per_stage
+        counts = Counter(d.choices[stage.component] for d in batch.designs)
+        trainable = [c for c in space.open(stage.component) if c not in batch.untried]
+        assert all(counts[c] >= config.min_successes for c in trainable), counts
+        assert batch.infeasible_choices == tuple(batch.untried)
         outcomes = [
             TrialOutcome(d.choices, 50.0 + rng.gauss(0, 5)) for d in batch.designs
         ]  # no failures here: this checks coverage, not robustness
@@ -137,9 +148,12 @@ def test_quick_preset_reaches_the_final_stage_with_a_recommendation_at_each_stag
             open_choices=space.open(stage.component),
             min_successes=config.min_successes,
             resamples=config.bootstrap_resamples,
+            aliases=space.aliases(stage.component),
+            infeasible=batch.infeasible_choices,
         )
         rec = summary.recommendation
         statuses.append(rec.status)
+        assert rec.auto_approvable, rec.reason
         space, _ = refine(
             space, stage.component, rec.choice, decided_by="auto", recommended=rec.choice
         )

@@ -118,14 +118,42 @@ def test_too_few_successes_recommends_nothing() -> None:
     assert summary.failed == 3
 
 
-def test_choices_below_the_minimum_are_named() -> None:
+def test_a_choice_below_the_minimum_holds_the_stage_for_a_person() -> None:
+    # Given G2 lacks a second success (its other trial failed)
     summary = summarise(
-        outcomes("groups", {"G1": [70.0, 71.0], "G2": [50.0], "G1+G2": [60.0, 61.0]}),
+        outcomes("groups", {"G1": [70.0, 71.0], "G2": [50.0, None], "G1+G2": [60.0, 61.0]}),
         component="groups",
         open_choices=["G1", "G2", "G1+G2"],
     )
-    assert summary.recommendation.choice == "G1"
-    assert summary.recommendation.not_compared == ("G2",)
+    rec = summary.recommendation
+    # Then nothing is recommended (G2 would be discarded untried), the leader is named for the
+    # person who decides, and auto-approve may not apply anything.
+    assert (rec.choice, rec.status, rec.leader) == (None, "insufficient", "G1")
+    assert rec.not_compared == ("G2",) and not rec.auto_approvable
+    assert "G2: 1 (1 failed)" in rec.reason and "leading so far: G1" in rec.reason
+    assert rec.to_dict()["auto_approvable"] is False
+
+
+def test_a_choice_no_design_can_meet_the_budget_does_not_hold_the_stage() -> None:
+    summary = summarise(
+        outcomes("assignment.G2", {"A": [70.0, 71.0], "L": [60.0, 61.0]}),
+        component="assignment.G2",
+        open_choices=["A", "B", "L"],
+        infeasible=["B"],
+    )
+    rec = summary.recommendation
+    assert (rec.choice, rec.status, rec.auto_approvable) == ("A", "separable", True)
+    assert rec.not_compared == ("B",) and "no design meets the budget" in rec.reason
+
+
+def test_every_choice_with_enough_successes_is_auto_approvable() -> None:
+    summary = summarise(
+        outcomes("groups", {"G1": [70.0, 71.0], "G2": [50.0, 52.0], "G1+G2": [60.0, 61.0]}),
+        component="groups",
+        open_choices=["G1", "G2", "G1+G2"],
+    )
+    rec = summary.recommendation
+    assert rec.choice == rec.leader == "G1" and rec.auto_approvable and rec.not_compared == ()
 
 
 def test_not_applicable_trials_are_counted_apart() -> None:

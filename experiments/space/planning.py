@@ -1,0 +1,279 @@
+"""How many trials each stage trains, known before the search starts.
+
+A stage that decides a component trains at least ``min_successes`` designs for every open choice
+of that component, so no choice is discarded untried and each has a spread:
+
+    designs = max(designs_per_stage, open choices x min_successes)
+
+The preset's ``designs_per_stage`` is kept where it is larger; ``StagePlan.raised_from`` says
+when it was raised (the form shows "raised from 8 to 30"). The designs are sampled stratified:
+``min_successes`` per choice first, then the rest balanced (``balance`` on) or uniformly
+(sampling.py, ``min_per_choice``/``stratify``). The S0 reference stage decides nothing and
+trains ``designs_per_stage``. A pattern component whose every choice is an alias of one on this
+backbone (aliases.py) is decided without training: its stage plans 0 trials.
+
+Before the search, S4 stages depend on S3's decision: the plan counts one per group (every group
+tuned, the most S3 can choose) and marks them ``upper_bound``. Work is counted in *task-epochs*:
+a stage trial trains every task of the search for ``epochs`` epochs; a final-stage run trains one
+task for ``final_epochs`` epochs.
+
+>>> from experiments.space.presets import preset
+>>> plan = search_plan(preset("quick"), num_layers=6)
+>>> [(s.name, s.designs, s.raised_from) for s in plan.stages][:4]
+[('S1', 8, None), ('S2', 8, None), ('S3', 30, 8), ('S4.G1', 30, 8)]
+
+What the platform's services do when a stage opens::
+
+    plan = stage_plan(config, space)
+    batch = sample(space, plan.designs, seed=stage_seed(config.seed, plan.name), shape=shape,
+                   budget=config.budget, balance=plan.balance, stratify=plan.stratify,
+                   min_per_choice=plan.min_per_choice)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from experiments.space.errors import SpaceError
+from experiments.space.final import ARMS
+from experiments.space.presets import SearchConfig
+from experiments.space.space import DesignSpace, all_choices
+from experiments.space.stages import (
+    FINAL,
+    REFERENCE,
+    StageSpec,
+    decisions_without_training,
+    next_stage,
+    stage_order,
+)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """The trials one stage trains (module docstring)."""
+
+    name: str
+    component: str | None
+    title: str
+    choices: int  # open choices of the component (merged aliases count once); 0: decides nothing
+    requested: int  # the configuration's designs_per_stage (final: runs of the final plan)
+    designs: int  # trials the stage trains
+    min_per_choice: int
+    epochs: int
+    tasks_per_trial: int
+    balance: str | None  # pass to sample(): component cycled through every draw
+    stratify: str | None  # pass to sample(): component whose choices get min_per_choice first
+    upper_bound: bool = False  # S4 before S3 has decided: runs only for a group S3 tunes
+    trained: bool = True  # False: decided without training (all choices alias one)
+    note: str = ""
+
+    @property
+    def raised_from(self) -> int | None:
+        """The configured figure when the stage trains more than it, else None."""
+        return self.requested if self.designs > self.requested else None
+
+    @property
+    def task_epochs(self) -> int:
+        return self.designs * self.epochs * self.tasks_per_trial
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "component": self.component,
+            "title": self.title,
+            "choices": self.choices,
+            "requested": self.requested,
+            "designs": self.designs,
+            "raised_from": self.raised_from,
+            "min_per_choice": self.min_per_choice,
+            "epochs": self.epochs,
+            "tasks_per_trial": self.tasks_per_trial,
+            "task_epochs": self.task_epochs,
+            "balance": self.balance,
+            "stratify": self.stratify,
+            "upper_bound": self.upper_bound,
+            "trained": self.trained,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """Every stage's plan, S0 (when configured) to final, and the totals."""
+
+    stages: tuple[StagePlan, ...]
+    tasks: int
+
+    @property
+    def trials(self) -> int:
+        return sum(s.designs for s in self.stages)
+
+    @property
+    def task_epochs(self) -> int:
+        return sum(s.task_epochs for s in self.stages)
+
+    @property
+    def upper_bound(self) -> bool:
+        """True when the totals assume the most stages S3 can lead to."""
+        return any(s.upper_bound for s in self.stages)
+
+    @property
+    def raised(self) -> tuple[StagePlan, ...]:
+        return tuple(s for s in self.stages if s.raised_from is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stages": [s.to_dict() for s in self.stages],
+            "tasks": self.tasks,
+            "trials": self.trials,
+            "task_epochs": self.task_epochs,
+            "upper_bound": self.upper_bound,
+        }
+
+
+def _deciding(
+    config: SearchConfig, spec: StageSpec, choices: int, *, tasks: int, upper_bound: bool = False
+) -> StagePlan:
+    designs = max(config.designs_per_stage, choices * config.min_successes)
+    note = (
+        f"raised from {config.designs_per_stage} to {designs}: {choices} open choices x "
+        f"{config.min_successes} designs each"
+        if designs > config.designs_per_stage
+        else ""
+    )
+    if upper_bound:
+        group = spec.name.removeprefix("S4.")
+        note = "; ".join(filter(None, [f"runs only if S3 tunes {group}", note]))
+    return StagePlan(
+        name=spec.name,
+        component=spec.component,
+        title=spec.title,
+        choices=choices,
+        requested=config.designs_per_stage,
+        designs=designs,
+        min_per_choice=config.min_successes,
+        epochs=config.epochs,
+        tasks_per_trial=tasks,
+        balance=spec.component if config.balance else None,
+        stratify=spec.component,
+        upper_bound=upper_bound,
+        note=note,
+    )
+
+
+def _reference(config: SearchConfig, *, tasks: int) -> StagePlan:
+    return StagePlan(
+        name=REFERENCE.name,
+        component=None,
+        title=REFERENCE.title,
+        choices=0,
+        requested=config.designs_per_stage,
+        designs=config.designs_per_stage,
+        min_per_choice=0,
+        epochs=config.epochs,
+        tasks_per_trial=tasks,
+        balance=None,
+        stratify=None,
+        note="samples the unconstrained space; decides nothing",
+    )
+
+
+def _check_tasks(tasks: Any) -> int:
+    if isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 1:
+        raise SpaceError("tasks", f"must be a positive number of tasks, got {tasks!r}")
+    return tasks
+
+
+def stage_plan(
+    config: SearchConfig,
+    space: DesignSpace,
+    spec: StageSpec | None = None,
+    *,
+    tasks: int = 1,
+) -> StagePlan:
+    """The plan of the stage that samples ``space`` (``spec`` default: ``next_stage(space)``)."""
+    tasks = _check_tasks(tasks)
+    spec = spec or next_stage(space)
+    if spec.name == REFERENCE.name:
+        return _reference(config, tasks=tasks)
+    if spec.component is None:
+        raise SpaceError("stage", f"{spec.name} trains the final plan (final.final_plan)")
+    return _deciding(config, spec, len(space.open(spec.component)), tasks=tasks)
+
+
+def search_plan(config: SearchConfig, *, num_layers: int, tasks: int = 1) -> SearchPlan:
+    """Every stage's trials for a search with ``config`` on a backbone of ``num_layers`` layers.
+
+    Raises ``SpaceError`` (field ``num_layers``) when the backbone has fewer layers than
+    ``config.num_groups``.
+    """
+    tasks = _check_tasks(tasks)
+    space = DesignSpace.initial(num_groups=config.num_groups, num_layers=num_layers)
+    untrained = {d.component: d for d in decisions_without_training(space)}
+    stages: list[StagePlan] = [_reference(config, tasks=tasks)] if config.reference_stage else []
+    for spec in stage_order(config.num_groups, reference=False):
+        if spec is FINAL:
+            runs = len(ARMS) * tasks * config.final_seeds
+            stages.append(
+                StagePlan(
+                    name=FINAL.name,
+                    component=None,
+                    title=FINAL.title,
+                    choices=0,
+                    requested=runs,
+                    designs=runs,
+                    min_per_choice=0,
+                    epochs=config.final_epochs,
+                    tasks_per_trial=1,
+                    balance=None,
+                    stratify=None,
+                    note=(
+                        f"{len(ARMS)} arms x {tasks} task(s) x {config.final_seeds} seeds, "
+                        "one task per run"
+                    ),
+                )
+            )
+        elif spec.component in untrained:
+            decision = untrained[spec.component]
+            stages.append(
+                StagePlan(
+                    name=spec.name,
+                    component=spec.component,
+                    title=spec.title,
+                    choices=1,
+                    requested=config.designs_per_stage,
+                    designs=0,
+                    min_per_choice=config.min_successes,
+                    epochs=config.epochs,
+                    tasks_per_trial=tasks,
+                    balance=None,
+                    stratify=None,
+                    trained=False,
+                    note=decision.reason,
+                )
+            )
+        elif len(all_choices(spec.component, config.num_groups)) == 1:
+            continue  # nothing to decide (tunable groups with G = 1): next_stage skips it too
+        else:
+            assert spec.component is not None  # only S0 and final decide nothing
+            # Before S3 the assignment stages are all possible; each has the 15 strategy sets.
+            choices = (
+                len(space.open(spec.component))
+                if not spec.component.startswith("assignment.")
+                else len(all_choices(spec.component, config.num_groups))
+            )
+            stages.append(
+                _deciding(
+                    config,
+                    spec,
+                    choices,
+                    tasks=tasks,
+                    upper_bound=spec.component.startswith("assignment.")
+                    and config.num_groups > 1,
+                )
+            )
+    return SearchPlan(stages=tuple(stages), tasks=tasks)
+
+
+__all__ = ["SearchPlan", "StagePlan", "search_plan", "stage_plan"]
