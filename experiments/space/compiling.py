@@ -31,6 +31,10 @@ from tasks.peft.design import Design, DesignOptions, design_from_sizes
 Choices = Mapping[str, "str | None"]
 
 
+# Larger than any backbone PEFS can train; a bound so that no typed number is unbounded.
+MAX_BUDGET_PARAMETERS = 10**12
+
+
 @dataclass(frozen=True)
 class Budget:
     """The PEFT parameter budget: a fraction of the backbone's parameters or an absolute count.
@@ -65,8 +69,11 @@ class Budget:
             object.__setattr__(self, "fraction", float(f))
         if self.parameters is not None:
             p = self.parameters
-            if isinstance(p, bool) or not isinstance(p, int) or p < 1:
-                raise SpaceError("budget.parameters", f"must be a positive integer, got {p!r}")
+            if isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= MAX_BUDGET_PARAMETERS:
+                raise SpaceError(
+                    "budget.parameters",
+                    f"must be an integer from 1 to {MAX_BUDGET_PARAMETERS:,}, got {str(p)[:40]}",
+                )
 
     def resolve(self, shape: BackboneShape) -> int:
         """The target parameter count on ``shape``."""

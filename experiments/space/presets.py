@@ -10,7 +10,7 @@ Every field can be overridden; each is validated on construction and a bad value
 >>> preset("paper", epochs=0)
 Traceback (most recent call last):
 ...
-experiments.space.errors.SpaceError: epochs: must be an integer >= 1, got 0
+experiments.space.errors.SpaceError: epochs: must be an integer from 1 to 100, got 0
 """
 
 from __future__ import annotations
@@ -26,6 +26,27 @@ from experiments.space.errors import SpaceError
 from experiments.space.space import MAX_GROUPS
 
 
+# Upper bounds of every number a user can type (form, API and CLI all validate through
+# SearchConfig). They keep one request from queueing an unbounded amount of work or holding the
+# database; a per-user cap on a search's total trials is checked where searches are created.
+LIMITS: dict[str, int | float] = {
+    "designs_per_stage": 1000,
+    "epochs": 100,
+    "max_train_examples": 1_000_000,
+    "max_eval_examples": 1_000_000,
+    "max_length": 4096,
+    "learning_rate": 1.0,
+    "batch_size": 1024,
+    "halving_eta": 16,
+    "min_successes": 100,
+    "bootstrap_resamples": 100_000,
+    "final_seeds": 20,
+    "final_epochs": 100,
+    # Seeds are stored as 32-bit signed integers, and final-stage seeds add small offsets.
+    "seed": 2_000_000_000,
+}
+
+
 # Below two successes a choice has no spread, so its confidence interval is undefined and
 # comparing it is guesswork.
 MIN_SUCCESSES = 2
@@ -34,10 +55,20 @@ MIN_SUCCESSES = 2
 def _int(name: str, value: Any, minimum: int, *, optional: bool = False) -> None:
     if optional and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    maximum = LIMITS.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
+        maximum is not None and value > maximum
+    ):
+        bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
         raise SpaceError(
-            name, f"must be an integer >= {minimum}{' or null' if optional else ''}, got {value!r}"
+            name, f"must be an integer {bound}{' or null' if optional else ''}, got {_shown(value)}"
         )
+
+
+def _shown(value: Any) -> str:
+    """repr() of a user's value, shortened: a 10**30 must not turn into a 30-digit error line."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,8 +143,11 @@ class SearchConfig:
             or not isinstance(lr, (int, float))
             or not math.isfinite(lr)
             or lr <= 0
+            or lr > LIMITS["learning_rate"]
         ):
-            raise SpaceError("learning_rate", f"must be a positive number, got {lr!r}")
+            raise SpaceError(
+                "learning_rate", f"must be a number in (0, {LIMITS['learning_rate']}], got {_shown(lr)}"
+            )
         _int("batch_size", self.batch_size, 1)
         for flag in ("reference_stage", "balance", "auto_approve"):
             if not isinstance(getattr(self, flag), bool):
