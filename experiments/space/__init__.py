@@ -43,7 +43,9 @@ A search, end to end (what the platform's services do, one stage per Stage row):
                    stratify=plan.stratify, min_per_choice=plan.min_per_choice,
                    provenance={"search": search.id, "stage": stage.name})
     # one Trial per batch.designs[i]: store .choices, .design (the pefs.design/1 dict),
-    # .parameters, .seed; workers train .design and report a score (None when a trial fails)
+    # .parameters, .seed; workers train .design and report a score (None when a trial fails).
+    # Common random numbers (sampling.py): train with TrainConfig.seed = .data_seed (shared by
+    # the stage: example order, head, dropout); .seed stays the design's PEFT-init seed.
 
     summary = summarise([TrialOutcome(t.choices, t.score, t.id) for t in trials],
                         component=stage.component, open_choices=space.open(stage.component),
@@ -104,7 +106,13 @@ from experiments.space.halving import (
 )
 from experiments.space.planning import SearchPlan, StagePlan, search_plan, stage_plan
 from experiments.space.presets import PRESETS, SearchConfig, preset
-from experiments.space.sampling import InfeasibleSpace, SampleBatch, SampledDesign, sample
+from experiments.space.sampling import (
+    InfeasibleSpace,
+    SampleBatch,
+    SampledDesign,
+    sample,
+    stage_data_seed,
+)
 from experiments.space.space import SPACE_SCHEMA, ChoiceChange, DesignSpace, component_names, diff
 from experiments.space.stages import (
     AUTO,
@@ -174,6 +182,7 @@ __all__ = [
     "rung_epochs",
     "sample",
     "search_plan",
+    "stage_data_seed",
     "stage_order",
     "stage_plan",
     "stage_seed",

@@ -13,6 +13,10 @@ Arms, each trained on every task with several seeds:
 the average over tasks: the mean of the per-task means, and the standard deviation over seeds of
 each seed's task average (seeds with a failed task are left out of that spread). Failed runs
 (score None) are counted, never averaged.
+
+Common random numbers (seed policy: sampling.py): every arm of replicate ``s`` trains with seed
+``s``, as its design seed and as its data seed (``FinalRun.data_seed``: example order, head
+initialisation, dropout), so within a replicate the arms differ by their design only.
 """
 
 from __future__ import annotations
@@ -45,11 +49,17 @@ class FinalRun:
     design: dict[str, Any] | None
     parameters: int  # stored trainable parameters (full: the whole backbone), task head excluded
 
+    @property
+    def data_seed(self) -> int:
+        """Example order, head and dropout seed: shared by every arm of the replicate."""
+        return self.seed
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "arm": self.arm,
             "task": self.task,
             "seed": self.seed,
+            "data_seed": self.data_seed,
             "design": self.design,
             "parameters": self.parameters,
         }

@@ -19,16 +19,39 @@ space: at random, each component's choice drawn uniformly and independently from
   stops short and says so; when nothing at all is feasible ``InfeasibleSpace`` is raised;
 - **balanced** (optional): ``balance="grouping"`` cycles the choices of the component a stage
   decides through a freshly shuffled order, so every choice gets n / k designs (±1) instead of a
-  multinomial count. Its marginal is still uniform; small stages ("quick": 8 designs) need it to
-  give every choice a sample at all.
+  multinomial count. Its marginal is still uniform;
+- **stratified** (what a stage uses, planning.stage_plan): ``min_per_choice=k`` with
+  ``stratify`` (default: ``balance``) draws k designs of every open choice of that component
+  first, in k shuffled rounds, then the rest balanced (``balance``) or uniformly. A choice with
+  fewer than k distinct feasible designs repeats its own with new seeds; one with none is
+  listed in ``untried`` with the reason (``infeasible_choices``: no design meets the budget), so
+  no choice is ever left out silently. ``n`` must be at least k x open choices.
 
-Each design gets its own training seed, ``seed * 1_000_003 + index`` mod 2**31, so a design's
-seed does not depend on how many draws were rejected before it.
+Seed policy (common random numbers). Within a stage the designs should differ by their design,
+not by the shuffle, so there are two seeds per trial:
+
+- the *design seed* ``design_seed(seed, index)`` = ``seed * 1_000_003 + index`` mod 2**31, one
+  per design (``SampledDesign.seed``, the design document's ``seed``): the initialisation of the
+  PEFT modules only (the engine seeds them with it alone). It does not depend on how many draws
+  were rejected before the design; a repeat of a design gets a new one;
+- the *stage data seed* ``stage_data_seed(seed)``, the same for every design of a batch
+  (``SampledDesign.data_seed``, also in the design's ``provenance.sample.data_seed``): the order
+  of the training examples, the task head's initialisation and dropout. The runner takes it as
+  ``TrainConfig.seed`` (which seeds the head, the example order and dropout), while PEFT
+  initialisation keeps the design seed.
+
+``seed`` here is the stage's sampling seed, ``stages.stage_seed(search seed, stage name)``, so
+both derive from the search seed and the stage: stages differ, reruns agree. The final stage
+follows the same rule by construction: every arm of replicate s uses seed s (final.py).
+
+>>> stage_data_seed(7) == stage_data_seed(7) != stage_data_seed(8)
+True
 """
 
 from __future__ import annotations
 
 import random
+import zlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,13 +84,14 @@ class SampledDesign:
     """One sampled design: its abstract choices and the concrete design they compile to."""
 
     index: int  # position in the batch, 0-based
-    seed: int  # training seed, also stored in the design
+    seed: int  # PEFT-initialisation seed, also the design document's seed
     choices: Mapping[str, str | None]  # every component; None = group not tuned
     design: dict[str, Any]  # the pefs.design/1 document
     parameters: int  # exact stored PEFT parameters
     target: int  # the budget it was solved for
     redraws: int  # infeasible draws rejected just before this one
     repeat_of: int | None = None  # with repeats=True: index of the design this one repeats
+    data_seed: int | None = None  # the stage's shared data/head/dropout seed (module docstring)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +103,7 @@ class SampledDesign:
             "target": self.target,
             "redraws": self.redraws,
             "repeat_of": self.repeat_of,
+            "data_seed": self.data_seed,
         }
 
 
@@ -123,8 +148,17 @@ class SampleBatch:
 
 
 def design_seed(seed: int, index: int) -> int:
-    """Training seed of design ``index`` of a batch drawn with ``seed``."""
+    """PEFT-initialisation seed of design ``index`` of a batch drawn with ``seed``."""
     return (seed * 1_000_003 + index) % 2**31
+
+
+def stage_data_seed(seed: int) -> int:
+    """Data-order, head and dropout seed shared by every design of a batch drawn with ``seed``.
+
+    A separate stream from the design seeds (a hash, not an index offset), so it never equals
+    the design seed of one of the batch's own designs by construction.
+    """
+    return zlib.crc32(f"pefs-stage-data/{seed}".encode()) % 2**31
 
 
 class _Drawer:
@@ -244,11 +278,13 @@ def sample(
     provenance: Mapping[str, Any] | None = None,
     min_per_choice: int = 0,
     stratify: str | None = None,
+    data_seed: int | None = None,
 ) -> SampleBatch:
     """Draw ``n`` compiled designs from ``space`` (see the module docstring).
 
     ``provenance`` (e.g. search and stage ids) is copied into every design's provenance, next to
-    the choices and ``{"sample": {"seed": seed, "index": i}}``. ``max_redraws`` defaults to
+    the choices and ``{"sample": {"seed": seed, "index": i, "data_seed": ...}}``. ``data_seed``
+    (default ``stage_data_seed(seed)``) is shared by every design. ``max_redraws`` defaults to
     ``max(100, 10 * n)`` infeasible draws. ``min_per_choice`` designs go to every open choice of
     ``stratify`` (default: ``balance``) before any other draw; ``n`` must leave room for them.
     """
@@ -260,6 +296,10 @@ def sample(
         max_redraws = max(100, 10 * n)
     elif isinstance(max_redraws, bool) or not isinstance(max_redraws, int) or max_redraws < 0:
         raise SpaceError("max_redraws", f"must be a non-negative integer, got {max_redraws!r}")
+    if data_seed is None:
+        data_seed = stage_data_seed(seed)
+    elif isinstance(data_seed, bool) or not isinstance(data_seed, int) or data_seed < 0:
+        raise SpaceError("data_seed", f"must be a non-negative integer, got {data_seed!r}")
     budget = budget or Budget()
     _check_balance(space, balance)
     stratify = _check_stratify(space, n, balance, stratify, min_per_choice)
@@ -279,7 +319,10 @@ def sample(
             num_groups=space.num_groups,
             seed=design_seed(seed, index),
             options=options,
-            provenance={**dict(provenance or {}), "sample": {"seed": seed, "index": index}},
+            provenance={
+                **dict(provenance or {}),
+                "sample": {"seed": seed, "index": index, "data_seed": data_seed},
+            },
         )
 
     rng = random.Random(seed)
@@ -355,11 +398,11 @@ def sample(
             f"no design of this space meets budget {budget.to_dict()} on {shape.name_or_path} "
             f"after {redraws} infeasible draws{detail}",
         )
-    designs = [_sampled(i, c, redraws_before[i], None) for i, c in enumerate(found)]
+    designs = [_sampled(i, c, redraws_before[i], None, data_seed) for i, c in enumerate(found)]
 
     def repeat(of: int) -> SampledDesign:
         index = len(designs)
-        return _sampled(index, compile_at(found[of].choices, index), 0, of)
+        return _sampled(index, compile_at(found[of].choices, index), 0, of, data_seed)
 
     untried: dict[str, str] = {}
     if stratify is not None:
@@ -397,7 +440,7 @@ def sample(
 
 
 def _sampled(
-    index: int, compiled: CompiledDesign, redraws: int, repeat_of: int | None
+    index: int, compiled: CompiledDesign, redraws: int, repeat_of: int | None, data_seed: int
 ) -> SampledDesign:
     return SampledDesign(
         index=index,
@@ -408,6 +451,7 @@ def _sampled(
         target=compiled.target,
         redraws=redraws,
         repeat_of=repeat_of,
+        data_seed=data_seed,
     )
 
 

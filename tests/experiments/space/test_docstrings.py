@@ -16,6 +16,7 @@ MODULES = [
     "halving",
     "planning",
     "presets",
+    "sampling",
     "space",
     "stages",
     "stats",
