@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import hashlib
 import json
+from pathlib import Path
 
 import datasets
 import pytest
@@ -127,6 +129,18 @@ def test_spec_round_trips_through_json():
     assert info.value.field == "colour"
 
 
+def test_the_data_package_imports_no_django():
+    package = Path(data.__file__).parent
+    imported = set()
+    for module in package.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+    assert not imported & {"django", "rest_framework", "channels", "celery", "experiments"}
+
+
 # --- user files ---------------------------------------------------------------------------
 
 
@@ -141,10 +155,24 @@ GOOD_CSV = "text,extra,stars\n" + "".join(
 )
 
 
+def test_specs_stored_with_the_old_source_name_file_still_load(tmp_path):
+    # Given an upload's spec as databases stored it before "file" became "upload"
+    path = _write(tmp_path, "reviews.csv", GOOD_CSV)
+    stored = {**user_task(path, text_columns=["text"], label_column="stars").to_dict(),
+              "source": "file"}
+    # When it is read back, Then it is an upload spec and its file loads
+    spec = resolve_task(stored)
+    assert spec.source == "upload"
+    assert len(load_task(spec).train) == 27
+    with pytest.raises(DataError) as info:
+        TaskSpec.from_dict({**stored, "source": "disk"})
+    assert info.value.field == "source"
+
+
 def test_user_csv_becomes_a_task_with_a_held_out_split(tmp_path):
     path = _write(tmp_path, "reviews.csv", GOOD_CSV)
     spec = user_task(path, text_columns=["text"], label_column="stars")
-    assert spec.source == "file" and spec.problem == "classification"
+    assert spec.source == "upload" and spec.problem == "classification"
     assert spec.labels == ("neg", "pos") and spec.metric == "accuracy"
     loaded = load_task(spec)
     assert len(loaded.train) == 27 and len(loaded.eval) == 3
