@@ -1,0 +1,80 @@
+"""Refuse oversized request bodies before anything reads them.
+
+Django's ASGI handler spools a whole request body before a view (or the upload limit inside it)
+runs, so a 200 MB upload used to be read in full, then refused, while other requests waited. This
+ASGI middleware answers 413 at once when the declared Content-Length is over the limit, and stops a
+body that grows past it while streaming (a chunked or lying request): the application then sees a
+disconnect and the client gets the 413. In production put the same limit on the reverse proxy
+(e.g. nginx ``client_max_body_size``), which refuses before the ASGI server buffers anything.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class RequestBodyLimit:
+    """Wrap an ASGI HTTP application; ``limit`` is a callable so settings can change in tests."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], *, limit: Callable[[], int]) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit()
+        declared = _declared_length(scope)
+        if declared is not None and declared > limit:
+            await self._refuse(send, limit)
+            return
+        received = 0
+        exceeded = False
+        started = False
+
+        async def bounded_receive() -> Message:
+            nonlocal received, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    exceeded = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if exceeded and not started:
+                return  # the application's answer to a cut body is replaced by the 413 below
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, bounded_receive, tracking_send)
+        if exceeded and not started:
+            await self._refuse(send, limit)
+
+    @staticmethod
+    async def _refuse(send: Send, limit: int) -> None:
+        body = json.dumps({"detail": f"Request body larger than {limit} bytes."}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,99 @@
+"""Oversized request bodies are refused before anything reads them (issue 9: a 200 MB upload was
+read in full, then refused, while other requests waited)."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+
+from pefs_web.body_limit import RequestBodyLimit
+
+
+def _scope(length: int | None, path: str = "/api/tasks/") -> dict:
+    headers = [(b"content-type", b"multipart/form-data; boundary=x")]
+    if length is not None:
+        headers.append((b"content-length", str(length).encode()))
+    return {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
+            "headers": headers, "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80),
+            "client": ("127.0.0.1", 5000), "root_path": ""}
+
+
+class RecordingApp:
+    """Reads the whole body, then answers 200; records what it read."""
+
+    def __init__(self) -> None:
+        self.called = False
+        self.read = 0
+        self.disconnected = False
+
+    async def __call__(self, scope, receive, send):
+        self.called = True
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                return
+            self.read += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _response(communicator: ApplicationCommunicator) -> tuple[int, bytes]:
+    start = await communicator.receive_output(timeout=2)
+    body = await communicator.receive_output(timeout=2)
+    return start["status"], body["body"]
+
+
+def test_a_declared_oversize_is_refused_without_reading_or_calling_the_app():
+    async def scenario():
+        app = RecordingApp()
+        communicator = ApplicationCommunicator(RequestBodyLimit(app, limit=lambda: 1000), _scope(200 * 1024 * 1024))
+        # No body is ever sent: a middleware that waited for it would time out here.
+        status, body = await _response(communicator)
+        return app, status, json.loads(body)
+
+    app, status, body = asyncio.run(scenario())
+    assert status == 413 and "larger than 1000 bytes" in body["detail"]
+    assert not app.called
+
+
+def test_a_body_that_grows_past_the_limit_is_cut_and_refused():
+    async def scenario():
+        app = RecordingApp()
+        communicator = ApplicationCommunicator(RequestBodyLimit(app, limit=lambda: 1000), _scope(None))
+        for _ in range(5):
+            await communicator.send_input({"type": "http.request", "body": b"x" * 400, "more_body": True})
+        status, _ = await _response(communicator)
+        return app, status
+
+    app, status = asyncio.run(scenario())
+    assert status == 413
+    assert app.disconnected and app.read <= 1000
+
+
+def test_a_body_within_the_limit_reaches_the_app():
+    async def scenario():
+        app = RecordingApp()
+        communicator = ApplicationCommunicator(RequestBodyLimit(app, limit=lambda: 1000), _scope(800))
+        await communicator.send_input({"type": "http.request", "body": b"x" * 800, "more_body": False})
+        return app, await _response(communicator)
+
+    app, (status, body) = asyncio.run(scenario())
+    assert status == 200 and body == b"ok" and app.read == 800
+
+
+@pytest.mark.django_db
+def test_the_real_asgi_application_refuses_a_200_mb_upload_at_once(settings):
+    from pefs_web.asgi import application
+
+    async def scenario():
+        communicator = ApplicationCommunicator(application, _scope(200 * 1024 * 1024))
+        return await _response(communicator)
+
+    status, body = asyncio.run(scenario())
+    assert status == 413
+    assert str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE) in json.loads(body)["detail"]
