@@ -398,3 +398,28 @@ def test_new_search_form_offers_no_setting_the_service_refuses(owner_client, tas
     assert 'name="designs_per_stage"' in body  # the other preset fields stay editable
     for setting in services.UNSCHEDULED_SETTINGS:
         assert f'name="{setting}"' not in body
+
+
+def test_trial_and_stage_pages_follow_the_search_websocket(owner_client, search):
+    import json
+    import re
+    from pathlib import Path
+
+    from django.conf import settings
+
+    trial = search.trials.get(status="running")
+    stage = search.stages.get(key="S1")
+    pages = {"trial-config": reverse("trial-detail", args=[search.pk, trial.pk]),
+             "stage-config": reverse("stage-detail", args=[search.pk, stage.pk])}
+    for script_id, url in pages.items():
+        body = owner_client.get(url).content.decode()
+        config = json.loads(re.search(rf'<script id="{script_id}" type="application/json">(.*?)</script>',
+                                      body, re.S).group(1))
+        assert config["ws"] == f"/ws/searches/{search.pk}/", url
+        assert "pefs/js/pefs.js" in body
+    # Both scripts take the shared WebSocket client and keep only a slow safety poll
+    for name in ("trial.js", "stage.js"):
+        source = (Path(settings.BASE_DIR) / "static" / "pefs" / "js" / name).read_text()
+        assert "PEFS.followSearch(" in source and "new WebSocket" not in source, name
+        assert "SAFETY_POLL_MS = 30000" in source and "setInterval" not in source, name
+        assert not re.search(r"setTimeout\((tick|poll)", source), name

@@ -1,4 +1,5 @@
-// PEFS page behaviour shared by every page: local times, clickable rows, preset filling.
+// PEFS page behaviour shared by every page: local times, JSON reads, following a search's live
+// events, clickable rows, preset filling.
 (function () {
   "use strict";
 
@@ -23,6 +24,83 @@
   PEFS.csrfToken = function () {
     const match = document.cookie.match(/(?:^|; )csrftoken=([^;]*)/);
     return match ? decodeURIComponent(match[1]) : "";
+  };
+
+  PEFS.getJSON = async function (url) {
+    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(url + " answered " + response.status);
+    return response.json();
+  };
+
+  // Follows a search's live events: the WebSocket ws/searches/<id>/ carries trial.metric,
+  // trial.status, stage.status and search.status for the whole search. Events can be missed
+  // (a dropped connection, Redis restarting), and the database holds the truth, so the page's
+  // catchUp(reason) reads the REST API: once the socket is open ("connect"), after every
+  // reconnect ("reconnect") and, when safetyMs is given, every safetyMs as a slow safety net
+  // ("safety"). Reconnects back off from 1 s to 30 s; code 1008 (not the owner) stops.
+  //
+  //   const live = PEFS.followSearch({ ws: config.ws, statusEl: el, onEvent: handle,
+  //                                    catchUp: async function (reason) { ... }, safetyMs: 30000 });
+  //   live.counters.events; live.dropConnection();
+  PEFS.followSearch = function (options) {
+    const counters = { events: 0, reconnects: 0, backfills: 0, safetyPolls: 0 };
+    const liveText = options.liveText || "live";
+    let socket = null;
+    let retryDelay = 1000;
+    let everConnected = false;
+
+    function setStatus(text, state) {
+      if (!options.statusEl) return;
+      options.statusEl.textContent = text;
+      options.statusEl.className = "live-status " + (state || "");
+    }
+
+    async function catchUp(reason) {
+      if (!options.catchUp) return;
+      try {
+        await options.catchUp(reason);
+        if (reason === "reconnect") counters.backfills += 1;
+      } catch (error) { /* the next reconnect or safety poll tries again */ }
+    }
+
+    function connect() {
+      const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+      socket = new WebSocket(scheme + window.location.host + options.ws);
+      setStatus(everConnected ? "reconnecting…" : "connecting…", "reconnecting");
+      socket.onopen = function () {
+        const reconnect = everConnected;
+        everConnected = true;
+        retryDelay = 1000;
+        setStatus(liveText, "connected");
+        if (reconnect) counters.reconnects += 1;
+        catchUp(reconnect ? "reconnect" : "connect");
+      };
+      socket.onmessage = function (message) {
+        counters.events += 1;
+        options.onEvent(JSON.parse(message.data));
+      };
+      socket.onclose = function (event) {
+        if (event.code === 1008) { setStatus("not allowed to watch this search", ""); return; }
+        setStatus("connection lost, reconnecting in " + Math.round(retryDelay / 1000) + "s…", "reconnecting");
+        setTimeout(connect, retryDelay);
+        retryDelay = Math.min(retryDelay * 2, 30000);
+      };
+    }
+
+    if (options.safetyMs) {
+      setTimeout(async function poll() {
+        counters.safetyPolls += 1;
+        await catchUp("safety");
+        setTimeout(poll, options.safetyMs);
+      }, options.safetyMs);
+    }
+    connect();
+    return {
+      counters: counters,
+      setStatus: setStatus,
+      // Drops the socket as a network failure would (browser tests and debugging).
+      dropConnection: function () { if (socket) socket.close(4000, "dropped"); },
+    };
   };
 
   // Rows with data-href open their page on click or Enter, unless a control inside was used.

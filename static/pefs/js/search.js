@@ -1,5 +1,6 @@
-// Search page: live curves over the WebSocket (reconnect with backoff, backfill from the metrics
-// API after a cursor), live table cells and status, and the finished-trial charts.
+// Search page: live curves over the WebSocket (PEFS.followSearch: reconnect with backoff, then
+// backfill from the metrics API after each trial's cursor), live table cells and status, and the
+// finished-trial charts.
 (function () {
   "use strict";
 
@@ -13,16 +14,8 @@
 
   // trial id -> {attempt, cursor, active (ms), status, series: {name: Map(step -> value)}}
   const trials = new Map();
-  let socket = null;
-  let retryDelay = 1000;
   let redrawTimer = null;
   let chartsTimer = null;
-  let everConnected = false;
-
-  function setStatus(text, cls) {
-    statusEl.textContent = text;
-    statusEl.className = "live-status " + (cls || "");
-  }
 
   function track(id) {
     if (!trials.has(id)) trials.set(id, { attempt: 0, cursor: 0, active: Date.now(), status: "", series: {} });
@@ -77,18 +70,12 @@
 
   function scheduleRedraw() { if (!redrawTimer) redrawTimer = setTimeout(redraw, 400); }
 
-  async function getJSON(url) {
-    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-    if (!response.ok) throw new Error(url + " answered " + response.status);
-    return response.json();
-  }
-
   // Points of one trial after its cursor, page by page until the API says there is no more.
   async function backfill(id) {
     const t = trials.get(id);
     if (!t) return;
     for (let page = 0; page < 20; page++) {
-      const data = await getJSON(config.metrics + "?trial=" + id + "&after=" + t.cursor + "&max_points=" + MAX_POINTS);
+      const data = await PEFS.getJSON(config.metrics + "?trial=" + id + "&after=" + t.cursor + "&max_points=" + MAX_POINTS);
       data.series.forEach(function (s) {
         s.steps.forEach(function (step, i) { addPoint(s.trial, s.attempt, s.name, step, s.values[i]); });
       });
@@ -100,7 +87,7 @@
 
   async function discoverRunning() {
     try {
-      const data = await getJSON(config.trials + "?status=running&ordering=started_at");
+      const data = await PEFS.getJSON(config.trials + "?status=running&ordering=started_at");
       (data.results || []).forEach(function (row) { track(row.id); });
     } catch (error) { /* the table still shows the truth; curves catch up on the next event */ }
   }
@@ -129,7 +116,6 @@
   function onEvent(event) {
     switch (event.type) {
       case "trial.metric": {
-        live.events += 1;
         track(event.trial);
         event.points.forEach(function (p) { addPoint(event.trial, event.attempt, p[1], p[0], p[2]); });
         scheduleRedraw();
@@ -163,29 +149,13 @@
     }
   }
 
-  function connect() {
-    const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + window.location.host + config.ws);
-    setStatus(everConnected ? "reconnecting…" : "connecting…", "reconnecting");
-    socket.onopen = function () {
-      const reconnect = everConnected;
-      everConnected = true;
-      retryDelay = 1000;
-      setStatus("live", "connected");
-      if (reconnect) {  // fill the gap: status, table, newly started trials and missed points
-        live.reconnects += 1;
-        refreshPage("status");
-        refreshPage("trials");
-        discoverRunning().then(backfillAll).then(function () { live.backfills += 1; });
-      }
-    };
-    socket.onmessage = function (message) { onEvent(JSON.parse(message.data)); };
-    socket.onclose = function (event) {
-      if (event.code === 1008) { setStatus("not allowed to watch this search", ""); return; }
-      setStatus("connection lost, reconnecting in " + Math.round(retryDelay / 1000) + "s…", "reconnecting");
-      setTimeout(connect, retryDelay);
-      retryDelay = Math.min(retryDelay * 2, 30000);
-    };
+  // After a reconnect, fill the gap: status, table, newly started trials and missed points.
+  async function catchUp(reason) {
+    if (reason !== "reconnect") return;  // the page was rendered and backfilled just before
+    refreshPage("status");
+    refreshPage("trials");
+    await discoverRunning();
+    await backfillAll();
   }
 
   // --- finished-trial charts, refreshed at most every 5 s ---
@@ -194,7 +164,7 @@
     const parEl = document.getElementById("chart-parcoords");
     const parEl2 = document.getElementById("chart-pareto");
     try {
-      const data = await getJSON(config.charts);
+      const data = await PEFS.getJSON(config.charts);
       PEFS.charts.parcoords(parEl, data);
       PEFS.charts.pareto(parEl2, data, config.trialUrl);
     } catch (error) {
@@ -204,15 +174,13 @@
   }
   function scheduleCharts() { if (!chartsTimer) chartsTimer = setTimeout(loadCharts, 5000); }
 
-  // Expose for tests and debugging: counters, and dropping the socket as a network failure would.
-  const live = (PEFS.live = { events: 0, reconnects: 0, backfills: 0, trials: trials,
-                              dropConnection: function () { if (socket) socket.close(4000, "test"); } });
-
   document.addEventListener("DOMContentLoaded", function () {
     JSON.parse(document.getElementById("running-trials").textContent).forEach(function (id) { track(id); });
     redraw();
     backfillAll();
     loadCharts();
-    connect();
+    const follower = PEFS.followSearch({ ws: config.ws, statusEl: statusEl, onEvent: onEvent, catchUp: catchUp });
+    // Read by the browser tests: event and backfill counters, the tracked trials, a dropped connection.
+    PEFS.live = Object.assign(follower.counters, { trials: trials, dropConnection: follower.dropConnection });
   });
 })();

@@ -1,29 +1,40 @@
 // Stage wizard: the EDF plot, and the approve form's live feedback (override needs a reason;
-// the space diff follows the selected choice).
+// the space diff follows the selected choice). A stage still training follows the search's
+// WebSocket and reloads once its status changes (summary and decision appear then).
 (function () {
   "use strict";
 
-  // A stage still training reloads itself once its status changes (summary and decision appear).
-  function watchStatus() {
+  const PEFS = window.PEFS;
+  const SAFETY_POLL_MS = 30000;
+
+  function followStatus() {
     const config = JSON.parse(document.getElementById("stage-config").textContent);
     if (config.status !== "running") return;
-    setTimeout(async function poll() {
-      try {
-        const response = await fetch(config.detail, { credentials: "same-origin" });
-        if (response.ok && (await response.json()).status !== config.status) { window.location.reload(); return; }
-      } catch (error) { /* try again on the next poll */ }
-      setTimeout(poll, 4000);
-    }, 4000);
+    let reloading = false;
+    function statusIs(status) {
+      if (status === config.status || reloading) return;
+      reloading = true;
+      window.location.reload();
+    }
+    function onEvent(event) {
+      if (event.type === "stage.status" && event.stage.id === config.stage) statusIs(event.stage.status);
+      // Cancelling a search closes its stages without a stage event of their own: ask the API.
+      else if (event.type === "search.status" && event.search.status !== "running") catchUp().catch(function () {});
+    }
+    async function catchUp() { statusIs((await PEFS.getJSON(config.detail)).status); }
+    const follower = PEFS.followSearch({ ws: config.ws, statusEl: document.getElementById("stage-live"),
+                                         onEvent: onEvent, catchUp: catchUp, safetyMs: SAFETY_POLL_MS });
+    PEFS.live = Object.assign(follower.counters, { dropConnection: follower.dropConnection });
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    watchStatus();
+    followStatus();
     const choices = JSON.parse(document.getElementById("edf-data").textContent) || [];
     const recommended = JSON.parse(document.getElementById("edf-recommended").textContent);
     const chart = document.getElementById("chart-edf");
-    if (chart) window.PEFS.charts.edf(chart, choices, recommended);
+    if (chart) PEFS.charts.edf(chart, choices, recommended);
     const ci = document.getElementById("chart-ci");
-    if (ci) window.PEFS.charts.meanCI(ci, choices, recommended);
+    if (ci) PEFS.charts.meanCI(ci, choices, recommended);
 
     const form = document.getElementById("approve-form");
     if (!form) return;

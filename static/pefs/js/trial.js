@@ -1,70 +1,96 @@
-// Trial page: the trial's loss and score curves from the metrics API; while it runs, new points
-// are fetched after the last cursor every few seconds.
+// Trial page: the trial's loss and metric curves. Points come from the metrics API after a cursor,
+// then, while the trial is queued or running, from the search's WebSocket (trial.metric, and
+// trial.status for a change of state, which reloads the page so scores, design and actions show
+// it). A reconnect and a slow safety poll read the API again in case an event was missed.
 (function () {
   "use strict";
 
   const PEFS = window.PEFS;
+  const SAFETY_POLL_MS = 30000;
   const config = JSON.parse(document.getElementById("trial-config").textContent);
   const statusEl = document.getElementById("trial-live");
   const series = {};  // name -> Map(step -> value), latest attempt only
   let attempt = 0;
   let cursor = 0;
+  let drawTimer = null;
+  let loaded = null;      // the first backfill: later ones start from its cursor
+  let reloading = false;
 
   function draw() {
+    drawTimer = null;
     const pick = function (test) {
       return Object.keys(series).sort().filter(test).map(function (name) {
         const steps = Array.from(series[name].keys()).sort(function (a, b) { return a - b; });
         return { label: name, steps: steps, values: steps.map(function (s) { return series[name].get(s); }) };
       });
     };
-    PEFS.charts.curves(document.getElementById("chart-loss"), pick(function (n) { return /:loss$/.test(n); }),
-      { title: "training loss", ytitle: "loss", empty: "No loss recorded yet." });
-    PEFS.charts.curves(document.getElementById("chart-metric"),
-      pick(function (n) { return !/:(loss|lr|examples_per_s)$/.test(n); }),
+    const loss = pick(function (n) { return /:loss$/.test(n); });
+    const metrics = pick(function (n) { return !/:(loss|lr|examples_per_s)$/.test(n); });
+    const lossEl = document.getElementById("chart-loss");
+    PEFS.charts.curves(lossEl, loss, { title: "training loss", ytitle: "loss", empty: "No loss recorded yet." });
+    PEFS.charts.curves(document.getElementById("chart-metric"), metrics,
       { title: "evaluation metrics", ytitle: "value", empty: "No evaluation yet: metrics appear after the first evaluation." });
+    lossEl.dataset.points = loss.reduce(function (total, s) { return total + s.steps.length; }, 0);  // browser tests
   }
 
-  async function fetchMore() {
+  function scheduleDraw() { if (!drawTimer) drawTimer = setTimeout(draw, 300); }
+
+  function addPoint(pointAttempt, name, step, value) {
+    if (pointAttempt > attempt) { attempt = pointAttempt; Object.keys(series).forEach(function (k) { delete series[k]; }); }
+    if (pointAttempt < attempt) return;
+    (series[name] = series[name] || new Map()).set(step, value);
+  }
+
+  // Every point after the cursor, page by page until the API says there is no more.
+  async function backfill() {
     for (let page = 0; page < 20; page++) {
-      const response = await fetch(config.metrics + "?trial=" + config.trial + "&after=" + cursor + "&max_points=4000",
-                                   { credentials: "same-origin" });
-      if (!response.ok) throw new Error("metrics answered " + response.status);
-      const data = await response.json();
+      const data = await PEFS.getJSON(config.metrics + "?trial=" + config.trial + "&after=" + cursor + "&max_points=4000");
       data.series.forEach(function (s) {
-        if (s.attempt > attempt) { attempt = s.attempt; Object.keys(series).forEach(function (k) { delete series[k]; }); }
-        if (s.attempt < attempt) return;
-        const map = (series[s.name] = series[s.name] || new Map());
-        s.steps.forEach(function (step, i) { map.set(step, s.values[i]); });
+        s.steps.forEach(function (step, i) { addPoint(s.attempt, s.name, step, s.values[i]); });
       });
       cursor = data.next;
       if (!data.more) break;
     }
+    scheduleDraw();
   }
 
-  async function trialStatus() {
-    const response = await fetch(config.detail, { credentials: "same-origin" });
-    if (!response.ok) throw new Error("trial answered " + response.status);
-    return (await response.json()).status;
+  function isLive(status) { return status === "queued" || status === "running"; }
+
+  function statusChanged(status) {
+    if (status === config.status) return false;
+    if (reloading) return true;
+    reloading = true;
+    backfill().catch(function () {}).then(function () { window.location.reload(); });
+    return true;
   }
 
-  // While the trial is queued or running: new points every 3 s; once it is final, a last fetch
-  // and a reload so scores, design and actions show the final state.
-  async function tick() {
-    try {
-      const status = config.status === "queued" || config.status === "running" ? await trialStatus() : config.status;
-      await fetchMore();
-      draw();
-      if (status !== config.status) { window.location.reload(); return; }
-      const live = status === "running" || status === "queued";
-      statusEl.textContent = live ? "updating every 3 s" : "final";
-      statusEl.className = "live-status " + (live ? "connected" : "");
-      if (live) setTimeout(tick, 3000);
-    } catch (error) {
-      statusEl.textContent = "could not load the curves (" + error.message + "); retrying…";
-      statusEl.className = "live-status reconnecting";
-      setTimeout(tick, 5000);
+  function onEvent(event) {
+    if (event.type === "trial.metric" && event.trial === config.trial) {
+      event.points.forEach(function (p) { addPoint(event.attempt, p[1], p[0], p[2]); });
+      scheduleDraw();
+    } else if (event.type === "trial.status" && event.trial.id === config.trial) {
+      statusChanged(event.trial.status);
     }
   }
 
-  document.addEventListener("DOMContentLoaded", tick);
+  async function catchUp() {
+    await loaded;
+    const trial = await PEFS.getJSON(config.detail);
+    if (!statusChanged(trial.status)) await backfill();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    loaded = backfill().catch(function (error) {
+      statusEl.textContent = "could not load the curves (" + error.message + "); reload to try again";
+      statusEl.className = "live-status reconnecting";
+    });
+    if (!isLive(config.status)) {
+      statusEl.textContent = "final";
+      statusEl.className = "live-status";
+      return;
+    }
+    const follower = PEFS.followSearch({ ws: config.ws, statusEl: statusEl, onEvent: onEvent, catchUp: catchUp,
+                                         safetyMs: SAFETY_POLL_MS });
+    PEFS.live = Object.assign(follower.counters, { dropConnection: follower.dropConnection });
+  });
 })();
