@@ -21,11 +21,6 @@
     return Number(value).toLocaleString(undefined, { maximumFractionDigits: digits === undefined ? 0 : digits });
   };
 
-  PEFS.csrfToken = function () {
-    const match = document.cookie.match(/(?:^|; )csrftoken=([^;]*)/);
-    return match ? decodeURIComponent(match[1]) : "";
-  };
-
   PEFS.getJSON = async function (url) {
     const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
     if (!response.ok) throw new Error(url + " answered " + response.status);
