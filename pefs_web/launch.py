@@ -1,10 +1,12 @@
 """Start the whole PEFS system on one machine, or run the test suite with the services it needs.
 
-    python -m pefs_web.launch run    # Redis (embedded unless REDIS_URL), Celery worker, Daphne
+    python -m pefs_web.launch run    # Redis (embedded unless REDIS_URL), Celery workers, beat, Daphne
     python -m pefs_web.launch test [pytest args]
     python -m pefs_web.launch bench  # every bench/*.py
 
-`make run` and `make test` call this. Ctrl-C stops every process it started.
+`make run` and `make test` call this. `run` supervises its children (pefs_web.supervisor): one
+that dies is restarted with backoff while the others stay up; Ctrl-C or SIGTERM stops every
+process it started, their own children included.
 """
 from __future__ import annotations
 
@@ -19,40 +21,21 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from pefs_web.supervisor import Supervisor
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
-class Processes:
-    """Children started by the launcher, stopped together (SIGTERM, then SIGKILL)."""
-
-    def __init__(self) -> None:
-        self.children: list[tuple[str, subprocess.Popen]] = []
-
-    def add(self, name: str, proc: subprocess.Popen) -> subprocess.Popen:
-        self.children.append((name, proc))
-        return proc
-
-    def stop(self) -> None:
-        for _, proc in reversed(self.children):
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + 15
-        for _, proc in reversed(self.children):
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def ensure_redis(procs: Processes, env: dict[str, str]) -> None:
+def ensure_redis(supervisor: Supervisor, env: dict[str, str]) -> None:
     if env.get("REDIS_URL"):
         return
-    from pefs_web.embedded_redis import start_embedded_redis, wait_for_redis
+    from pefs_web.embedded_redis import embedded_redis_argv, free_port, redis_url, wait_for_redis
 
-    data_dir = Path(env.get("PEFS_DATA_DIR", BASE_DIR / "var")) / "redis"
-    proc, url = start_embedded_redis(data_dir)
-    procs.add("redis", proc)
+    port = free_port()
+    # A restarted Redis comes back on the same port, so the URL the others hold stays right.
+    supervisor.start("redis", embedded_redis_argv(data_dir(env) / "redis", port), stdout=subprocess.DEVNULL)
+    url = redis_url(port)
     wait_for_redis(url)
     env["REDIS_URL"] = url
     print(f"Embedded Redis at {url}", flush=True)
@@ -79,28 +62,39 @@ def manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([PY, str(BASE_DIR / "manage.py"), *args], check=True, env=env, cwd=BASE_DIR)
 
 
+def data_dir(env: dict[str, str]) -> Path:
+    return Path(env.get("PEFS_DATA_DIR", BASE_DIR / "var"))
+
+
 @contextlib.contextmanager
-def environment_with_redis() -> Iterator[tuple[dict[str, str], Processes]]:
+def environment_with_redis() -> Iterator[tuple[dict[str, str], Supervisor]]:
     """The environment for PEFS processes, with Redis available; stops what it started on exit."""
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "pefs_web.settings")
     env.setdefault("HF_HUB_OFFLINE", "1")
-    procs = Processes()
+    supervisor = Supervisor(env=env, cwd=BASE_DIR)
     try:
-        ensure_redis(procs, env)
-        yield env, procs
+        ensure_redis(supervisor, env)
+        yield env, supervisor
     finally:
-        procs.stop()
+        # A second Ctrl-C must not cut the stop short and leave children behind.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        supervisor.stop()
+
+
+def celery(*args: str) -> list[str]:
+    return [PY, "-m", "celery", "-A", "pefs_web", *args, "--loglevel", "INFO"]
 
 
 def run(host: str, port: int) -> int:
     try:
-        with environment_with_redis() as (env, procs):
+        with environment_with_redis() as (env, supervisor):
             manage("migrate", "--noinput", env=env)
             manage("pefs_seed", env=env)
-            data_dir = Path(env.get("PEFS_DATA_DIR", BASE_DIR / "var"))
-            data_dir.mkdir(parents=True, exist_ok=True)
-            credentials = data_dir / "admin-credentials.txt"
+            folder = data_dir(env)
+            folder.mkdir(parents=True, exist_ok=True)
+            credentials = folder / "admin-credentials.txt"
             if not credentials.exists():
                 credentials.write_text(f"admin {secrets.token_urlsafe(12)}\n")
                 credentials.chmod(0o600)
@@ -108,23 +102,18 @@ def run(host: str, port: int) -> int:
             # Creates the account on first run (or on a new database); never resets a changed password.
             # --opt=value: a generated password may start with "-", which argparse would take for a flag.
             manage("pefs_admin", f"--username={username}", f"--password={password}", "--if-missing", env=env)
-            procs.add("worker", subprocess.Popen(
-                [PY, "-m", "celery", "-A", "pefs_web", "worker", "-B", "-Q", "gpu,default", "-c", "1",
-                 "--loglevel", "INFO", "-n", "worker@%h", "--schedule", str(data_dir / "celerybeat")],
-                env=env, cwd=BASE_DIR))
-            web = procs.add("web", subprocess.Popen(
-                [PY, "-m", "daphne", "-b", host, "-p", str(port), "pefs_web.asgi:application"],
-                env=env, cwd=BASE_DIR))
+            supervisor.start("worker", celery("worker", "-Q", "gpu,default", "-c", "1", "-n", "worker@%h"))
+            # Beat on its own: a worker restart never takes the schedule down with it, nor orphans it.
+            supervisor.start("beat", celery("beat", "--schedule", str(folder / "celerybeat")))
+            web = supervisor.start("web", [PY, "-m", "daphne", "-b", host, "-p", str(port),
+                                           "pefs_web.asgi:application"])
             wait_for_port(host, port, web)
             print(f"\nPEFS is running at http://{host}:{port}/  (log in as {username} / {password})\n"
                   "Press Ctrl-C to stop every process.\n", flush=True)
-            while all(proc.poll() is None for _, proc in procs.children):
-                time.sleep(0.5)
-            dead = [name for name, proc in procs.children if proc.poll() is not None]
-            print(f"Stopping: {', '.join(dead)} exited.", flush=True)
-            return 1
+            supervisor.watch()
     except KeyboardInterrupt:
-        return 0
+        pass
+    return 0
 
 
 def test(pytest_args: list[str]) -> int:
@@ -143,17 +132,23 @@ def bench() -> int:
         return 0
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pefs_web.launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    run_parser = sub.add_parser("run", help="start Redis, a Celery worker and Daphne")
+    run_parser = sub.add_parser("run", help="start Redis, Celery workers and beat, and Daphne, and keep them up")
     run_parser.add_argument("--host", default=os.environ.get("PEFS_HOST", "127.0.0.1"))
     run_parser.add_argument("--port", type=int, default=int(os.environ.get("PEFS_PORT", "8000")))
     sub.add_parser("test", help="run pytest with Redis available")
     sub.add_parser("bench", help="run every benchmark in bench/ with Redis available")
     args, rest = parser.parse_known_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Children run in sessions of their own, so the terminal's signals reach only this process.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     if args.command == "run":
         return run(args.host, args.port)
     if args.command == "bench":

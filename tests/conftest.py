@@ -10,7 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
+
+from pefs_web.supervisor import spawn, stop_process_tree
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -67,34 +70,35 @@ def subprocess_env(redis_url: str, **extra: str) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """A real `celery worker` process (solo pool: killing it kills the trial it runs)."""
+    """A real `celery worker` process (solo pool: killing it kills the trial it runs).
 
-    def __init__(self, env: dict[str, str], log_path: Path, beat: bool = True) -> None:
-        self.env, self.log_path, self.beat = env, log_path, beat
+    It consumes every queue and runs an embedded beat unless told otherwise, so one worker is a
+    whole system; with queues="gpu,default" and pool="prefork" it is the launcher's trial worker.
+    """
+
+    def __init__(self, env: dict[str, str], log_path: Path, beat: bool = True,
+                 queues: str = "gpu,default,control", pool: str = "solo") -> None:
+        self.env, self.log_path, self.beat, self.queues, self.pool = env, log_path, beat, queues, pool
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "WorkerProcess":
-        args = [sys.executable, "-m", "celery", "-A", "pefs_web", "worker", "-Q", "gpu,default", "-c", "1",
-                "--pool", "solo", "--loglevel", "INFO", "-n", f"test-{_free_port()}@%h", "--without-gossip",
+        args = [sys.executable, "-m", "celery", "-A", "pefs_web", "worker", "-Q", self.queues, "-c", "1",
+                "--pool", self.pool, "--loglevel", "INFO", "-n", f"test-{_free_port()}@%h", "--without-gossip",
                 "--without-mingle"]
         if self.beat:
             args += ["-B", "--schedule", str(self.log_path.with_suffix(".beat"))]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, env=self.env, cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT)
+        with open(self.log_path, "ab") as log:
+            self.proc = spawn(args, env=self.env, cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT)
         return self
 
     def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        """Kill the worker outright, with its pool and embedded beat (SIGKILL, no shutdown)."""
+        if self.proc:
+            stop_process_tree(self.proc, grace=0)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        if self.proc:
+            stop_process_tree(self.proc, grace=20)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -104,7 +108,7 @@ def _purge_trial_queue(redis_url: str) -> None:
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    client.delete("gpu", "default", "unacked", "unacked_index")
+    client.delete("gpu", "default", "control", "unacked", "unacked_index")
 
 
 @pytest.fixture
@@ -113,9 +117,10 @@ def worker_factory(transactional_db, redis_url, tmp_path):
     _purge_trial_queue(redis_url)
     started: list[WorkerProcess] = []
 
-    def start(**extra_env: str) -> WorkerProcess:
-        worker = WorkerProcess(subprocess_env(redis_url, **extra_env),
-                               tmp_path / f"worker-{len(started)}.log").start()
+    def start(*, queues: str = "gpu,default,control", beat: bool = True, pool: str = "solo",
+              **extra_env: str) -> WorkerProcess:
+        worker = WorkerProcess(subprocess_env(redis_url, **extra_env), tmp_path / f"worker-{len(started)}.log",
+                               beat=beat, queues=queues, pool=pool).start()
         started.append(worker)
         return worker
 
@@ -129,25 +134,22 @@ def worker_factory(transactional_db, redis_url, tmp_path):
 def live_daphne(transactional_db, redis_url, tmp_path):
     """A real Daphne server (HTTP + WebSocket) on a free port; yields its base URL."""
     port = _free_port()
-    log = open(tmp_path / "daphne.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                             "pefs_web.asgi:application"], env=subprocess_env(redis_url), cwd=BASE_DIR,
-                            stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp_path / "daphne.log").read_text())
-            time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
+    with open(tmp_path / "daphne.log", "ab") as log:
+        proc = spawn([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "pefs_web.asgi:application"],
+                     env=subprocess_env(redis_url), cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT)
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((tmp_path / "daphne.log").read_text())
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process_tree(proc, grace=10)
 
 
 @pytest.fixture(scope="session")
@@ -175,9 +177,10 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def tiny_backbone(db, tiny_model_dir):
     """The tiny model registered as a Backbone row (owner None: visible to every user)."""
     from experiments.models import Backbone
-    from experiments.services import backbone_introspect
+    from tasks.peft import HeadSpec, load_backbone
 
-    shape = backbone_introspect(str(tiny_model_dir))
+    # The shape backbone_introspect measures in a child process; measured here, where torch is loaded anyway.
+    shape = load_backbone(str(tiny_model_dir), head=HeadSpec(problem="classification", num_labels=2)).shape
     return Backbone.objects.create(
         owner=None, name_or_path=str(tiny_model_dir), display_name="tiny-bert", model_type=shape.model_type,
         family=shape.family, num_layers=shape.num_layers, hidden_size=shape.hidden_size,
@@ -196,3 +199,24 @@ def bundled_tasks(db):
 # Small enough that a whole search (every stage and the final comparison) trains in about a minute.
 TINY_OVERRIDES = {"designs_per_stage": 6, "epochs": 1, "max_train_examples": 32, "max_eval_examples": 64,
                   "batch_size": 16, "final_seeds": 2, "final_epochs": 1, "bootstrap_resamples": 200}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite leaves no process behind: every child still alive now is reported, killed, and
+    fails the run (a fixture that forgot to stop its worker, a worker's orphaned beat)."""
+    lines = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            lines.append(f"  pid {proc.pid}: {' '.join(proc.cmdline())[:200]}")
+            proc.kill()
+        except psutil.NoSuchProcess:
+            continue
+    if not lines:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("Processes left running by the test suite (killed now):\n" + "\n".join(lines), red=True)
+    if session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,74 @@
+"""`make run` supervises what it starts: a worker that dies is restarted while the web server and
+Redis stay up, and Ctrl-C leaves no process of the whole tree behind (beat and pool included)."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import urllib.request
+
+import psutil
+import pytest
+
+pytestmark = [pytest.mark.system, pytest.mark.slow]
+
+
+def _answers(url: str) -> bool:
+    with urllib.request.urlopen(f"{url}/login/", timeout=10) as page:
+        return page.status == 200
+
+
+def _gone(proc: psutil.Process) -> bool:
+    """Not running any more (a pid taken over by a new process does not count as the old one)."""
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_beat_runs_in_its_own_process_beside_the_workers(launched):
+    assert launched.child("celery", " beat ") is not None, launched.log()[-3000:]
+    worker = launched.child("celery", " worker ", "gpu,default")
+    assert worker is not None and "-B" not in worker.cmdline()
+
+
+def test_a_killed_worker_is_restarted_while_the_web_server_and_redis_stay_up(launched):
+    # Given a running system
+    worker = launched.child("celery", " worker ", "gpu,default")
+    web, redis = launched.child("daphne"), launched.child("redis-server")
+    assert worker and web and redis
+    # When the trial worker is killed outright
+    os.kill(worker.pid, signal.SIGKILL)
+    # Then the web server keeps answering while the supervisor restarts the worker
+    deadline = time.monotonic() + 60
+    while True:
+        assert _answers(launched.url)
+        restarted = launched.child("celery", " worker ", "gpu,default")
+        if restarted is not None and restarted.pid != worker.pid:
+            break
+        assert time.monotonic() < deadline, launched.log()[-3000:]
+        time.sleep(0.5)
+    assert f"worker (pid {worker.pid}) exited with code -9" in launched.log()
+    assert "restarting in" in launched.log()
+    assert launched.child("daphne").pid == web.pid and launched.child("redis-server").pid == redis.pid
+    assert _answers(launched.url)
+
+
+def test_ctrl_c_stops_every_process_of_the_tree(launched):
+    # Given the whole tree, once the worker's pool is up (the pool is a grandchild of the launcher)
+    deadline = time.monotonic() + 60
+    while not launched.child("celery", " worker ", "gpu,default").children():
+        assert time.monotonic() < deadline, launched.log()[-3000:]
+        time.sleep(0.5)
+    tree = launched.tree()
+    names = [" ".join(p.cmdline()) for p in tree]
+    assert any("beat" in n for n in names) and any("daphne" in n for n in names), names
+    # When Ctrl-C reaches the launcher (the terminal's signal; the children have sessions of their own)
+    launched.proc.send_signal(signal.SIGINT)
+    assert launched.proc.wait(timeout=60) == 0
+    # Then no process of the tree is left, and the port is free
+    left = [p for p in tree if not _gone(p)]
+    assert not left, [p.cmdline() for p in left]
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", launched.port)) != 0
