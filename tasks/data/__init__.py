@@ -18,7 +18,10 @@ Three kinds of task, all described by one frozen :class:`TaskSpec`:
 The package is split by job, each module importing only those before it:
 
 * :mod:`~tasks.data.specification`: :class:`TaskSpec`, :class:`DataError`, the GLUE task table;
-* :mod:`~tasks.data.files`: reading and validating CSV/TSV/JSONL files, :func:`user_task`;
+* :mod:`~tasks.data.parsing`: reading CSV/TSV/JSONL files, streamed and bounded (the
+  ``MAX_*`` limits on size, line length, columns, rows and JSON depth);
+* :mod:`~tasks.data.files`: validating a file against a task, :func:`preview_user_file`,
+  :func:`user_task`;
 * :mod:`~tasks.data.hub`: :func:`hub_task` and hub loading;
 * :mod:`~tasks.data.loading`: :func:`load_task` and :func:`encode_task` with sub-sampling and
   in-memory caches.
@@ -31,13 +34,7 @@ Example:
     (100, 277, ('entailment', 'not_entailment'))
 """
 
-from tasks.data.files import (
-    MAX_CLASSES,
-    MAX_USER_FILE_BYTES,
-    USER_FORMATS,
-    preview_user_file,
-    user_task,
-)
+from tasks.data.files import MAX_CLASSES, preview_user_file, user_task
 from tasks.data.hub import hub_task
 from tasks.data.loading import (
     CACHE_SIZE,
@@ -48,6 +45,14 @@ from tasks.data.loading import (
     encode_task,
     load_task,
     tokenizer_fingerprint,
+)
+from tasks.data.parsing import (
+    MAX_COLUMNS,
+    MAX_JSON_DEPTH,
+    MAX_LINE_BYTES,
+    MAX_ROWS,
+    MAX_USER_FILE_BYTES,
+    USER_FORMATS,
 )
 from tasks.data.specification import (
     BUNDLED_DIR,
@@ -68,6 +73,10 @@ __all__ = [
     "DEFAULT_HOLDOUT_FRACTION",
     "GLUE_TASKS",
     "MAX_CLASSES",
+    "MAX_COLUMNS",
+    "MAX_JSON_DEPTH",
+    "MAX_LINE_BYTES",
+    "MAX_ROWS",
     "MAX_USER_FILE_BYTES",
     "SPLIT_SEED",
     "USER_FORMATS",

@@ -13,161 +13,18 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
 
+from tasks.data.parsing import MAX_USER_FILE_BYTES, Table, detect_format, read_table
 from tasks.data.specification import DEFAULT_HOLDOUT_FRACTION, DataError, Problem, TaskSpec
 
-#: Largest user file accepted, in bytes; big enough for any GLUE-sized task, small enough to keep
-#: a worker's memory bounded.
-MAX_USER_FILE_BYTES = 200 * 1024 * 1024
 #: More distinct labels than this in a classification file almost always means a numeric score.
 MAX_CLASSES = 1000
-USER_FORMATS = ("csv", "tsv", "jsonl")
-
-
-@dataclass
-class Table:
-    """Rows of one file as columns of strings (JSONL values are stringified later as needed)."""
-
-    columns: dict[str, list[Any]]
-    n_rows: int
-    line_numbers: list[int]  # 1-based file line of each row, for error messages
-
-
-def _decode(raw: bytes, path: str) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            "path",
-            f"{path}: bad encoding: byte 0x{raw[exc.start]:02x} at line {line} is not UTF-8; "
-            "save the file as UTF-8",
-        ) from None
-
-
-def _read_delimited(text: str, path: str, fmt: str, header: tuple[str, ...] | None) -> Table:
-    # TSV follows the IANA convention (no quoting: fields hold no tabs or newlines); GLUE's files
-    # contain stray double quotes that a quoting reader would glue into giant fields.
-    if fmt == "tsv":
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
-    else:
-        reader = csv.reader(io.StringIO(text, newline=""))
-    columns_names: list[str] | None = list(header) if header else None
-    columns: dict[str, list[Any]] = {}
-    lines: list[int] = []
-    try:
-        for record in reader:
-            if not record or all(not cell.strip() for cell in record):
-                continue  # blank lines carry nothing
-            if columns_names is None:
-                columns_names = [cell.strip() for cell in record]
-                duplicates = sorted({c for c in columns_names if columns_names.count(c) > 1})
-                if duplicates:
-                    raise DataError("path", f"{path}: header repeats column(s) {duplicates}")
-                columns = {name: [] for name in columns_names}
-                continue
-            if not columns:
-                columns = {name: [] for name in columns_names}
-            if len(record) != len(columns_names):
-                raise DataError(
-                    "path",
-                    f"{path}: line {reader.line_num} has {len(record)} fields, the header has "
-                    f"{len(columns_names)}",
-                )
-            for name, cell in zip(columns_names, record):
-                columns[name].append(cell)
-            lines.append(reader.line_num)
-    except csv.Error as exc:
-        raise DataError(
-            "path", f"{path}: line {reader.line_num}: not valid {fmt.upper()}: {exc}"
-        ) from None
-    if columns_names is None:
-        raise DataError("path", f"{path}: empty file")
-    if not columns:
-        columns = {name: [] for name in columns_names}
-    return Table(columns, len(lines), lines)
-
-
-def _read_jsonl(text: str, path: str) -> Table:
-    columns: dict[str, list[Any]] = {}
-    lines: list[int] = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError("path", f"{path}: line {line_no}: not valid JSON: {exc.msg}") from None
-        if not isinstance(record, dict):
-            hint = ""
-            if line_no == 1 and line.lstrip().startswith("["):
-                hint = " (this looks like one JSON array: write JSON Lines, one object per line)"
-            raise DataError(
-                "path", f"{path}: line {line_no}: expected a JSON object per line{hint}"
-            )
-        # Columns are the union of keys; a key missing from some rows reads as None and is
-        # reported by the column checks with its line number.
-        for key in record:
-            if key not in columns:
-                columns[key] = [None] * len(lines)
-        for key, values in columns.items():
-            values.append(record.get(key))
-        lines.append(line_no)
-    if not lines:
-        raise DataError("path", f"{path}: empty file")
-    return Table(columns, len(lines), lines)
-
-
-def _file_format(path: str, fmt: str | None) -> str:
-    if fmt is not None:
-        if fmt not in USER_FORMATS:
-            raise DataError("file_format", f"must be one of {', '.join(USER_FORMATS)}, got {fmt!r}")
-        return fmt
-    suffix = Path(path).suffix.lower().lstrip(".")
-    if suffix in ("json", "ndjson"):
-        return "jsonl"
-    if suffix in USER_FORMATS:
-        return suffix
-    raise DataError(
-        "path",
-        f"{path}: cannot tell the format from {Path(path).suffix or 'no extension'!r}; "
-        f"use .csv, .tsv or .jsonl (or pass file_format)",
-    )
-
-
-def read_table(
-    path: str,
-    fmt: str,
-    *,
-    header: tuple[str, ...] | None = None,
-    max_bytes: int = MAX_USER_FILE_BYTES,
-) -> Table:
-    file = Path(path)
-    if not file.is_file():
-        raise DataError("path", f"{path}: file not found")
-    size = file.stat().st_size
-    if size > max_bytes:
-        raise DataError(
-            "path",
-            f"{path}: too large: {size / 2**20:.1f} MiB, the limit is {max_bytes / 2**20:.0f} MiB",
-        )
-    raw = file.read_bytes()
-    if not raw.strip():
-        raise DataError("path", f"{path}: empty file")
-    text = _decode(raw, path)
-    if fmt == "jsonl":
-        return _read_jsonl(text, path)
-    return _read_delimited(text, path, fmt, header)
 
 
 def preview_user_file(
@@ -183,15 +40,15 @@ def preview_user_file(
     user picks columns; :func:`user_task` does the full validation once they have.
     """
     path = str(path)
-    fmt = _file_format(path, file_format)
-    table = read_table(path, fmt, max_bytes=max_bytes)
-    columns = list(table.columns)
-    rows = [[table.columns[c][i] for c in columns] for i in range(min(max_rows, table.n_rows))]
+    fmt = detect_format(path, file_format)
+    table = read_table(path, fmt, keep=(), head_rows=max_rows, max_bytes=max_bytes)
+    columns = list(table.names)
+    rows = [[row.get(c) for c in columns] for row in table.head]
     return {"format": fmt, "columns": columns, "rows": rows, "row_count": table.n_rows}
 
 
 def _require_columns(table: Table, spec: TaskSpec, path: str) -> None:
-    available = ", ".join(table.columns) or "(none)"
+    available = ", ".join(table.names) or "(none)"
     for column in spec.text_columns:
         if column not in table.columns:
             raise DataError(
@@ -311,8 +168,8 @@ def user_task(
         raise DataError("text_columns", "name at least one text column")
     if problem is not None and problem not in ("classification", "regression"):
         raise DataError("problem", f"must be classification or regression, got {problem!r}")
-    fmt = _file_format(path, file_format)
-    table = read_table(path, fmt, max_bytes=max_bytes)
+    fmt = detect_format(path, file_format)
+    table = read_table(path, fmt, keep=(*text_columns, label_column), max_bytes=max_bytes)
     # Check columns with a provisional spec before inferring anything from the labels.
     provisional = TaskSpec(
         name=name or Path(path).stem,
@@ -364,7 +221,7 @@ def user_task(
     # Full validation (label encoding) of both files now, so problems surface at upload time.
     table_to_dataset(table, spec, path)
     if eval_path is not None:
-        eval_fmt = _file_format(str(eval_path), file_format)
+        eval_fmt = detect_format(str(eval_path), file_format)
         if eval_fmt != fmt:
             raise DataError(
                 "eval_path",
@@ -372,7 +229,10 @@ def user_task(
                 f"{fmt.upper()}; give both files in the same format",
             )
         table_to_dataset(
-            read_table(str(eval_path), eval_fmt, max_bytes=max_bytes), spec, str(eval_path)
+            read_table(str(eval_path), eval_fmt, keep=(*text_columns, label_column),
+                       max_bytes=max_bytes),
+            spec,
+            str(eval_path),
         )
     else:
         _check_holdout(table.n_rows, holdout_fraction, path)

@@ -17,7 +17,8 @@ from dataclasses import replace
 import datasets
 from datasets import Dataset
 
-from tasks.data.files import Table, label_text, sorted_labels, table_to_dataset
+from tasks.data.files import label_text, sorted_labels, table_to_dataset
+from tasks.data.parsing import Table
 from tasks.data.specification import DataError, Problem, TaskSpec
 
 

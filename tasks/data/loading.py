@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
-from tasks.data.files import MAX_USER_FILE_BYTES, holdout_size, read_table, table_to_dataset
+from tasks.data.files import holdout_size, table_to_dataset
 from tasks.data.hub import load_hub, quiet_progress
+from tasks.data.parsing import MAX_USER_FILE_BYTES, read_table
 from tasks.data.specification import BUNDLED_DIR, DataError, TaskSpec, resolve_task
 
 #: Seed for the deterministic train/eval split of a single labelled file. Fixed (not the trial
@@ -147,7 +148,15 @@ def _load_full(spec: TaskSpec) -> TaskData:
         fmt = spec.file_format
         read = {
             which: table_to_dataset(
-                read_table(path, fmt, header=spec.file_columns, max_bytes=limit), spec, path
+                read_table(
+                    path,
+                    fmt,
+                    header=spec.file_columns,
+                    keep=(*spec.text_columns, spec.label_column),
+                    max_bytes=limit,
+                ),
+                spec,
+                path,
             )
             for which, path in (
                 ("train", _spec_path(spec, spec.train_path)),
