@@ -1,4 +1,5 @@
-"""Browser pages. Thin: a form or query string in, one selector or service call, a template out.
+"""Browser pages. Thin: a form or query string in, one service call or page builder
+(experiments.pages, which reads through the selectors), a template out.
 
 Every object is looked up through a selector scoped to request.user, so another user's search,
 stage or trial is a 404. Live data (metric curves) comes from the REST API and the WebSocket;

@@ -10,7 +10,7 @@
   const config = JSON.parse(document.getElementById("trial-config").textContent);
   const statusEl = document.getElementById("trial-live");
   const series = {};  // name -> Map(step -> value), latest attempt only
-  let attempt = 0;
+  let attempt = config.attempt;  // points of an earlier attempt (a retried trial) are not drawn
   let cursor = 0;
   let drawTimer = null;
   let loaded = null;      // the first backfill: later ones start from its cursor
