@@ -1,7 +1,7 @@
 """Metric ingest: points per second through the worker's real callback path.
 
-A training loop's callbacks (services._RecorderCallbacks around services.MetricRecorder, exactly
-what trial_execute attaches) receive on_step values (loss, lr, examples/s) every step and an
+A training loop's callbacks (tasks.worker.RecorderCallbacks around tasks.worker.MetricRecorder,
+exactly what trial_execute attaches) receive on_step values (loss, lr, examples/s) every step and an
 evaluation every `--eval-every` steps; the recorder batches them into the database (bulk insert,
 conflicts ignored) and publishes each batch as a "trial.metric" event to the channel group
 "search-<id>" over Redis. A listener channel in that group counts the points that arrive, and the
@@ -118,7 +118,7 @@ def main() -> None:
         django.setup()
         from django.core.management import call_command
 
-        from experiments import services
+        from tasks import worker
         from experiments.events import search_group
         from experiments.models import MetricPoint
 
@@ -130,8 +130,8 @@ def main() -> None:
 
         started = time.perf_counter()
         for trial in trials:
-            recorder = services.MetricRecorder(trial_id=trial.pk, attempt=1, search_id=search.pk, stage_id=stage.pk)
-            callbacks = services._RecorderCallbacks(recorder)
+            recorder = worker.MetricRecorder(trial_id=trial.pk, attempt=1, search_id=search.pk, stage_id=stage.pk)
+            callbacks = worker.RecorderCallbacks(recorder)
             for step in range(1, args.steps + 1):
                 callbacks.on_step("sst2", step, {"loss": 1.0 / step, "lr": 1e-4, "examples_per_s": 900.0})
                 if step % args.eval_every == 0:

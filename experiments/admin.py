@@ -5,7 +5,7 @@ from .models import Artifact, Backbone, MetricPoint, Search, Stage, Task, Trial
 
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
-    list_display = ["name", "display_name", "source", "problem", "metric", "owner", "train_rows", "eval_rows"]
+    list_display = ["name", "display_name", "source", "problem", "metric", "owner"]
     list_filter = ["source", "problem"]
     search_fields = ["name", "display_name"]
 

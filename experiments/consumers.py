@@ -4,8 +4,8 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from . import selectors
 from .events import search_group
-from .models import Search
 
 POLICY_VIOLATION = 1008  # RFC 6455: the server refuses a connection that breaks its policy
 
@@ -19,7 +19,7 @@ class SearchConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         self.search_id = int(self.scope["url_route"]["kwargs"]["search_id"])
-        if user is None or not user.is_authenticated or not await self._owns(user.pk):
+        if user is None or not user.is_authenticated or not await self._owns(user):
             await self.close(code=POLICY_VIOLATION)
             return
         self.group = search_group(self.search_id)
@@ -35,8 +35,8 @@ class SearchConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "pong"})
 
     @database_sync_to_async
-    def _owns(self, user_id: int) -> bool:
-        return Search.objects.filter(pk=self.search_id, owner_id=user_id).exists()
+    def _owns(self, user) -> bool:
+        return selectors.search_is_owned(user=user, search_id=self.search_id)
 
     async def _forward(self, event: dict) -> None:
         await self.send_json({"type": event["type"], **event["payload"]})

@@ -34,8 +34,6 @@ class Task(models.Model):
     problem = models.CharField(max_length=16, choices=Problem.choices, default=Problem.CLASSIFICATION)
     labels = models.JSONField(default=list, blank=True)
     metric = models.CharField(max_length=32, default="accuracy")
-    train_rows = models.PositiveIntegerField(default=0)
-    eval_rows = models.PositiveIntegerField(default=0)
     notes = models.TextField(blank=True)
     spec = models.JSONField(default=dict, help_text="tasks.data.TaskSpec.to_dict(): how the trainer loads it.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -208,10 +206,6 @@ class Trial(models.Model):
 
     def __str__(self) -> str:
         return f"trial {self.pk} ({self.stage.key} #{self.index})"
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in self.FINAL_STATUSES
 
 
 class MetricPoint(models.Model):

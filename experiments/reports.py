@@ -4,12 +4,11 @@ from __future__ import annotations
 from typing import Any
 
 from .models import Search, Trial
+from .selectors import search_tasks, selected_design
 
 
 def report_json(search: Search) -> dict[str, Any]:
     """Everything a reader needs to trust the result: settings, every decision, the final table."""
-    from .services import selected_design
-
     stages = list(search.stages.order_by("order"))
     final = next((s for s in stages if s.key == "final"), None)
     return {
@@ -19,7 +18,7 @@ def report_json(search: Search) -> dict[str, Any]:
             "finished_at": search.finished_at.isoformat() if search.finished_at else None,
             "backbone": {"name_or_path": search.backbone.name_or_path, "layers": search.backbone.num_layers,
                          "parameters": search.backbone.total_params},
-            "tasks": [t.name for t in search.tasks.order_by("name")],
+            "tasks": [t.name for t in search_tasks(search)],
             "budget": {"kind": search.budget_kind, "value": search.budget_value, "parameters": search.budget_params},
             "groups": search.groups, "preset": search.preset, "config": search.config,
         },

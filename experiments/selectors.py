@@ -17,13 +17,28 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db.models import Count, F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from experiments.space.final import FinalResult
 
 from .models import Artifact, Backbone, MetricPoint, Search, Stage, Task, Trial
+
+# --- users -----------------------------------------------------------------------------------
+
+
+def user_find(*, username: str) -> AbstractBaseUser | None:
+    return get_user_model().objects.filter(username=username).first()
+
+
+def user_sole_superuser() -> AbstractBaseUser | None:
+    """The only superuser, or None when there are none or several."""
+    admins = list(get_user_model().objects.filter(is_superuser=True)[:2])
+    return admins[0] if len(admins) == 1 else None
+
 
 # --- tasks and backbones -------------------------------------------------------------------
 
@@ -50,12 +65,45 @@ def backbone_list(*, user: AbstractBaseUser) -> QuerySet[Backbone]:
     return Backbone.objects.filter(Q(owner__isnull=True) | Q(owner=user))
 
 
+def backbone_default() -> Backbone | None:
+    """The bundled default backbone, once seeded."""
+    return Backbone.objects.filter(owner__isnull=True, is_default=True).first()
+
+
+def task_bundled_seeded() -> bool:
+    """Whether the bundled tasks are in the database (pefs_seed or make run put them there)."""
+    return Task.objects.filter(owner__isnull=True).exists()
+
+
 def backbone_find(*, user: AbstractBaseUser, ref: str) -> Backbone | None:
     """A visible backbone by id, name_or_path or display name (the user's own first)."""
     backbones = backbone_list(user=user).order_by(F("owner").desc(nulls_last=True), "pk")
     if ref.isdigit():
         return backbones.filter(pk=int(ref)).first()
     return backbones.filter(Q(name_or_path=ref) | Q(display_name=ref)).first()
+
+
+def budget_params(*, backbone: Backbone, budget_kind: str, budget_value: float) -> int:
+    """A search budget as a trainable-parameter count; ValidationError naming the field when out of range."""
+    if budget_kind == "fraction":
+        if not 0 < budget_value <= 1:
+            raise ValidationError({"budget_value": ["A fraction of the backbone must be in (0, 1], e.g. 0.005 for 0.5%."]})
+        return max(1, round(budget_value * backbone.total_params))
+    if budget_kind == "absolute":
+        if budget_value < 1 or budget_value != int(budget_value):
+            raise ValidationError({"budget_value": ["An absolute budget is a whole number of parameters >= 1."]})
+        if budget_value > backbone.total_params:
+            raise ValidationError({"budget_value": [
+                f"{int(budget_value):,} exceeds the backbone's {backbone.total_params:,} parameters."]})
+        return int(budget_value)
+    raise ValidationError({"budget_kind": ["Choose 'fraction' or 'absolute'."]})
+
+
+def budget_preview(*, backbone: Backbone, budget_kind: str, budget_value: float) -> dict[str, Any]:
+    """The budget as a count and as a fraction of the backbone, for the form's live preview."""
+    count = budget_params(backbone=backbone, budget_kind=budget_kind, budget_value=budget_value)
+    return {"budget_params": count, "fraction": count / backbone.total_params,
+            "backbone_params": backbone.total_params}
 
 
 # --- searches and stages -------------------------------------------------------------------
@@ -79,6 +127,22 @@ def search_list(*, user: AbstractBaseUser, status: str | None = None) -> QuerySe
     return searches
 
 
+def search_list_all(*, status: str | None = None) -> QuerySet[Search]:
+    """Every user's searches, newest first: for administrators' command-line tools only."""
+    searches = Search.objects.select_related("owner", "current_stage").order_by("-created_at")
+    return searches.filter(status=status) if status else searches
+
+
+def search_get(*, search_id: int) -> Search | None:
+    """A search by id whoever owns it (command-line tools), with its backbone and current stage."""
+    return Search.objects.select_related("backbone", "current_stage", "owner").filter(pk=search_id).first()
+
+
+def search_has_started(*, search: Search) -> bool:
+    """Whether any of the search's trials has left the queue (a worker is taking them)."""
+    return search.trials.exclude(status=Trial.Status.QUEUED).exists()
+
+
 def search_detail(*, user: AbstractBaseUser, search_id: int) -> Search:
     """One search with its tasks, backbone, stages and artifacts; Search.DoesNotExist otherwise."""
     return (Search.objects.filter(owner=user)
@@ -92,6 +156,16 @@ def search_for_user(*, user: AbstractBaseUser, search_id: int) -> Search:
     return Search.objects.select_related("backbone", "current_stage").get(pk=search_id, owner=user)
 
 
+def search_tasks(search: Search) -> list[Task]:
+    """The search's tasks by name (the order every trial trains them in)."""
+    return list(search.tasks.order_by("name"))
+
+
+def search_is_owned(*, user: AbstractBaseUser, search_id: int) -> bool:
+    """Whether the search exists and belongs to the user (the WebSocket's admission check)."""
+    return Search.objects.filter(pk=search_id, owner=user).exists()
+
+
 def search_elapsed_s(search: Search, *, now: datetime | None = None) -> float:
     """Seconds since the search was created, up to when it finished."""
     end = search.finished_at or now or timezone.now()
@@ -100,6 +174,24 @@ def search_elapsed_s(search: Search, *, now: datetime | None = None) -> float:
 
 def stage_list(*, user: AbstractBaseUser) -> QuerySet[Stage]:
     return Stage.objects.filter(search__owner=user).select_related("search", "decided_by")
+
+
+def stage_awaiting(*, search: Search) -> Stage | None:
+    """The search's first stage waiting for approval, if any."""
+    return search.stages.filter(status=Stage.Status.AWAITING).order_by("order").first()
+
+
+def stage_progress(*, search_id: int) -> QuerySet[Stage]:
+    """The search's stages in order, each with total, done (final) and failed trial counts."""
+    return (Stage.objects.filter(search_id=search_id).order_by("order")
+            .annotate(total=Count("trials"),
+                      done=Count("trials", filter=Q(trials__status__in=Trial.FINAL_STATUSES)),
+                      failed=Count("trials", filter=Q(trials__status=Trial.Status.FAILED))))
+
+
+def stage_of_search(*, search: Search, stage_id: int) -> Stage:
+    """One stage of the search; Stage.DoesNotExist for another search's."""
+    return Stage.objects.get(pk=stage_id, search=search)
 
 
 def stage_trial_counts(*, stage: Stage) -> dict[str, int]:
@@ -178,7 +270,8 @@ def trial_list(*, search: Search, filters: TrialFilters | None = None) -> QueryS
     if filters.stage is not None:
         trials = trials.filter(stage_id=filters.stage)
     for key, raw in filters.choices.items():
-        if not key or not key.replace("_", "").replace(".", "").isalnum():
+        # "__" would reach the ORM as a lookup (choice.grouping__regex=...): names are plain keys.
+        if not key or "__" in key or len(key) > 64 or not key.replace("_", "").replace(".", "").isalnum():
             raise TrialFilterError(f"choice.{key}", "Choice names are letters, digits, underscores and dots "
                                                     "(e.g. grouping, assignment.G1).")
         match = Q()
@@ -193,6 +286,17 @@ def trial_list(*, search: Search, filters: TrialFilters | None = None) -> QueryS
     if name == "index":
         return trials.order_by(*tie_break, "id")
     return trials.order_by(column, *tie_break, "id")
+
+
+def trial_next_queued(*, search: Search) -> Trial | None:
+    """The queued trial a local runner should train next: earliest stage, lowest index."""
+    return (Trial.objects.filter(search=search, status=Trial.Status.QUEUED, cancel_requested=False)
+            .order_by("stage__order", "index").first())
+
+
+def trial_of_search(*, search: Search, trial_id: int) -> Trial:
+    """One trial of the search; Trial.DoesNotExist for another search's."""
+    return Trial.objects.get(pk=trial_id, search=search)
 
 
 def trial_detail(*, user: AbstractBaseUser, trial_id: int) -> Trial:
@@ -339,10 +443,45 @@ def artifact_find(*, search: Search, kind: str, task: str = "") -> Artifact | No
 
 
 
+# --- the selected design ------------------------------------------------------------------------
+# One rule says which runs of the final stage stand for the search: the selected design's runs with
+# the lowest seed (one per task). The worker keeps their weights, the search's downloads come from
+# them, and their design document is the search's answer.
+
+
+def selected_seed(stage: Stage) -> int | None:
+    """The seed of the final stage's runs that stand for the search; None without selected runs."""
+    return stage.trials.filter(kind=Trial.Kind.SELECTED).aggregate(seed=Min("seed"))["seed"]
+
+
+def trial_stands_for_search(trial: Trial) -> bool:
+    """True for a run of the selected design with the selected seed (its weights are kept)."""
+    return trial.kind == Trial.Kind.SELECTED and trial.seed == selected_seed(trial.stage)
+
+
+def search_selected_trials(search: Search) -> QuerySet[Trial]:
+    """The runs that stand for the search, in task order; empty before the final stage."""
+    stage = search.stages.filter(key="final").first()
+    if stage is None:
+        return Trial.objects.none()
+    return (Trial.objects.filter(stage=stage, kind=Trial.Kind.SELECTED, seed=selected_seed(stage))
+            .select_related("stage").order_by("index"))
+
+
 def search_selected_trial(search: Search) -> Trial | None:
-    """The final stage's run of the selected design that stands for the search (first seed)."""
-    return (Trial.objects.filter(search=search, stage__key="final", kind=Trial.Kind.SELECTED)
-            .order_by("seed", "index").first())
+    """The first run that stands for the search (its design is the search's answer)."""
+    return search_selected_trials(search).first()
+
+
+def selected_design(search: Search) -> dict[str, Any] | None:
+    """The search's winning design document, with the decisions that led to it; None before the final stage."""
+    trial = search_selected_trial(search)
+    if trial is None:
+        return None
+    design = dict(trial.design)
+    design["provenance"] = {**design.get("provenance", {}), "search": search.pk, "search_name": search.name,
+                            "decisions": [s.decision for s in search.stages.order_by("order") if s.decision]}
+    return design
 
 
 # --- browser pages -------------------------------------------------------------------------------

@@ -80,8 +80,6 @@ class TaskFactory(factory.django.DjangoModelFactory):
     problem = Task.Problem.CLASSIFICATION
     labels = factory.LazyFunction(lambda: ["0", "1"])
     metric = "accuracy"
-    train_rows = 100
-    eval_rows = 20
 
 
 class BackboneFactory(factory.django.DjangoModelFactory):

@@ -1,7 +1,7 @@
 """Result files of a search: which Artifact row answers which download, and the usage snippet.
 
 Every file comes from an Artifact row (path relative to MEDIA_ROOT, written by
-services.artifacts_write when the search completes) and is sent as an attachment. When a file
+experiments.services.artifacts when the search completes) and is sent as an attachment. When a file
 cannot exist the answer says why instead of a bare 404: a PEFT export of a design that uses
 adapters, prefixes or BitFit is not expressible in Hugging Face PEFT (409), and nothing can be
 downloaded before the search has its final design (409).
@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.urls import reverse
 
-from .. import selectors, services
+from .. import selectors
 from ..models import Artifact, Search
 
 # Files of the search as a whole; weights and PEFT exports are per task.
@@ -52,7 +52,7 @@ def design_strategies(design: dict[str, Any]) -> set[str]:
 
 def final_design(search: Search) -> dict[str, Any]:
     """The selected design, or DownloadUnavailable(409) while the final stage has not run."""
-    design = services.selected_design(search)
+    design = selectors.selected_design(search)
     if design is None:
         raise DownloadUnavailable(409, f"Search #{search.pk} has no final design yet (status {search.status}); "
                                        "downloads appear when its final stage has run.")
@@ -86,9 +86,9 @@ def artifact_resolve(*, search: Search, kind: str, task: str = "") -> tuple[Path
 def usage_snippet(*, search: Search) -> str:
     """Python that loads the search's selected design and weights (and its PEFT export, if any)."""
     design = final_design(search)
-    tasks = list(search.tasks.order_by("name"))
+    task_rows = selectors.search_tasks(search)
     weights = {a.task for a in selectors.artifact_list(search=search) if a.kind == Artifact.Kind.WEIGHTS}
-    task = next((t for t in tasks if t.name in weights), tasks[0] if tasks else None)
+    task = next((t for t in task_rows if t.name in weights), task_rows[0] if task_rows else None)
     task_name = task.name if task else "<task>"
     problem = task.problem if task else "classification"
     num_labels = max(1, len(task.labels)) if task and problem == "classification" else 1

@@ -14,6 +14,15 @@ from rest_framework import serializers
 
 from .. import selectors
 from ..models import Artifact, Backbone, Search, Stage, Task, Trial
+from .downloads import artifact_download_path
+from .query import MAX_ID
+
+# A search's score averages its tasks; more than this is a benchmark suite, not a search.
+MAX_SEARCH_TASKS = 16
+
+# A trial row (the REST table and the live trial.status event alike) shows the start of the error;
+# the trial detail shows all of it.
+ERROR_PREVIEW_CHARS = 300
 
 
 class CommaListField(serializers.ListField):
@@ -35,7 +44,7 @@ class TaskSerializer(serializers.ModelSerializer):
     class Meta:
         model = Task
         fields = ["id", "name", "display_name", "source", "problem", "text_columns", "label_column",
-                  "labels", "metric", "train_rows", "eval_rows", "notes", "owned", "created_at"]
+                  "labels", "metric", "notes", "owned", "created_at"]
         read_only_fields = fields
 
     def get_owned(self, task: Task) -> bool:
@@ -183,8 +192,6 @@ class ArtifactSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_download_url(self, artifact: Artifact) -> str | None:
-        from .downloads import artifact_download_path
-
         return artifact_download_path(artifact)
 
 
@@ -199,7 +206,7 @@ class SearchDetailSerializer(SearchSerializer):
 
 class SearchCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=128)
-    tasks = CommaListField(child=serializers.CharField(), min_length=1,
+    tasks = CommaListField(child=serializers.CharField(max_length=128), min_length=1, max_length=MAX_SEARCH_TASKS,
                            help_text="Task ids or names (bundled or your uploads).")
     backbone = serializers.CharField(help_text="Backbone id or name_or_path.")
     budget_kind = serializers.ChoiceField(choices=Search.BudgetKind.choices, default=Search.BudgetKind.FRACTION)
@@ -213,7 +220,7 @@ class SearchCreateSerializer(serializers.Serializer):
     def validate_tasks(self, refs: list[str]) -> list[Task]:
         user = self.context["request"].user
         visible = selectors.task_list(user=user)
-        ids = [int(ref) for ref in refs if ref.isdigit()]
+        ids = [int(ref) for ref in refs if ref.isdigit() and int(ref) <= MAX_ID]
         by_id = {task.pk: task for task in visible.filter(pk__in=ids)}
         names = [ref for ref in refs if not ref.isdigit()]
         by_name, unknown = selectors.task_by_names(user=user, names=names)
@@ -263,7 +270,7 @@ class TrialSerializer(serializers.ModelSerializer):
         return selectors.trial_strategy_strip(trial.design)
 
     def get_error(self, trial: Trial) -> str:
-        return trial.error[:300]
+        return trial.error[:ERROR_PREVIEW_CHARS]
 
 
 class TrialDetailSerializer(TrialSerializer):
@@ -278,7 +285,7 @@ class TrialDetailSerializer(TrialSerializer):
 class TrialQuerySerializer(serializers.Serializer):
     status = CommaListField(child=serializers.ChoiceField(choices=Trial.Status.choices), required=False,
                             help_text="One or more statuses, comma-separated.")
-    stage = serializers.IntegerField(required=False, help_text="A stage id of this search.")
+    stage = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="A stage id of this search.")
     kind = CommaListField(child=serializers.ChoiceField(choices=Trial.Kind.choices), required=False)
     ordering = serializers.CharField(required=False, default="index",
                                      help_text="index, score, trainable_params, duration_s, started_at or "
@@ -288,9 +295,9 @@ class TrialQuerySerializer(serializers.Serializer):
 # --- metrics -----------------------------------------------------------------------------------
 
 class MetricQuerySerializer(serializers.Serializer):
-    after = serializers.IntegerField(min_value=0, default=0, help_text="Cursor: the `next` of the previous answer.")
-    trial = serializers.IntegerField(required=False)
-    stage = serializers.IntegerField(required=False)
+    after = serializers.IntegerField(min_value=0, max_value=MAX_ID, default=0, help_text="Cursor: the `next` of the previous answer.")
+    trial = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    stage = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     max_points = serializers.IntegerField(min_value=1, max_value=selectors.METRICS_MAX_POINTS,
                                           default=selectors.METRICS_DEFAULT_POINTS)
 

@@ -18,15 +18,17 @@ from rest_framework import generics, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import selectors, services
-from ..models import Artifact, Stage, Trial
+from ..models import Artifact, Search
 from . import serializers as s
 from .downloads import FILENAMES, DownloadUnavailable, artifact_resolve, usage_snippet
+from .parsers import BoundedJSONParser
+from .query import check_query_params
 
 
 def field_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
@@ -46,6 +48,14 @@ class PefsViewMixin:
     """
 
     authentication_classes = [TokenAuthentication, SessionAuthentication]
+    # The query parameters the endpoint documents; any other is a 400 (see api/query.py).
+    query_params_allowed: tuple[str, ...] = ()
+    query_param_prefixes: tuple[str, ...] = ()
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        check_query_params(request.query_params, allowed=self.query_params_allowed,
+                           prefixes=self.query_param_prefixes)
 
     @classmethod
     def as_view(cls, **initkwargs: Any):
@@ -83,7 +93,7 @@ class TaskListView(PefsViewMixin, generics.ListAPIView):
 
     serializer_class = s.TaskSerializer
     pagination_class = None
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, BoundedJSONParser]
 
     def get_queryset(self):
         return selectors.task_list(user=self.request.user)
@@ -144,11 +154,13 @@ class BackboneDetailView(PefsView):
 class BackboneBudgetView(PefsView):
     """The budget as a trainable-parameter count, for the form's live preview."""
 
+    query_params_allowed = ("budget_kind", "budget_value")
+
     @extend_schema(parameters=[s.BudgetQuerySerializer], responses=s.BudgetPreviewSerializer)
     def get(self, request: Request, pk: int) -> Response:
         backbone = selectors.backbone_list(user=request.user).get(pk=pk)
         data = self.validated(s.BudgetQuerySerializer, request.query_params)
-        return Response(services.budget_preview(backbone=backbone, **data))
+        return Response(selectors.budget_preview(backbone=backbone, **data))
 
 
 # --- searches ----------------------------------------------------------------------------------
@@ -157,9 +169,13 @@ class SearchListView(PefsViewMixin, generics.ListAPIView):
     """Your searches, newest first (?status= filters); POST starts a new search."""
 
     serializer_class = s.SearchSerializer
+    query_params_allowed = ("status", "page")
 
     def get_queryset(self):
-        return selectors.search_list(user=self.request.user, status=self.request.query_params.get("status"))
+        status_filter = self.request.query_params.get("status")
+        if status_filter is not None and status_filter not in Search.Status.values:
+            raise ValidationError({"status": [f"Unknown status; use one of {', '.join(Search.Status.values)}."]})
+        return selectors.search_list(user=self.request.user, status=status_filter)
 
     @extend_schema(request=s.SearchCreateSerializer, responses={201: s.SearchDetailSerializer})
     def post(self, request: Request) -> Response:
@@ -201,6 +217,8 @@ CHOICE_PREFIX = "choice."
 class SearchTrialListView(PefsViewMixin, generics.ListAPIView):
     """A search's trials, paginated server-side; filter with status, stage, kind and choice.<name>."""
 
+    query_params_allowed = ("status", "stage", "kind", "ordering", "page", "page_size")
+    query_param_prefixes = ("choice.",)
     serializer_class = s.TrialSerializer
     pagination_class = TrialPagination
 
@@ -230,14 +248,16 @@ class SearchMetricsView(PefsView):
     Call with ?after=<next of the previous answer> until `more` is false; live events carry the rest.
     """
 
+    query_params_allowed = ("after", "trial", "stage", "max_points")
+
     @extend_schema(parameters=[s.MetricQuerySerializer], responses=s.MetricPageSerializer)
     def get(self, request: Request, pk: int) -> Response:
         search = selectors.search_for_user(user=request.user, search_id=pk)
         query = self.validated(s.MetricQuerySerializer, request.query_params)
         if "trial" in query:
-            Trial.objects.get(pk=query["trial"], search=search)
+            selectors.trial_of_search(search=search, trial_id=query["trial"])  # 404 for another search's
         if "stage" in query:
-            Stage.objects.get(pk=query["stage"], search=search)
+            selectors.stage_of_search(search=search, stage_id=query["stage"])
         page = selectors.metric_points(search=search, after=query["after"], trial_id=query.get("trial"),
                                        stage_id=query.get("stage"), max_points=query["max_points"])
         return Response(asdict(page))

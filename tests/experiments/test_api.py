@@ -223,7 +223,7 @@ def test_backbone_list_register_and_budget(api, user, monkeypatch):
     from tasks.peft.budget import BackboneShape
 
     shape = BackboneShape.from_dict(backbone_shape(name="org/tiny"))
-    monkeypatch.setattr(services, "backbone_introspect", lambda name_or_path: shape)
+    monkeypatch.setattr(services.catalog, "backbone_introspect", lambda name_or_path: shape)
     response = api.post(reverse("api:backbone-list"), {"name_or_path": "org/tiny"}, format="json")
     assert response.status_code == 201, response.json()
     registered = response.json()
@@ -242,7 +242,7 @@ def test_backbone_register_failure_names_the_field(api, monkeypatch):
     def broken(name_or_path):
         raise OSError("no such model")
 
-    monkeypatch.setattr(services, "backbone_introspect", broken)
+    monkeypatch.setattr(services.catalog, "backbone_introspect", broken)
     response = api.post(reverse("api:backbone-list"), {"name_or_path": "org/missing"}, format="json")
     assert response.status_code == 400 and "no such model" in response.json()["name_or_path"][0]
     assert "name_or_path" in api.post(reverse("api:backbone-list"), {}, format="json").json()
@@ -303,7 +303,7 @@ def test_search_create_passes_service_errors_on_by_field(api, monkeypatch):
 
 def test_retry_and_cancel_trial(api, world, monkeypatch):
     sent = []
-    monkeypatch.setattr(services, "_enqueue_on_commit", lambda pairs: sent.extend(pairs))
+    monkeypatch.setattr(services.queue, "enqueue_on_commit", lambda pairs: sent.extend(pairs))
     trial = world["trial"]
     response = api.post(reverse("api:trial-retry", args=[trial.pk]))
     assert response.status_code == 200, response.json()
@@ -315,7 +315,7 @@ def test_retry_and_cancel_trial(api, world, monkeypatch):
 
 
 def test_retry_failed_trials_of_the_current_stage(api, world, monkeypatch):
-    monkeypatch.setattr(services, "_enqueue_on_commit", lambda pairs: None)
+    monkeypatch.setattr(services.queue, "enqueue_on_commit", lambda pairs: None)
     Search.objects.filter(pk=world["search"].pk).update(current_stage=world["stage"])
     response = api.post(reverse("api:search-retry-failed", args=[world["search"].pk]))
     assert response.json() == {"retried": 1}

@@ -102,7 +102,7 @@ def test_pefs_search_local_runs_a_whole_search_and_writes_results(user, tiny_bac
     (["--set", "oops"], "--set"),
 ])
 def test_pefs_search_bad_flags_name_the_flag(args, flag, tiny_backbone, bundled_tasks, monkeypatch):
-    monkeypatch.setattr(services, "_enqueue_on_commit", lambda pairs: None)
+    monkeypatch.setattr(services.queue, "enqueue_on_commit", lambda pairs: None)
     base = {"--backbone": str(tiny_backbone.pk), "--tasks": "sst2"}
     for name, value in zip(args[::2], args[1::2]):
         base[name] = value
@@ -172,3 +172,23 @@ def test_pefs_export_writes_the_report_of_an_unfinished_search(user, media, tmp_
     assert not (tmp_path / "y" / "design.json").exists()
     with pytest.raises(CommandError, match="^search_id"):
         run("pefs_export", "99999")
+
+
+@pytest.mark.django_db
+def test_pefs_search_asks_at_the_terminal_with_each_choices_statistics(user, monkeypatch, capsys):
+    # Given a stage waiting for approval whose summary lists its choices (a list of per-choice dicts)
+    from experiments.management.commands.pefs_search import Command
+
+    search = SearchFactory(owner=user, status=Search.Status.WAITING)
+    stage = StageFactory(search=search, status="awaiting", recommendation={"choice": "uniform"},
+                         summary={"choices": [{"choice": "uniform", "n": 3, "failed": 0, "mean": 71.5},
+                                              {"choice": "spindle", "n": 2, "failed": 1, "mean": None}]})
+    approved = []
+    monkeypatch.setattr(services, "stage_approve", lambda **kwargs: approved.append(kwargs))
+    monkeypatch.setattr("builtins.input", lambda prompt="": "")
+    # When the person presses Enter
+    Command().approve(stage, search)
+    # Then every choice was shown with its statistics and the recommendation was approved
+    shown = capsys.readouterr().err
+    assert "uniform: mean 71.50 over 3 designs" in shown and "spindle: mean n/a over 2 designs (1 failed)" in shown
+    assert approved == [{"stage": stage, "user": user, "choice": None, "reason": ""}]

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 
 from experiments import services
 from experiments.models import Artifact, Search, Stage, Trial
+from tasks import worker
 from tests.conftest import TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
@@ -20,7 +21,7 @@ def test_auto_approved_search_runs_every_stage_and_writes_artifacts(user, tiny_b
                                     budget_kind="absolute", budget_value=6000, groups=2, preset="quick",
                                     overrides=TINY_OVERRIDES, auto_approve=True, seed=3)
     # When its trials run in this process
-    search = services.search_run_local(search=search)
+    search = worker.search_run_local(search=search)
     # Then every stage was decided automatically, in the paper's order, and the search completed
     assert search.status == Search.Status.COMPLETED, [s.summary for s in search.stages.all()]
     keys = list(search.stages.order_by("order").values_list("key", flat=True))
@@ -48,7 +49,7 @@ def test_stage_waits_for_a_person_and_an_override_keeps_its_reason(user, tiny_ba
     search = services.search_create(owner=user, name="manual", tasks=[bundled_tasks["rte"]], backbone=tiny_backbone,
                                     budget_kind="absolute", budget_value=6000, groups=2, preset="quick",
                                     overrides=TINY_OVERRIDES, seed=1)
-    search = services.search_run_local(search=search)
+    search = worker.search_run_local(search=search)
     assert search.status == Search.Status.WAITING
     stage = search.stages.get(key="S1")
     assert stage.status == Stage.Status.AWAITING and stage.summary["recommendation"]["choice"]

@@ -2,6 +2,10 @@
 search creation and validation, stage approval. Database only (no Redis messages are awaited)."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -10,6 +14,8 @@ from django.utils import timezone
 
 from experiments import services
 from experiments.models import MetricPoint, Search, Stage, Trial
+from tasks import worker
+from tests.conftest import BASE_DIR
 from tests.factories import BackboneFactory, StageFactory, TaskFactory, TrialFactory, backbone_shape
 
 pytestmark = pytest.mark.django_db
@@ -109,8 +115,8 @@ def test_finishing_a_superseded_attempt_changes_nothing():
 
 def test_metric_recorder_batches_and_never_duplicates():
     trial = queued()
-    recorder = services.MetricRecorder(trial_id=trial.pk, attempt=1, search_id=trial.search_id,
-                                       stage_id=trial.stage_id, flush_points=10, flush_seconds=3600, publish=False)
+    recorder = worker.MetricRecorder(trial_id=trial.pk, attempt=1, search_id=trial.search_id,
+                                     stage_id=trial.stage_id, flush_points=10, flush_seconds=3600, publish=False)
     for step in range(1, 5):
         recorder.add("sst2", step=step, values={"loss": 1 / step, "lr": 1e-3, "nan": float("nan")})
     assert MetricPoint.objects.filter(trial=trial).count() == 0  # 8 points: below the batch size
@@ -174,3 +180,32 @@ def test_admin_pages_load(admin_client):
                 "/admin/experiments/stage/", "/admin/experiments/task/", "/admin/experiments/backbone/",
                 "/admin/experiments/metricpoint/", "/admin/experiments/artifact/"]:
         assert admin_client.get(url).status_code == 200, url
+
+
+@pytest.mark.slow
+def test_backbone_introspection_leaves_torch_out_of_the_web_process(tiny_model_dir):
+    # Given a web-side process (Django set up, no torch), when it measures a backbone
+    program = (
+        "import json, sys, django\n"
+        "django.setup()\n"
+        "from experiments.services import backbone_introspect\n"
+        "shape = backbone_introspect(sys.argv[1])\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'shape': shape.to_dict()}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program, str(tiny_model_dir)], capture_output=True, text=True,
+                          cwd=BASE_DIR, env={**os.environ, "DJANGO_SETTINGS_MODULE": "pefs_web.settings"},
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    # Then torch was never imported there, and the shape is the one the engine measures on the loaded model
+    assert answer["torch"] is False
+    from tasks.peft import HeadSpec, load_backbone
+
+    loaded = load_backbone(str(tiny_model_dir), head=HeadSpec(problem="classification", num_labels=2))
+    assert answer["shape"] == loaded.shape.to_dict()
+
+
+def test_backbone_introspection_failure_says_why(tmp_path):
+    with pytest.raises(services.IntrospectionError) as error:
+        services.backbone_introspect(str(tmp_path / "no-such-model"))
+    assert str(error.value)  # the child's last error line, e.g. the missing path

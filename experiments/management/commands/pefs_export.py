@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from experiments import selectors, services
+from experiments import selectors
 from experiments.models import Artifact, Search
 from experiments.reports import report_json, report_markdown
 
@@ -39,7 +39,7 @@ def export_results(*, search: Search, out: Path) -> list[Path]:
         (out / "report.md").write_text(report_markdown(report))
         written += [out / "report.json", out / "report.md"]
     if "design.json" not in names:
-        design = services.selected_design(search)
+        design = selectors.selected_design(search)
         if design is not None:
             (out / "design.json").write_text(json.dumps(design, indent=2) + "\n")
             written.append(out / "design.json")
@@ -54,7 +54,7 @@ class Command(BaseCommand):
         parser.add_argument("--out", type=Path, default=None, help="folder to write (default ./pefs-search-<id>)")
 
     def handle(self, *args: Any, search_id: int, out: Path | None, **options: Any) -> None:
-        search = Search.objects.select_related("backbone").filter(pk=search_id).first()
+        search = selectors.search_get(search_id=search_id)
         if search is None:
             raise CommandError(f"search_id: no search #{search_id} (see `manage.py pefs_list`).")
         out = out or Path(f"pefs-search-{search.pk}")

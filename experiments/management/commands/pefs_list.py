@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from experiments import selectors
@@ -22,14 +21,12 @@ class Command(BaseCommand):
         if limit < 1:
             raise CommandError("--limit: must be at least 1.")
         if user is not None:
-            owner = get_user_model().objects.filter(username=user).first()
+            owner = selectors.user_find(username=user)
             if owner is None:
                 raise CommandError(f"--user: no user named {user!r}.")
             searches = selectors.search_list(user=owner, status=status)
         else:
-            searches = Search.objects.select_related("owner", "current_stage").order_by("-created_at")
-            if status:
-                searches = searches.filter(status=status)
+            searches = selectors.search_list_all(status=status)
         rows = [("id", "name", "owner", "status", "stage", "trials", "best", "created", "elapsed")]
         for search in searches[:limit]:
             rows.append((

@@ -4,7 +4,7 @@
         --samples-per-stage 4 --epochs 1 --train-examples 64 --out results/
 
 By default the trials run on the Celery workers and this command follows the database with one
-progress bar per stage; --local trains them in this process (services.search_run_local). Without
+progress bar per stage; --local trains them in this process (tasks.worker.search_run_local). Without
 --auto-approve each stage's recommendation is asked for at the terminal (or, without one, waited
 for from the browser). At the end the report (JSON and Markdown) and the winning design are
 written to --out.
@@ -17,15 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Count, Q
 from tqdm import tqdm
 
 from experiments import selectors, services
-from experiments.models import Backbone, Search, Stage, Task, Trial
+from experiments.models import Backbone, Search, Stage, Task
 from experiments.space.presets import PRESETS
+from tasks import worker
 
 from .pefs_export import export_results
 
@@ -82,11 +81,7 @@ class StageBars:
         if not force and now - self.last < 0.5:
             return
         self.last = now
-        stages = (Stage.objects.filter(search_id=self.search_id).order_by("order")
-                  .annotate(total=Count("trials"),
-                            done=Count("trials", filter=Q(trials__status__in=Trial.FINAL_STATUSES)),
-                            failed=Count("trials", filter=Q(trials__status=Trial.Status.FAILED))))
-        for stage in stages:
+        for stage in selectors.stage_progress(search_id=self.search_id):
             bar = self.bars.get(stage.pk)
             if bar is None:
                 bar = self.bars[stage.pk] = tqdm(total=stage.total, desc=f"{stage.key:>6}", unit="trial",
@@ -165,7 +160,7 @@ class Command(BaseCommand):
         try:
             search = self.run(search, bars=bars, local=o["local"], poll=o["poll"])
         except KeyboardInterrupt:
-            services.search_cancel(search=Search.objects.get(pk=search.pk))
+            services.search_cancel(search=selectors.search_get(search_id=search.pk))
             bars.close()
             raise CommandError(f"Interrupted: search #{search.pk} cancelled.") from None
         bars.close()
@@ -182,17 +177,12 @@ class Command(BaseCommand):
     # --- resolving the flags -------------------------------------------------------------------
 
     def resolve_user(self, username: str | None):
-        User = get_user_model()
-        if username:
-            user, created = User.objects.get_or_create(username=username)
-        else:
-            admins = list(User.objects.filter(is_superuser=True)[:2])
-            if len(admins) == 1:
-                return admins[0]
-            user, created = User.objects.get_or_create(username=DEFAULT_USER)
+        if not username:
+            admin = selectors.user_sole_superuser()
+            if admin is not None:
+                return admin
+        user, created = services.user_ensure(username=username or DEFAULT_USER)
         if created:
-            user.set_unusable_password()
-            user.save(update_fields=["password"])
             self.stdout.write(f"Created user {user.get_username()} (no password: set one with changepassword).")
         return user
 
@@ -200,7 +190,7 @@ class Command(BaseCommand):
         names = [name.strip() for name in spec.split(",") if name.strip()]
         if not names:
             raise CommandError("--tasks: name at least one task, e.g. --tasks sst2,rte.")
-        if not Task.objects.filter(owner__isnull=True).exists():
+        if not selectors.task_bundled_seeded():
             services.seed_bundled(backbone=False)
         tasks, unknown = selectors.task_by_names(user=user, names=names)
         if unknown:
@@ -210,10 +200,10 @@ class Command(BaseCommand):
 
     def resolve_backbone(self, user, ref: str | None) -> Backbone:
         if not ref:
-            backbone = Backbone.objects.filter(owner__isnull=True, is_default=True).first()
+            backbone = selectors.backbone_default()
             if backbone is None:
                 services.seed_bundled(backbone=True)
-                backbone = Backbone.objects.filter(owner__isnull=True, is_default=True).first()
+                backbone = selectors.backbone_default()
             if backbone is None:
                 raise CommandError("--backbone: no default backbone is installed; name one.")
             return backbone
@@ -237,15 +227,15 @@ class Command(BaseCommand):
         warned_no_worker = False
         while True:
             if local:
-                services.search_run_local(search=search, progress=bars.refresh)
+                worker.search_run_local(search=search, progress=bars.refresh)
             else:
                 time.sleep(poll)
             bars.refresh(force=True)
-            search = Search.objects.select_related("current_stage").get(pk=search.pk)
+            search = selectors.search_get(search_id=search.pk)
             if search.status in FINAL_SEARCH_STATUSES:
                 return search
             if search.status == Search.Status.WAITING:
-                stage = search.stages.filter(status=Stage.Status.AWAITING).order_by("order").first()
+                stage = selectors.stage_awaiting(search=search)
                 if stage is None or search.auto_approve:
                     continue  # the services advance auto-approved searches themselves
                 if sys.stdin.isatty():
@@ -259,7 +249,7 @@ class Command(BaseCommand):
                                f"{stage.recommendation}); rerun with --auto-approve to skip this.", file=sys.stderr)
                     announced_wait = True
             elif not local and not warned_no_worker and time.monotonic() - started_at > 30 and \
-                    not search.trials.exclude(status=Trial.Status.QUEUED).exists():
+                    not selectors.search_has_started(search=search):
                 tqdm.write("No trial has started after 30 s: is a Celery worker running (`make run`)? "
                            "Or rerun with --local.", file=sys.stderr)
                 warned_no_worker = True
@@ -268,8 +258,10 @@ class Command(BaseCommand):
         """Ask at the terminal: Enter approves the recommendation, a choice overrides it (with a reason)."""
         choice, reason = None, ""
         tqdm.write(f"\nStage {stage.key} ({stage.component}) recommends {stage.recommendation}.", file=sys.stderr)
-        for name, stats in ((stage.summary or {}).get("choices") or {}).items():
-            tqdm.write(f"  {name}: {stats}", file=sys.stderr)
+        for stats in (stage.summary or {}).get("choices") or []:  # one dict per choice (space.ChoiceStats)
+            mean = "n/a" if stats.get("mean") is None else f"{stats['mean']:.2f}"
+            tqdm.write(f"  {stats.get('choice')}: mean {mean} over {stats.get('n')} designs "
+                       f"({stats.get('failed', 0)} failed)", file=sys.stderr)
         answer = input("Press Enter to approve, or type another choice: ").strip()
         if answer:
             choice = answer

@@ -1,0 +1,55 @@
+"""Writes. Every change to PEFS's rows goes through a function here (STYLE.md: services/selectors).
+
+Functions are named <entity>_<action>, take keyword-only arguments and run in a transaction;
+Celery messages and live events are sent with transaction.on_commit, so nothing fires for a write
+that rolled back. Bad input raises django.core.exceptions.ValidationError with a dict that names
+the field. One module per sub-domain, each importing only those before it:
+
+- queue: mark trials queued and send their Celery messages (by job name) after commit;
+- metrics: store a batch of metric points and publish it;
+- artifacts: a completed search's files (design, weights, PEFT exports, report);
+- catalog: tasks (uploads, bundled GLUE) and backbones (measured in a child process: no torch here);
+- searches: create a search, open/complete/approve stages, cancel, complete;
+- trials: claim, heartbeat, finish, cancel, retry, and the sweep that supervises running trials;
+- users: the accounts the command line acts for.
+
+Reads are in experiments.selectors, event payloads in experiments.events; the worker side of a
+trial (running the engine, the recorder, the heartbeat thread) is tasks.worker, which calls in here.
+"""
+from ..selectors import budget_preview  # a read the new-search form calls through services; prefer selectors
+from .artifacts import artifacts_write, trial_artifact_dir
+from .catalog import IntrospectionError, backbone_introspect, backbone_register, seed_bundled, task_preview, task_upload
+from .metrics import metric_points_record
+from .queue import trial_message_id, trials_enqueue
+from .searches import (
+    UNSCHEDULED_SETTINGS,
+    final_stage_open,
+    search_cancel,
+    search_complete,
+    search_config,
+    search_create,
+    stage_approve,
+    stage_check_complete,
+    stage_open,
+)
+from .trials import (
+    TrialResult,
+    trial_became_final,
+    trial_cancel,
+    trial_claim,
+    trial_finish,
+    trial_heartbeat,
+    trial_retry,
+    trials_retry_failed,
+    trials_sweep,
+)
+from .users import user_ensure
+
+__all__ = [
+    "UNSCHEDULED_SETTINGS", "IntrospectionError", "TrialResult", "artifacts_write", "backbone_introspect",
+    "backbone_register", "budget_preview", "final_stage_open", "metric_points_record", "search_cancel",
+    "search_complete", "search_config", "search_create", "seed_bundled", "stage_approve", "stage_check_complete",
+    "stage_open", "task_preview", "task_upload", "trial_artifact_dir", "trial_became_final", "trial_cancel",
+    "trial_claim", "trial_finish", "trial_heartbeat", "trial_message_id", "trial_retry", "trials_enqueue",
+    "trials_retry_failed", "trials_sweep", "user_ensure",
+]

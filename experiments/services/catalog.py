@@ -1,0 +1,186 @@
+"""The catalogue a search draws from: uploaded and bundled tasks, registered backbones.
+
+The web process never imports torch: a backbone is measured (layers, widths, parameter counts)
+once, in a short-lived child interpreter, and its shape is stored on the Backbone row.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.utils.text import slugify
+
+from tasks.peft.budget import BackboneShape
+
+from ..models import Backbone, Task
+
+if TYPE_CHECKING:
+    from tasks.data import DataError
+
+# Loading a model from the hub may download it first.
+INTROSPECT_TIMEOUT_S = 900
+_INTROSPECT_PROGRAM = """
+import json, sys
+from tasks.peft import HeadSpec, load_backbone
+backbone = load_backbone(sys.argv[1] or None, head=HeadSpec(problem="classification", num_labels=2))
+print(json.dumps(backbone.shape.to_dict()))
+"""
+
+
+class IntrospectionError(RuntimeError):
+    """The child process could not load the backbone; the message is its last error line."""
+
+
+def _data_error(exc: DataError, *, stored: Path | None = None, shown: str | None = None) -> ValidationError:
+    """tasks.data.DataError -> a ValidationError for the web's field names.
+
+    Messages name the file as the user uploaded it, never the path it is stored under."""
+    field_map = {"path": "file", "file_format": "file", "text_columns": "text_columns",
+                 "label_column": "label_column", "problem": "problem", "name": "name"}
+    message = exc.message
+    if stored is not None:
+        message = message.replace(str(stored.resolve()), shown or "the file").replace(str(stored), shown or "the file")
+    return ValidationError({field_map.get(exc.field, exc.field): [message]})
+
+
+def _store_upload(uploaded_file: UploadedFile, *, owner_id: int) -> Path:
+    """Write an upload to a fresh file under UPLOAD_ROOT/<owner>/ and return its path."""
+    name = Path(uploaded_file.name or "upload").name
+    suffix = Path(name).suffix.lower()
+    if suffix not in (".csv", ".tsv", ".jsonl", ".json", ".ndjson"):
+        raise ValidationError({"file": [f"{name}: use a .csv, .tsv or .jsonl file (got {suffix or 'no extension'})."]})
+    if uploaded_file.size is not None and uploaded_file.size > settings.UPLOAD_MAX_BYTES:
+        raise ValidationError({"file": [
+            f"{name}: too large: {uploaded_file.size / 2**20:.1f} MiB, the limit is "
+            f"{settings.UPLOAD_MAX_BYTES / 2**20:.0f} MiB."]})
+    directory = Path(settings.UPLOAD_ROOT) / str(owner_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{uuid.uuid4().hex}{suffix}"
+    with open(path, "wb") as out:
+        for chunk in uploaded_file.chunks():
+            out.write(chunk)
+    return path
+
+
+def task_preview(*, uploaded_file: UploadedFile, owner_id: int, max_rows: int = 5) -> dict[str, Any]:
+    """Columns and the first rows of an uploaded file, for the upload form; stores nothing."""
+    from tasks.data import DataError, preview_user_file  # tasks.data imports datasets: not for every request
+
+    path = _store_upload(uploaded_file, owner_id=owner_id)
+    try:
+        return preview_user_file(path, max_rows=max_rows, max_bytes=settings.UPLOAD_MAX_BYTES)
+    except DataError as exc:
+        raise _data_error(exc, stored=path, shown=uploaded_file.name) from None
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def task_upload(*, owner: AbstractBaseUser, name: str, uploaded_file: UploadedFile, text_columns: list[str],
+                label_column: str, problem: str | None = None) -> Task:
+    """Validate an uploaded CSV/TSV/JSONL file and register it as the owner's task."""
+    from tasks.data import DataError, user_task  # tasks.data imports datasets: not for every request
+
+    slug = slugify(name or "")[:64]
+    if not slug:
+        raise ValidationError({"name": ["Give the task a name (letters, digits, dashes)."]})
+    if Task.objects.filter(owner=owner, name=slug).exists() or Task.objects.filter(owner=None, name=slug).exists():
+        raise ValidationError({"name": [f"A task named {slug!r} already exists; choose another name."]})
+    if not text_columns:
+        raise ValidationError({"text_columns": ["Choose one or two text columns."]})
+    if problem not in (None, "", "classification", "regression"):
+        raise ValidationError({"problem": ["Choose classification or regression."]})
+    path = _store_upload(uploaded_file, owner_id=owner.pk)
+    try:
+        spec = user_task(path, text_columns=list(text_columns), label_column=label_column,
+                         problem=problem or None, name=slug, max_bytes=settings.UPLOAD_MAX_BYTES)
+    except DataError as exc:
+        path.unlink(missing_ok=True)
+        raise _data_error(exc, stored=path, shown=uploaded_file.name) from None
+    relative = str(path.relative_to(settings.UPLOAD_ROOT))
+    spec_dict = spec.to_dict()
+    spec_dict["train_path"] = relative
+    try:
+        with transaction.atomic():
+            task = Task.objects.create(
+                owner=owner, name=slug, display_name=name.strip()[:128], source=Task.Source.UPLOAD,
+                path=relative, text_columns=list(spec.text_columns), label_column=spec.label_column,
+                problem=spec.problem, labels=list(spec.labels), metric=spec.metric,
+                notes=f"Uploaded file {uploaded_file.name}; {int(spec.holdout_fraction * 100)}% of it is "
+                      "held out for evaluation.",
+                spec=spec_dict,
+            )
+    except Exception:
+        path.unlink(missing_ok=True)
+        raise
+    return task
+
+
+def backbone_introspect(name_or_path: str | None) -> BackboneShape:
+    """BackboneShape of a model (None: the bundled MiniLM), measured by loading it in a child process."""
+    try:
+        done = subprocess.run([sys.executable, "-c", _INTROSPECT_PROGRAM, name_or_path or ""],
+                              capture_output=True, text=True, cwd=settings.BASE_DIR, timeout=INTROSPECT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise IntrospectionError(f"loading the model took more than {INTROSPECT_TIMEOUT_S} s") from None
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        raise IntrospectionError(lines[-1] if lines else f"the loader exited with status {done.returncode}")
+    return BackboneShape.from_dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def backbone_register(*, owner: AbstractBaseUser, name_or_path: str, display_name: str = "") -> Backbone:
+    """Introspect a Hugging Face id or local folder and store it for the owner."""
+    name_or_path = (name_or_path or "").strip()
+    if not name_or_path:
+        raise ValidationError({"name_or_path": ["Give a Hugging Face model id or a local folder."]})
+    existing = Backbone.objects.filter(owner=owner, name_or_path=name_or_path).first()
+    if existing:
+        return existing
+    try:
+        shape = backbone_introspect(name_or_path)
+    except Exception as exc:  # unsupported architecture, missing files, no network: say which
+        raise ValidationError({"name_or_path": [f"Cannot use {name_or_path!r}: {exc}"]}) from None
+    return Backbone.objects.create(
+        owner=owner, name_or_path=name_or_path, display_name=display_name or name_or_path.rstrip("/").split("/")[-1],
+        model_type=shape.model_type, family=shape.family, num_layers=shape.num_layers,
+        hidden_size=shape.hidden_size, num_heads=shape.num_heads, total_params=shape.total_params,
+        shape=shape.to_dict(),
+    )
+
+
+def seed_bundled(*, backbone: bool = True) -> dict[str, int]:
+    """Bundled GLUE tasks (everyone sees them) and the default MiniLM backbone; idempotent."""
+    from tasks.data import GLUE_TASKS  # tasks.data imports datasets: not for every request
+
+    new_tasks = 0
+    for spec in GLUE_TASKS.values():
+        if Task.objects.filter(owner=None, name=spec.name).exists():
+            continue
+        offline = spec.available_offline
+        Task.objects.create(
+            owner=None, name=spec.name, display_name=spec.description.split(":")[0] or spec.name,
+            source=Task.Source.BUNDLED if offline else Task.Source.HUB, hub_id=spec.hub_id or "",
+            text_columns=list(spec.text_columns), label_column=spec.label_column, problem=spec.problem,
+            labels=list(spec.labels), metric=spec.metric, notes=spec.description, spec=spec.to_dict(),
+        )
+        new_tasks += 1
+    new_backbones = 0
+    if backbone and not Backbone.objects.filter(owner=None, is_default=True).exists():
+        shape = backbone_introspect(None)
+        Backbone.objects.create(
+            owner=None, name_or_path=shape.name_or_path, display_name="all-MiniLM-L6-v2 (bundled)",
+            model_type=shape.model_type, family=shape.family, num_layers=shape.num_layers,
+            hidden_size=shape.hidden_size, num_heads=shape.num_heads, total_params=shape.total_params,
+            shape=shape.to_dict(), is_default=True,
+        )
+        new_backbones = 1
+    return {"tasks": new_tasks, "backbones": new_backbones}

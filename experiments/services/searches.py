@@ -1,0 +1,300 @@
+"""Searches and their stages: create, open a stage, check it is complete, approve it, cancel, complete.
+
+A search is a sequence of stages. Each stage samples designs from the current space and queues
+them as trials; when every trial is final the stage is summarised per choice and waits for a
+person (or is approved automatically), and the approved refinement is the next stage's space.
+After the last component the final stage trains the selected design against the baselines.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from experiments.space import (
+    AUTO,
+    REFERENCE,
+    DesignSpace,
+    FinalResult,
+    InfeasibleSpace,
+    SearchConfig,
+    SpaceError,
+    TrialOutcome,
+    final_plan,
+    next_stage,
+    refine,
+    results_table,
+    sample,
+    stage_seed,
+    summarise,
+)
+from experiments.space import preset as make_preset
+from experiments.space.stages import FINAL
+from tasks.peft.budget import BackboneShape
+
+from .. import events, selectors
+from ..models import Backbone, Search, Stage, Task, Trial
+from .artifacts import artifacts_write
+from .queue import trials_enqueue
+
+
+# SearchConfig fields the library knows but the workers do not schedule: a search that sets one is
+# refused, since accepting it would silently ignore it. The library plans successive halving and
+# replays it on recorded stages; the workers do not yet pause and resume trials between rungs.
+UNSCHEDULED_SETTINGS: dict[str, str] = {
+    "halving_eta": "Successive halving is not scheduled on the workers yet; leave it empty "
+                   "(replay it on finished stages instead).",
+}
+
+
+def _space_error(exc: Exception) -> ValidationError:
+    """experiments.space.SpaceError / InfeasibleBudget -> ValidationError naming the field."""
+    field_name = getattr(exc, "field", None) or "config"
+    return ValidationError({field_name: [getattr(exc, "message", None) or str(exc)]})
+
+
+def search_config(search: Search) -> SearchConfig:
+    return SearchConfig.from_dict(search.config)
+
+
+def search_create(*, owner: AbstractBaseUser, name: str, tasks: list[Task], backbone: Backbone,
+                  budget_kind: str = "fraction",
+                  budget_value: float = 0.005, groups: int = 4, preset: str = "quick",
+                  overrides: dict[str, Any] | None = None, auto_approve: bool = False, seed: int = 0) -> Search:
+    """Validate a search, store it with its first stage and queue that stage's trials."""
+    errors: dict[str, list[str]] = {}
+    name = (name or "").strip()
+    if not name:
+        errors["name"] = ["Give the search a name."]
+    tasks = list(tasks or [])
+    if not tasks:
+        errors["tasks"] = ["Choose at least one task."]
+    for task in tasks:
+        if not isinstance(task, Task) or (task.owner_id not in (None, owner.pk)):
+            errors.setdefault("tasks", []).append(f"Unknown task {getattr(task, 'pk', task)!r}.")
+    if not isinstance(backbone, Backbone) or backbone.owner_id not in (None, owner.pk):
+        errors["backbone"] = ["Unknown backbone."]
+    if errors:
+        raise ValidationError(errors)
+    if isinstance(groups, bool) or not isinstance(groups, int) or not 1 <= groups <= backbone.num_layers:
+        raise ValidationError({"groups": [f"Groups must be a whole number from 1 to the backbone's "
+                                          f"{backbone.num_layers} layers."]})
+    count = selectors.budget_params(backbone=backbone, budget_kind=budget_kind, budget_value=budget_value)
+    try:
+        config = make_preset(preset, **(overrides or {}), num_groups=groups, budget={"parameters": count},
+                             auto_approve=bool(auto_approve), seed=seed)
+    except SpaceError as exc:
+        raise _space_error(exc) from None
+    except TypeError as exc:
+        raise ValidationError({"overrides": [str(exc)]}) from None
+    refused = {setting: [message] for setting, message in UNSCHEDULED_SETTINGS.items()
+               if getattr(config, setting) is not None}
+    if refused:
+        raise ValidationError(refused)
+    with transaction.atomic():
+        search = Search.objects.create(
+            owner=owner, name=name[:128], backbone=backbone, budget_kind=budget_kind,
+            budget_value=budget_value, budget_params=count, groups=groups, preset=preset,
+            config=config.to_dict(), auto_approve=bool(auto_approve), seed=seed,
+        )
+        search.tasks.set(tasks)
+        stage_open(search=search, space=DesignSpace.initial(num_groups=groups), order=0)
+    return search
+
+
+def stage_open(*, search: Search, space: DesignSpace, order: int) -> Stage:
+    """Create the stage that follows `space` and queue its trials (inside the caller's transaction)."""
+    config = search_config(search)
+    spec = REFERENCE if order == 0 and config.reference_stage else next_stage(space)
+    if spec.name == FINAL.name:
+        return final_stage_open(search=search, space=space, order=order)
+    shape = BackboneShape.from_dict(search.backbone.shape)
+    try:
+        batch = sample(space, config.designs_per_stage, seed=stage_seed(config.seed, spec.name), shape=shape,
+                       budget=config.budget, balance=spec.component if config.balance and spec.component else None,
+                       provenance={"search": search.pk, "stage": spec.name})
+    except (InfeasibleSpace, SpaceError) as exc:
+        raise _space_error(exc) from None
+    stage = Stage.objects.create(
+        search=search, order=order, key=spec.name, component=spec.component or "", space=space.to_dict(),
+        plan={"title": spec.title, "requested": batch.requested, "sampled": len(batch.designs),
+              "distinct_available": batch.distinct_available, "redraws": batch.redraws,
+              "duplicates": batch.duplicates, "infeasible_fields": dict(batch.infeasible_fields),
+              "shortfall": batch.shortfall, "seed": batch.seed},
+    )
+    Trial.objects.bulk_create([
+        Trial(search=search, stage=stage, index=d.index, kind=Trial.Kind.SAMPLE, choices=dict(d.choices),
+              design=d.design, seed=d.seed, trainable_params=d.parameters,
+              label=_choices_label(d.choices))
+        for d in batch.designs
+    ])
+    _stage_started(search, stage)
+    return stage
+
+
+def _choices_label(choices: dict[str, Any]) -> str:
+    assignment = " ".join(f"{k.split('.')[-1]}:{v}" for k, v in choices.items()
+                          if k.startswith("assignment.") and v)
+    return f"{choices.get('grouping', '')}/{choices.get('allocation', '')}/{choices.get('groups', '')} {assignment}"[:64]
+
+
+def _stage_started(search: Search, stage: Stage) -> None:
+    """Count and queue the stage's new trials, read back because bulk_create gives no pks on some DBs."""
+    trials = list(Trial.objects.filter(stage=stage).order_by("index"))
+    Search.objects.filter(pk=search.pk).update(
+        trials_total=F("trials_total") + len(trials), current_stage=stage, status=Search.Status.RUNNING)
+    trials_enqueue(trials=trials)
+    search.refresh_from_db()
+    events.stage_changed(stage)
+    events.search_changed(search)
+
+
+def final_stage_open(*, search: Search, space: DesignSpace, order: int) -> Stage:
+    """The selected design against single-strategy baselines and full fine-tuning, several seeds."""
+    config = search_config(search)
+    shape = BackboneShape.from_dict(search.backbone.shape)
+    task_names = [t.name for t in selectors.search_tasks(search)]
+    try:
+        plan = final_plan(space, shape=shape, budget=config.budget, tasks=task_names, seeds=config.final_seeds)
+    except SpaceError as exc:
+        raise _space_error(exc) from None
+    plan_dict = plan.to_dict()
+    plan_dict.pop("runs")
+    stage = Stage.objects.create(search=search, order=order, key="final", component="", space=space.to_dict(),
+                                 plan={"title": "Final: the selected design against baselines", **plan_dict})
+    Trial.objects.bulk_create([
+        Trial(search=search, stage=stage, index=i,
+              kind=Trial.Kind.SELECTED if run.arm == "selected" else Trial.Kind.BASELINE,
+              label=f"{run.arm} · {run.task} · seed {run.seed}",
+              choices={"arm": run.arm, "task": run.task, "seed": run.seed},
+              design=run.design or {"full_finetuning": True, "backbone": shape.name_or_path},
+              seed=run.seed, trainable_params=run.parameters)
+        for i, run in enumerate(plan.runs)
+    ])
+    _stage_started(search, stage)
+    return stage
+
+
+def _outcomes(stage: Stage) -> list[TrialOutcome]:
+    rows = stage.trials.values_list("pk", "choices", "score", "status")
+    return [TrialOutcome(choices, score if status == Trial.Status.SUCCEEDED else None, pk)
+            for pk, choices, score, status in rows]
+
+
+def stage_check_complete(*, stage_id: int) -> Stage | None:
+    """When every trial of a stage is final: summarise it, then wait for approval or move on."""
+    stage = Stage.objects.select_for_update().select_related("search", "search__backbone").get(pk=stage_id)
+    if stage.status != Stage.Status.RUNNING or stage.trials.exclude(status__in=Trial.FINAL_STATUSES).exists():
+        return None
+    search = stage.search
+    if search.status == Search.Status.CANCELLED:
+        return None
+    config = search_config(search)
+    now = timezone.now()
+    if stage.key == "final":
+        return search_complete(search=search, stage=stage)
+    space = DesignSpace.from_dict(stage.space)
+    try:
+        summary = summarise(_outcomes(stage), component=stage.component or None,
+                            open_choices=space.open(stage.component) if stage.component else (),
+                            stage=stage.key, seed=config.seed, resamples=config.bootstrap_resamples,
+                            min_successes=config.min_successes)
+    except SpaceError as exc:
+        stage.summary = {"error": str(exc)}
+    else:
+        stage.summary = summary.to_dict()
+        stage.recommendation = summary.recommendation.to_dict() if summary.recommendation else None
+    stage.finished_at = now
+    if not stage.component:  # the S0 reference stage decides nothing: go straight on
+        stage.status = Stage.Status.COMPLETED
+        stage.save(update_fields=["summary", "recommendation", "finished_at", "status"])
+        events.stage_changed(stage)
+        stage_open(search=search, space=space, order=stage.order + 1)
+        return stage
+    stage.status = Stage.Status.AWAITING
+    stage.save(update_fields=["summary", "recommendation", "finished_at", "status"])
+    Search.objects.filter(pk=search.pk).update(status=Search.Status.WAITING)
+    search.refresh_from_db()
+    events.stage_changed(stage)
+    events.search_changed(search)
+    recommendation = stage.recommendation or {}
+    if search.auto_approve and recommendation.get("choice") and recommendation.get("status") != "insufficient":
+        stage_approve(stage=stage, user=None)
+    return stage
+
+
+def stage_approve(*, stage: Stage, user: AbstractBaseUser | None, choice: str | None = None, reason: str = "") -> Stage:
+    """Apply a stage's recommendation (choice None) or override it with a reason; open the next stage.
+
+    user None means the search's auto-approve applied the recommendation.
+    """
+    with transaction.atomic():
+        stage = Stage.objects.select_for_update().select_related("search", "search__backbone").get(pk=stage.pk)
+        if stage.status != Stage.Status.AWAITING:
+            raise ValidationError({"stage": [f"Stage {stage.key} is {stage.get_status_display().lower()}, "
+                                             "not waiting for approval."]})
+        recommended = (stage.recommendation or {}).get("choice")
+        choice = (choice or "").strip() or recommended
+        if not choice:
+            raise ValidationError({"choice": ["This stage has no recommendation (too few successful trials): "
+                                              "choose an option and give a reason, or retry the failed trials."]})
+        space = DesignSpace.from_dict(stage.space)
+        decided_by = AUTO if user is None else f"user:{user.get_username()}"
+        try:
+            next_space, decision = refine(space, stage.component, choice, decided_by=decided_by,
+                                          reason=reason, recommended=recommended)
+        except SpaceError as exc:
+            raise _space_error(exc) from None
+        stage.decision = decision.to_dict()
+        stage.decided_by = user
+        stage.decided_automatically = user is None
+        stage.decided_at = timezone.now()
+        stage.override_reason = decision.reason if decision.override else ""
+        stage.next_space = next_space.to_dict()
+        stage.status = Stage.Status.APPROVED
+        stage.save(update_fields=["decision", "decided_by", "decided_automatically", "decided_at",
+                                  "override_reason", "next_space", "status"])
+        events.stage_changed(stage)
+        stage_open(search=stage.search, space=next_space, order=stage.order + 1)
+    return stage
+
+
+def search_cancel(*, search: Search) -> Search:
+    """Stop a search: queued trials never start, running ones stop at their next step."""
+    with transaction.atomic():
+        search = Search.objects.select_for_update().get(pk=search.pk)
+        if search.status in (Search.Status.COMPLETED, Search.Status.CANCELLED, Search.Status.FAILED):
+            raise ValidationError({"status": [f"The search is already {search.status}."]})
+        now = timezone.now()
+        queued = Trial.objects.filter(search=search, status=Trial.Status.QUEUED)
+        cancelled = queued.update(status=Trial.Status.CANCELLED, finished_at=now)
+        Trial.objects.filter(search=search, status=Trial.Status.RUNNING).update(cancel_requested=True)
+        Stage.objects.filter(search=search, status__in=[Stage.Status.RUNNING, Stage.Status.AWAITING]).update(
+            status=Stage.Status.CANCELLED, finished_at=now)
+        Search.objects.filter(pk=search.pk).update(status=Search.Status.CANCELLED, finished_at=now,
+                                                   trials_done=F("trials_done") + cancelled)
+        search.refresh_from_db()
+        events.search_changed(search)
+    return search
+
+
+def search_complete(*, search: Search, stage: Stage) -> Stage:
+    """Close the final stage: results table, downloadable files, search completed."""
+    rows = stage.trials.values_list("choices", "score", "status")
+    results = [FinalResult(arm=c["arm"], task=c["task"], seed=c["seed"],
+                           score=score if status == Trial.Status.SUCCEEDED else None)
+               for c, score, status in rows]
+    stage.summary = results_table(results, parameters=stage.plan.get("parameters"))
+    stage.status = Stage.Status.COMPLETED
+    stage.finished_at = timezone.now()
+    stage.save(update_fields=["summary", "status", "finished_at"])
+    Search.objects.filter(pk=search.pk).update(status=Search.Status.COMPLETED, finished_at=stage.finished_at)
+    search.refresh_from_db()
+    artifacts_write(search=search)
+    events.stage_changed(stage)
+    events.search_changed(search)
+    return stage
