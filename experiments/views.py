@@ -70,7 +70,7 @@ def budget_preview(request: HttpRequest) -> HttpResponse:
     context = {"form": form}
     if form.is_valid():
         try:
-            context["preview"] = services.budget_preview(**form.service_arguments())
+            context["preview"] = selectors.budget_preview(**form.service_arguments())
         except ValidationError as error:
             attach_errors(form, error)
         context["backbone"] = form.cleaned_data.get("backbone")

@@ -16,7 +16,6 @@ the field. One module per sub-domain, each importing only those before it:
 Reads are in experiments.selectors, event payloads in experiments.events; the worker side of a
 trial (running the engine, the recorder, the heartbeat thread) is tasks.worker, which calls in here.
 """
-from ..selectors import budget_preview  # a read the new-search form calls through services; prefer selectors
 from .artifacts import artifacts_write, trial_artifact_dir
 from .catalog import IntrospectionError, backbone_introspect, backbone_register, seed_bundled, task_preview, task_upload
 from .metrics import metric_points_record
@@ -47,7 +46,7 @@ from .users import user_ensure
 
 __all__ = [
     "UNSCHEDULED_SETTINGS", "IntrospectionError", "TrialResult", "artifacts_write", "backbone_introspect",
-    "backbone_register", "budget_preview", "final_stage_open", "metric_points_record", "search_cancel",
+    "backbone_register", "final_stage_open", "metric_points_record", "search_cancel",
     "search_complete", "search_config", "search_create", "seed_bundled", "stage_approve", "stage_check_complete",
     "stage_open", "task_preview", "task_upload", "trial_artifact_dir", "trial_became_final", "trial_cancel",
     "trial_claim", "trial_finish", "trial_heartbeat", "trial_message_id", "trial_retry", "trials_enqueue",
