@@ -1,4 +1,5 @@
-"""The Celery app. Workers: `celery -A pefs_web worker -Q gpu -c 1` (one per GPU)."""
+"""The Celery app. Trial workers: `celery -A pefs_web worker -Q gpu -c 1` (one per GPU); the sweep:
+`celery -A pefs_web worker -Q control -c 1` (one, beside `celery -A pefs_web beat`)."""
 import os
 
 from celery import Celery

@@ -103,6 +103,9 @@ def run(host: str, port: int) -> int:
             # --opt=value: a generated password may start with "-", which argparse would take for a flag.
             manage("pefs_admin", f"--username={username}", f"--password={password}", "--if-missing", env=env)
             supervisor.start("worker", celery("worker", "-Q", "gpu,default", "-c", "1", "-n", "worker@%h"))
+            # The sweep's own slot: recovering a lost trial never waits for the trial that is running.
+            supervisor.start("control", celery("worker", "-Q", "control", "-c", "1", "--pool", "solo",
+                                               "-n", "control@%h"))
             # Beat on its own: a worker restart never takes the schedule down with it, nor orphans it.
             supervisor.start("beat", celery("beat", "--schedule", str(folder / "celerybeat")))
             web = supervisor.start("web", [PY, "-m", "daphne", "-b", host, "-p", str(port),

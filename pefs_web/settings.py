@@ -187,7 +187,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ROUTES = {"experiments.run_trial": {"queue": "gpu"}}
+# The sweep has a queue and a worker slot of its own ("control"): it must not wait behind a trial
+# that runs for hours, or a lost trial would wait as long to be re-queued.
+CELERY_TASK_ROUTES = {"experiments.run_trial": {"queue": "gpu"},
+                      "experiments.sweep_trials": {"queue": "control"}}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("PEFS_VISIBILITY_TIMEOUT", default=3600)}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -201,7 +204,10 @@ PEFS_SWEEP_SECONDS = env.float("PEFS_SWEEP_SECONDS", default=30.0)
 PEFS_MAX_ATTEMPTS = env.int("PEFS_MAX_ATTEMPTS", default=3)
 PEFS_TRIAL_TIME_LIMIT = env.int("PEFS_TRIAL_TIME_LIMIT", default=6 * 3600)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-trials": {"task": "experiments.sweep_trials", "schedule": PEFS_SWEEP_SECONDS},
+    # Sweeps that waited longer than the stale interval (their worker was down) are dropped, not
+    # run in a burst: the next one does the same work.
+    "sweep-trials": {"task": "experiments.sweep_trials", "schedule": PEFS_SWEEP_SECONDS,
+                     "options": {"expires": PEFS_STALE_SECONDS}},
 }
 
 # Backbones: local folders are registered by administrators only, and only under these folders
