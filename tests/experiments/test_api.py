@@ -21,13 +21,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def api(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
-@pytest.fixture
 def media(settings, tmp_path) -> Path:
     settings.MEDIA_ROOT = tmp_path / "artifacts"
     settings.UPLOAD_ROOT = tmp_path / "uploads"

@@ -8,7 +8,6 @@ import time
 
 import pytest
 from django.urls import reverse
-from rest_framework.test import APIClient
 
 from experiments.models import Search, Trial
 from tests.factories import BackboneFactory, SearchFactory, StageFactory, TaskFactory, TrialFactory
@@ -16,13 +15,6 @@ from tests.factories import BackboneFactory, SearchFactory, StageFactory, TaskFa
 pytestmark = pytest.mark.django_db
 
 HUGE = 10**30
-
-
-@pytest.fixture
-def api(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 @pytest.fixture

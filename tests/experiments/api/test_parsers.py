@@ -14,13 +14,6 @@ from experiments.api.parsers import json_depth, loads_bounded
 DEEP = "[" * 50_000 + "]" * 50_000
 
 
-@pytest.fixture
-def api(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
 JSON_ENDPOINTS = [
     ("api:search-list", {}),
     ("api:token", {}),
