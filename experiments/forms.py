@@ -142,7 +142,8 @@ class TaskUploadForm(forms.Form):
         super().__init__(*args, **kwargs)
         options = [(c, c) for c in columns]
         self.fields["text_columns"].choices = options
-        self.fields["label_column"].choices = options
+        # No column is taken for the label unless the person picks it (or it is named like one).
+        self.fields["label_column"].choices = [("", "Choose the label column"), *options]
 
 
 class ApproveForm(forms.Form):

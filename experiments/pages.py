@@ -156,7 +156,7 @@ def trial_filter_options(search: Search) -> list[tuple[str, list[str]]]:
 
 def upload_columns_guess(columns: list[str]) -> dict[str, Any]:
     """The upload form's first guess at the label and text columns of a previewed file."""
-    label = next((c for c in columns if c.lower() in ("label", "labels", "target", "y", "score")), columns[-1])
+    label = next((c for c in columns if c.lower() in ("label", "labels", "target", "y", "score")), None)
     texts = [c for c in columns if c != label and c.lower() not in ("id", "idx", "index")][:2]
     return {"label_column": label, "text_columns": texts}
 

@@ -8,12 +8,17 @@ for administrators (and the command line), and only under settings.PEFS_MODEL_DI
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +34,9 @@ from tasks.peft.budget import BackboneShape
 from ..models import Backbone, Task
 
 if TYPE_CHECKING:
-    from tasks.data import DataError
+    from tasks.data import DataError, TaskSpec
+
+logger = logging.getLogger(__name__)
 
 _INTROSPECT_PROGRAM = """
 import json, sys
@@ -41,6 +48,13 @@ print(json.dumps(backbone.shape.to_dict()))
 
 class IntrospectionError(RuntimeError):
     """The child process could not load the backbone; the message is its last error line."""
+
+
+UPLOAD_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".ndjson")
+# Exceptions a parser may still raise on a hostile file it does not foresee: a refusal of the file,
+# logged so the parser can learn to name the problem, never a server error.
+_UNFORESEEN_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, RecursionError, UnicodeError,
+                            OverflowError, MemoryError)
 
 
 def _data_error(exc: DataError, *, stored: Path | None = None, shown: str | None = None) -> ValidationError:
@@ -55,42 +69,75 @@ def _data_error(exc: DataError, *, stored: Path | None = None, shown: str | None
     return ValidationError({field_map.get(exc.field, exc.field): [message]})
 
 
-def _store_upload(uploaded_file: UploadedFile, *, owner_id: int) -> Path:
-    """Write an upload to a fresh file under UPLOAD_ROOT/<owner>/ and return its path."""
+@contextlib.contextmanager
+def _staged_upload(uploaded_file: UploadedFile) -> Iterator[Path]:
+    """The upload in a private temporary file outside UPLOAD_ROOT, removed on exit whatever happens.
+
+    Files are parsed here and moved under UPLOAD_ROOT only once accepted, so a refused or failing
+    upload leaves nothing behind. tasks.data.DataError and parser failures become ValidationErrors
+    on the `file` field (or the field DataError names) that name the file as the user sent it.
+    """
+    from tasks.data import DataError  # tasks.data imports datasets: not for every request
+
     name = Path(uploaded_file.name or "upload").name
     suffix = Path(name).suffix.lower()
-    if suffix not in (".csv", ".tsv", ".jsonl", ".json", ".ndjson"):
+    limit = settings.UPLOAD_MAX_BYTES
+    too_large = ValidationError({"file": [f"{name}: too large: the limit is {limit / 2**20:.0f} MiB."]})
+    if suffix not in UPLOAD_SUFFIXES:
         raise ValidationError({"file": [f"{name}: use a .csv, .tsv or .jsonl file (got {suffix or 'no extension'})."]})
-    if uploaded_file.size is not None and uploaded_file.size > settings.UPLOAD_MAX_BYTES:
-        raise ValidationError({"file": [
-            f"{name}: too large: {uploaded_file.size / 2**20:.1f} MiB, the limit is "
-            f"{settings.UPLOAD_MAX_BYTES / 2**20:.0f} MiB."]})
-    directory = Path(settings.UPLOAD_ROOT) / str(owner_id)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{uuid.uuid4().hex}{suffix}"
-    with open(path, "wb") as out:
-        for chunk in uploaded_file.chunks():
-            out.write(chunk)
-    return path
-
-
-def task_preview(*, uploaded_file: UploadedFile, owner_id: int, max_rows: int = 5) -> dict[str, Any]:
-    """Columns and the first rows of an uploaded file, for the upload form; stores nothing."""
-    from tasks.data import DataError, preview_user_file  # tasks.data imports datasets: not for every request
-
-    path = _store_upload(uploaded_file, owner_id=owner_id)
+    if uploaded_file.size is not None and uploaded_file.size > limit:
+        raise too_large
+    descriptor, staged = tempfile.mkstemp(prefix="pefs-upload-", suffix=suffix)
+    path = Path(staged)
     try:
-        return preview_user_file(path, max_rows=max_rows, max_bytes=settings.UPLOAD_MAX_BYTES)
-    except DataError as exc:
-        raise _data_error(exc, stored=path, shown=uploaded_file.name) from None
+        with os.fdopen(descriptor, "wb") as out:
+            for chunk in uploaded_file.chunks():
+                if out.tell() + len(chunk) > limit:
+                    raise too_large
+                out.write(chunk)
+        try:
+            yield path
+        except DataError as exc:
+            raise _data_error(exc, stored=path, shown=name) from None
+        except _UNFORESEEN_PARSE_ERRORS as exc:
+            logger.warning("upload %s refused by an unforeseen %s", name, type(exc).__name__, exc_info=True)
+            raise ValidationError({"file": [f"{name}: could not be read as CSV, TSV or JSON Lines "
+                                            f"({type(exc).__name__})."]}) from None
     finally:
         path.unlink(missing_ok=True)
 
 
-def task_upload(*, owner: AbstractBaseUser, name: str, uploaded_file: UploadedFile, text_columns: list[str],
-                label_column: str, problem: str | None = None) -> Task:
-    """Validate an uploaded CSV/TSV/JSONL file and register it as the owner's task."""
-    from tasks.data import DataError, user_task  # tasks.data imports datasets: not for every request
+def task_preview(*, uploaded_file: UploadedFile, owner_id: int, max_rows: int = 5) -> dict[str, Any]:
+    """Columns and the first rows of an uploaded file, for the upload form; stores nothing."""
+    from tasks.data import preview_user_file  # tasks.data imports datasets: not for every request
+
+    with _staged_upload(uploaded_file) as path:
+        return preview_user_file(path, max_rows=max_rows, max_bytes=settings.UPLOAD_MAX_BYTES)
+
+
+def _label_column_check(path: Path, spec: TaskSpec) -> None:
+    """Refuse a 'label' column in which nearly every row is its own class (an id, a sentence).
+
+    Such a column gives as many classes as rows (issue 12: a 40-class task from 40 rows): nothing
+    can be learnt from it, and it is almost always the wrong column picked by mistake."""
+    from tasks.data import preview_user_file  # tasks.data imports datasets: not for every request
+
+    if spec.problem != "classification":
+        return
+    rows = preview_user_file(path, max_rows=1, max_bytes=settings.UPLOAD_MAX_BYTES)["row_count"]
+    if len(spec.labels) * 2 > rows:
+        raise ValidationError({"label_column": [
+            f"{spec.label_column!r} has {len(spec.labels)} different values in {rows} rows, so nearly every "
+            "row would be a class of its own: it does not look like a label column. Choose the column that "
+            "holds the labels (for a numeric score, choose regression)."]})
+
+
+def task_upload_validate(*, owner: AbstractBaseUser, name: str, path: Path, text_columns: list[str],
+                         label_column: str, problem: str | None = None) -> TaskSpec:
+    """Every check an upload passes, for the form and the API alike: the name, the columns, the labels.
+
+    Raises ValidationError naming the field (tasks.data.DataError inside _staged_upload)."""
+    from tasks.data import user_task  # tasks.data imports datasets: not for every request
 
     slug = slugify(name or "")[:64]
     if not slug:
@@ -99,31 +146,45 @@ def task_upload(*, owner: AbstractBaseUser, name: str, uploaded_file: UploadedFi
         raise ValidationError({"name": [f"A task named {slug!r} already exists; choose another name."]})
     if not text_columns:
         raise ValidationError({"text_columns": ["Choose one or two text columns."]})
+    if not label_column:
+        raise ValidationError({"label_column": ["Choose the column that holds the labels."]})
     if problem not in (None, "", "classification", "regression"):
         raise ValidationError({"problem": ["Choose classification or regression."]})
-    path = _store_upload(uploaded_file, owner_id=owner.pk)
-    try:
-        spec = user_task(path, text_columns=list(text_columns), label_column=label_column,
-                         problem=problem or None, name=slug, max_bytes=settings.UPLOAD_MAX_BYTES)
-    except DataError as exc:
-        path.unlink(missing_ok=True)
-        raise _data_error(exc, stored=path, shown=uploaded_file.name) from None
-    relative = str(path.relative_to(settings.UPLOAD_ROOT))
-    spec_dict = spec.to_dict()
-    spec_dict["train_path"] = relative
-    try:
-        with transaction.atomic():
-            task = Task.objects.create(
-                owner=owner, name=slug, display_name=name.strip()[:128], source=Task.Source.UPLOAD,
-                path=relative, text_columns=list(spec.text_columns), label_column=spec.label_column,
-                problem=spec.problem, labels=list(spec.labels), metric=spec.metric,
-                notes=f"Uploaded file {uploaded_file.name}; {int(spec.holdout_fraction * 100)}% of it is "
-                      "held out for evaluation.",
-                spec=spec_dict,
-            )
-    except Exception:
-        path.unlink(missing_ok=True)
-        raise
+    spec = user_task(path, text_columns=list(text_columns), label_column=label_column,
+                     problem=problem or None, name=slug, max_bytes=settings.UPLOAD_MAX_BYTES)
+    _label_column_check(path, spec)
+    return spec
+
+
+def task_upload(*, owner: AbstractBaseUser, name: str, uploaded_file: UploadedFile, text_columns: list[str],
+                label_column: str, problem: str | None = None) -> Task:
+    """Validate an uploaded CSV/TSV/JSONL file and register it as the owner's task.
+
+    The file is validated in a temporary place and moved under UPLOAD_ROOT/<owner>/ only with the
+    Task row that refers to it: a refused upload leaves nothing on disk."""
+    with _staged_upload(uploaded_file) as staged:
+        spec = task_upload_validate(owner=owner, name=name, path=staged, text_columns=text_columns,
+                                    label_column=label_column, problem=problem)
+        directory = Path(settings.UPLOAD_ROOT) / str(owner.pk)
+        path = directory / f"{uuid.uuid4().hex}{staged.suffix}"
+        relative = str(path.relative_to(settings.UPLOAD_ROOT))
+        spec_dict = spec.to_dict()
+        spec_dict["train_path"] = relative
+        try:
+            with transaction.atomic():
+                task = Task.objects.create(
+                    owner=owner, name=spec.name, display_name=name.strip()[:128], source=Task.Source.UPLOAD,
+                    path=relative, text_columns=list(spec.text_columns), label_column=spec.label_column,
+                    problem=spec.problem, labels=list(spec.labels), metric=spec.metric,
+                    notes=f"Uploaded file {uploaded_file.name}; {int(spec.holdout_fraction * 100)}% of it is "
+                          "held out for evaluation.",
+                    spec=spec_dict,
+                )
+                directory.mkdir(parents=True, exist_ok=True)
+                shutil.move(staged, path)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
     return task
 
 
