@@ -21,10 +21,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from pefs_web.private_files import create_private_file, private_directory, restrict_umask
 from pefs_web.supervisor import Supervisor
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PY = sys.executable
+ADMIN_CREDENTIALS = "admin-credentials.txt"
 
 
 def ensure_redis(supervisor: Supervisor, env: dict[str, str]) -> None:
@@ -58,8 +60,9 @@ def wait_for_port(host: str, port: int, proc: subprocess.Popen, timeout: float =
             time.sleep(0.2)
 
 
-def manage(*args: str, env: dict[str, str]) -> None:
-    subprocess.run([PY, str(BASE_DIR / "manage.py"), *args], check=True, env=env, cwd=BASE_DIR)
+def manage(*args: str, env: dict[str, str], stdin: str | None = None) -> None:
+    subprocess.run([PY, str(BASE_DIR / "manage.py"), *args], input=stdin, text=True, check=True, env=env,
+                   cwd=BASE_DIR)
 
 
 def data_dir(env: dict[str, str]) -> Path:
@@ -72,6 +75,7 @@ def environment_with_redis() -> Iterator[tuple[dict[str, str], Supervisor]]:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "pefs_web.settings")
     env.setdefault("HF_HUB_OFFLINE", "1")
+    private_directory(data_dir(env))
     supervisor = Supervisor(env=env, cwd=BASE_DIR)
     try:
         ensure_redis(supervisor, env)
@@ -87,21 +91,37 @@ def celery(*args: str) -> list[str]:
     return [PY, "-m", "celery", "-A", "pefs_web", *args, "--loglevel", "INFO"]
 
 
+def admin_credentials(folder: Path) -> tuple[str, str, bool]:
+    """(username, password, created): a random password the first time, kept owner-only in `folder`."""
+    path = folder / ADMIN_CREDENTIALS
+    created = create_private_file(path, f"admin {secrets.token_urlsafe(12)}\n")
+    username, password = path.read_text().split()
+    return username, password, created
+
+
+def login_hint(username: str, password: str, *, created: bool, folder: Path) -> str:
+    """The password is shown once, when it is made; afterwards only where it is kept."""
+    if created:
+        return f"log in as {username} / {password}"
+    return f"log in as {username}; the password is in {folder / ADMIN_CREDENTIALS}"
+
+
+def ensure_admin(env: dict[str, str], folder: Path) -> str:
+    """Create the admin account on first run (or on a new database); never resets a changed password."""
+    username, password, created = admin_credentials(folder)
+    # Through stdin: a command line is visible to every user of the machine.
+    manage("pefs_admin", f"--username={username}", "--password-file=-", "--if-missing", env=env,
+           stdin=f"{password}\n")
+    return login_hint(username, password, created=created, folder=folder)
+
+
 def run(host: str, port: int) -> int:
     try:
         with environment_with_redis() as (env, supervisor):
             manage("migrate", "--noinput", env=env)
             manage("pefs_seed", env=env)
             folder = data_dir(env)
-            folder.mkdir(parents=True, exist_ok=True)
-            credentials = folder / "admin-credentials.txt"
-            if not credentials.exists():
-                credentials.write_text(f"admin {secrets.token_urlsafe(12)}\n")
-                credentials.chmod(0o600)
-            username, password = credentials.read_text().split()
-            # Creates the account on first run (or on a new database); never resets a changed password.
-            # --opt=value: a generated password may start with "-", which argparse would take for a flag.
-            manage("pefs_admin", f"--username={username}", f"--password={password}", "--if-missing", env=env)
+            hint = ensure_admin(env, folder)
             supervisor.start("worker", celery("worker", "-Q", "gpu,default", "-c", "1", "-n", "worker@%h"))
             # The sweep's own slot: recovering a lost trial never waits for the trial that is running.
             supervisor.start("control", celery("worker", "-Q", "control", "-c", "1", "--pool", "solo",
@@ -111,7 +131,7 @@ def run(host: str, port: int) -> int:
             web = supervisor.start("web", [PY, "-m", "daphne", "-b", host, "-p", str(port),
                                            "pefs_web.asgi:application"])
             wait_for_port(host, port, web)
-            print(f"\nPEFS is running at http://{host}:{port}/  (log in as {username} / {password})\n"
+            print(f"\nPEFS is running at http://{host}:{port}/  ({hint})\n"
                   "Press Ctrl-C to stop every process.\n", flush=True)
             supervisor.watch()
     except KeyboardInterrupt:
@@ -149,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("test", help="run pytest with Redis available")
     sub.add_parser("bench", help="run every benchmark in bench/ with Redis available")
     args, rest = parser.parse_known_args(argv)
+    restrict_umask()  # before anything is written; every child inherits it
     # Children run in sessions of their own, so the terminal's signals reach only this process.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)

@@ -19,21 +19,25 @@ from pathlib import Path
 
 import environ
 
+from pefs_web.private_files import create_private_file, restrict_umask
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
+
+# Processes not started by the launcher (daphne, celery, manage.py run by hand) create the database,
+# its WAL, uploads and artifacts owner-only too.
+restrict_umask()
 
 PRODUCTION = env.bool("PEFS_PRODUCTION", default=False)
 DEBUG = env.bool("DEBUG", default=False)
 DATA_DIR = Path(env.str("PEFS_DATA_DIR", default=str(BASE_DIR / "var")))
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def _development_secret_key() -> str:
     # A per-installation key, so sessions survive restarts without a key in the repository.
     path = DATA_DIR / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+    create_private_file(path, secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
@@ -131,6 +135,8 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True  # serves app and package static files without collectstatic
 MEDIA_ROOT = DATA_DIR / "artifacts"
 UPLOAD_ROOT = DATA_DIR / "uploads"
+FILE_UPLOAD_PERMISSIONS = 0o600  # files and folders saved through Django's storage: owner-only
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 UPLOAD_MAX_BYTES = env.int("PEFS_UPLOAD_MAX_BYTES", default=20 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = UPLOAD_MAX_BYTES + 1024 * 1024
 

@@ -75,15 +75,17 @@ def _signal_all(pgid: int, members: list[psutil.Process], signum: int) -> None:
             pass
 
 
+def is_alive(process: psutil.Process) -> bool:
+    """Still running: not exited, not a zombie, and its pid not taken over by a new process."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _all_gone(proc: subprocess.Popen, members: list[psutil.Process]) -> bool:
     proc.poll()  # reaps the child: a zombie would keep its group alive
-    for member in members:
-        try:
-            if member.status() != psutil.STATUS_ZOMBIE:
-                return False
-        except psutil.NoSuchProcess:
-            continue
-    return not _group_alive(proc.pid)
+    return not any(is_alive(member) for member in members) and not _group_alive(proc.pid)
 
 
 def stop_process_tree(proc: subprocess.Popen, *, grace: float = 15.0) -> bool:

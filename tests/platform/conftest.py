@@ -1,5 +1,7 @@
 """A whole `python -m pefs_web.launch run` (what `make run` starts) on embedded defaults, shared by
-the tests of one module: starting it migrates a fresh SQLite database, which takes a while."""
+the tests of this folder: starting it migrates a fresh SQLite database, which takes a while. The
+last test of test_supervision.py stops it with Ctrl-C, so that module runs last (pytest takes files
+in name order)."""
 from __future__ import annotations
 
 import os
@@ -53,7 +55,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def launched(tmp_path_factory) -> Launched:
     folder = tmp_path_factory.mktemp("launch")
     port = _free_port()

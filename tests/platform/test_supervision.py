@@ -8,8 +8,9 @@ import socket
 import time
 import urllib.request
 
-import psutil
 import pytest
+
+from pefs_web.supervisor import is_alive
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
@@ -17,14 +18,6 @@ pytestmark = [pytest.mark.system, pytest.mark.slow]
 def _answers(url: str) -> bool:
     with urllib.request.urlopen(f"{url}/login/", timeout=10) as page:
         return page.status == 200
-
-
-def _gone(proc: psutil.Process) -> bool:
-    """Not running any more (a pid taken over by a new process does not count as the old one)."""
-    try:
-        return proc.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def test_beat_runs_in_its_own_process_beside_the_workers(launched):
@@ -68,7 +61,7 @@ def test_ctrl_c_stops_every_process_of_the_tree(launched):
     launched.proc.send_signal(signal.SIGINT)
     assert launched.proc.wait(timeout=60) == 0
     # Then no process of the tree is left, and the port is free
-    left = [p for p in tree if not _gone(p)]
+    left = [p for p in tree if is_alive(p)]
     assert not left, [p.cmdline() for p in left]
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", launched.port)) != 0
