@@ -4,12 +4,13 @@ Three kinds of task, all described by one frozen :class:`TaskSpec`:
 
 * **bundled** GLUE tasks shipped in ``tasks/glue`` (see ``tasks/glue/MANIFEST.tsv`` for provenance,
   checksums, licences and quirks): cola, sst2, mrpc, rte, stsb, qnli, wnli. GLUE test labels are not
-  public, so the GLUE dev set is the evaluation split and what PEFS reports. QNLI's train file is
-  not available offline: its dev file is split deterministically into train and eval halves, and
-  the result notes say so.
+  public, so the GLUE dev set is the report set; the selection set that stage trials are scored
+  on is held out of the training split. QNLI's train file is not available offline: its dev file
+  is split deterministically into train and report halves, and the result notes say so.
 * **upload** tasks from a user's CSV, TSV or JSONL with named text column(s) and a label column,
   validated up front by :func:`user_task` with errors that name the problem (:class:`DataError`).
-  Without a separate evaluation file, a deterministic 10% of the rows is held out for evaluation.
+  Without separate evaluation files, deterministic shares of the rows are held out as the report
+  set (10%) and the selection set (10% of the rest).
 * **hub** tasks loaded with ``datasets.load_dataset`` when the Hugging Face Hub is reachable
   (:func:`hub_task`). MNLI and QQP are registered this way: their GLUE files are too large for
   every offline snapshot, so without hub access they raise a :class:`DataError` that says to upload
@@ -23,8 +24,11 @@ The package is split by job, each module importing only those before it:
 * :mod:`~tasks.data.files`: validating a file against a task, :func:`preview_user_file`,
   :func:`user_task`;
 * :mod:`~tasks.data.hub`: :func:`hub_task` and hub loading;
-* :mod:`~tasks.data.loading`: :func:`load_task` and :func:`encode_task` with sub-sampling and
-  in-memory caches.
+* :mod:`~tasks.data.roles`: the three disjoint evaluation roles (train, selection, report) and
+  :class:`ExampleSet`, which says which examples a number was scored on;
+* :mod:`~tasks.data.loading`: :func:`load_task` (a role's examples, sub-sampled, cached) and
+  :func:`example_sets` (each role's size before a search starts);
+* :mod:`~tasks.data.encoding`: :func:`encode_task`, tokenised and cached.
 
 No Django here: the engine's side of the data path is a plain library.
 
@@ -36,16 +40,8 @@ Example:
 
 from tasks.data.files import MAX_CLASSES, preview_user_file, user_task
 from tasks.data.hub import hub_task
-from tasks.data.loading import (
-    CACHE_SIZE,
-    SPLIT_SEED,
-    EncodedTask,
-    TaskData,
-    clear_caches,
-    encode_task,
-    load_task,
-    tokenizer_fingerprint,
-)
+from tasks.data.encoding import EncodedTask, encode_task, tokenizer_fingerprint
+from tasks.data.loading import CACHE_SIZE, TaskData, clear_caches, example_sets, load_task
 from tasks.data.parsing import (
     MAX_COLUMNS,
     MAX_JSON_DEPTH,
@@ -54,9 +50,11 @@ from tasks.data.parsing import (
     MAX_USER_FILE_BYTES,
     USER_FORMATS,
 )
+from tasks.data.roles import EXAMPLE_ID, ROLES, SPLIT_SEED, ExampleSet, Role
 from tasks.data.specification import (
     BUNDLED_DIR,
     DEFAULT_HOLDOUT_FRACTION,
+    DEFAULT_SELECTION_FRACTION,
     GLUE_TASKS,
     DataError,
     Problem,
@@ -71,6 +69,8 @@ __all__ = [
     "BUNDLED_DIR",
     "CACHE_SIZE",
     "DEFAULT_HOLDOUT_FRACTION",
+    "DEFAULT_SELECTION_FRACTION",
+    "EXAMPLE_ID",
     "GLUE_TASKS",
     "MAX_CLASSES",
     "MAX_COLUMNS",
@@ -78,16 +78,20 @@ __all__ = [
     "MAX_LINE_BYTES",
     "MAX_ROWS",
     "MAX_USER_FILE_BYTES",
+    "ROLES",
     "SPLIT_SEED",
     "USER_FORMATS",
     "DataError",
     "EncodedTask",
+    "ExampleSet",
     "Problem",
+    "Role",
     "Source",
     "TaskData",
     "TaskSpec",
     "clear_caches",
     "encode_task",
+    "example_sets",
     "get_task",
     "hub_task",
     "load_task",

@@ -21,7 +21,14 @@ from typing import Any
 from datasets import Dataset
 
 from tasks.data.parsing import MAX_USER_FILE_BYTES, Table, detect_format, read_table
-from tasks.data.specification import DEFAULT_HOLDOUT_FRACTION, DataError, Problem, TaskSpec
+from tasks.data.roles import check_carves
+from tasks.data.specification import (
+    DEFAULT_HOLDOUT_FRACTION,
+    DEFAULT_SELECTION_FRACTION,
+    DataError,
+    Problem,
+    TaskSpec,
+)
 
 #: More distinct labels than this in a classification file almost always means a numeric score.
 MAX_CLASSES = 1000
@@ -143,21 +150,27 @@ def user_task(
     text_columns: Sequence[str],
     label_column: str,
     eval_path: str | Path | None = None,
+    selection_path: str | Path | None = None,
     problem: Problem | None = None,
     name: str | None = None,
     metric: str | None = None,
     file_format: str | None = None,
     holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION,
-    max_bytes: int = MAX_USER_FILE_BYTES,
+    selection_fraction: float = DEFAULT_SELECTION_FRACTION,
+    max_bytes: float = MAX_USER_FILE_BYTES,
 ) -> TaskSpec:
-    """Validate a user's labelled file (and optional evaluation file) and describe it as a task.
+    """Validate a user's labelled file (and optional evaluation files) and describe it as a task.
+
+    ``eval_path`` is the report set's file and ``selection_path`` the selection set's (see
+    :mod:`tasks.data.roles`); each set without a file is held out of the labelled file
+    (``holdout_fraction`` of it for the report set, then ``selection_fraction`` of the rest).
 
     ``problem`` None infers it: numeric labels that are not all integers, or more than 20 distinct
     integers, mean regression; anything else is classification. The label set is taken from the
     training file (numeric labels in numeric order) and the evaluation file may only use those
     labels. Raises :class:`DataError` naming the field for a missing file or column, an empty
     file, a non-UTF-8 file, a file over ``max_bytes``, a single-class label column, non-numeric
-    regression labels, or too few rows to hold out an evaluation split.
+    regression labels, or too few rows to hold out the evaluation sets it lacks.
 
     Example:
         >>> spec = user_task("reviews.csv", text_columns=["text"], label_column="stars")  # doctest: +SKIP
@@ -214,41 +227,36 @@ def user_task(
         label_names=labels,
         train_path=str(Path(path).resolve()),
         eval_path=str(Path(eval_path).resolve()) if eval_path is not None else None,
+        selection_path=str(Path(selection_path).resolve()) if selection_path is not None else None,
         file_format=fmt,
         holdout_fraction=holdout_fraction,
+        selection_fraction=selection_fraction,
         description=f"user file {Path(path).name}",
     )
-    # Full validation (label encoding) of both files now, so problems surface at upload time.
+    # Full validation (label encoding) of every file now, so problems surface at upload time.
     table_to_dataset(table, spec, path)
-    if eval_path is not None:
-        eval_fmt = detect_format(str(eval_path), file_format)
-        if eval_fmt != fmt:
-            raise DataError(
-                "eval_path",
-                f"{eval_path}: is {eval_fmt.upper()} but the training file is "
-                f"{fmt.upper()}; give both files in the same format",
-            )
-        table_to_dataset(
-            read_table(str(eval_path), eval_fmt, keep=(*text_columns, label_column),
-                       max_bytes=max_bytes),
-            spec,
-            str(eval_path),
-        )
-    else:
-        _check_holdout(table.n_rows, holdout_fraction, path)
+    for field_name, other in (("eval_path", eval_path), ("selection_path", selection_path)):
+        if other is not None:
+            _check_other_file(str(other), field_name, spec, fmt, file_format, max_bytes)
+    check_carves(
+        table.n_rows,
+        report_fraction=holdout_fraction if eval_path is None else None,
+        selection_fraction=spec.selection_fraction if selection_path is None else None,
+        what=path,
+    )
     return spec
 
 
-def _check_holdout(n_rows: int, fraction: float, path: str) -> None:
-    n_eval = holdout_size(n_rows, fraction)
-    if n_eval < 1 or n_rows - n_eval < 1:
+def _check_other_file(
+    path: str, field_name: str, spec: TaskSpec, fmt: str, fmt_given: str | None, max_bytes: float
+) -> None:
+    """An evaluation or selection file: same format as the training file, only known labels."""
+    other_fmt = detect_format(path, fmt_given)
+    if other_fmt != fmt:
         raise DataError(
-            "path",
-            f"{path}: {n_rows} rows are too few to hold out {fraction:.0%} for evaluation; "
-            "add rows or give an evaluation file",
+            field_name,
+            f"{path}: is {other_fmt.upper()} but the training file is {fmt.upper()}; give "
+            "every file in the same format",
         )
-
-
-def holdout_size(n_rows: int, fraction: float) -> int:
-    return round(n_rows * fraction)
-
+    keep = (*spec.text_columns, spec.label_column)
+    table_to_dataset(read_table(path, other_fmt, keep=keep, max_bytes=max_bytes), spec, path)

@@ -27,6 +27,8 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent / "glue"
 
 #: Share of a task's only labelled file held out for evaluation when no evaluation file exists.
 DEFAULT_HOLDOUT_FRACTION = 0.1
+#: Share of the training examples held out as the selection set (see tasks.data.roles).
+DEFAULT_SELECTION_FRACTION = 0.1
 
 Problem = Literal["classification", "regression"]
 #: Where a task's rows come from. "upload" matches the Task model's source; specs stored before
@@ -60,6 +62,7 @@ class TaskSpec:
     labels: tuple[str, ...] = ()
     label_names: tuple[str, ...] = ()
     train_path: str | None = None
+    #: The report set's file (GLUE dev); None holds the report set out of the training file.
     eval_path: str | None = None
     file_format: str = "tsv"
     #: Column names for header-less files (CoLA); None means the first row is the header.
@@ -67,8 +70,13 @@ class TaskSpec:
     hub_id: str | None = None
     hub_config: str | None = None
     train_split: str = "train"
+    #: The hub split that is the report set.
     eval_split: str = "validation"
+    #: Share of a single labelled file held out as the report set.
     holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION
+    #: An upload's own selection file; None carves the selection set out of the training rows.
+    selection_path: str | None = None
+    selection_fraction: float = DEFAULT_SELECTION_FRACTION
     available_offline: bool = True
     description: str = ""
 
@@ -99,8 +107,10 @@ class TaskSpec:
             raise DataError("labels", f"repeated values in {list(self.labels)}")
         if self.metric == "f1_accuracy" and self.labels and len(self.labels) != 2:
             raise DataError("metric", "f1_accuracy needs a binary task")
-        if not 0.0 < self.holdout_fraction < 1.0:
-            raise DataError("holdout_fraction", f"must be in (0, 1), got {self.holdout_fraction!r}")
+        for name in ("holdout_fraction", "selection_fraction"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+                raise DataError(name, f"must be in (0, 1), got {value!r}")
 
     @property
     def num_labels(self) -> int:
