@@ -99,6 +99,10 @@ class Search(models.Model):
     groups = models.PositiveSmallIntegerField(default=4)
     preset = models.CharField(max_length=32, default="quick")
     config = models.JSONField(default=dict, help_text="Every preset field, as resolved at creation.")
+    untrained_decisions = models.JSONField(
+        default=list, blank=True,
+        help_text="Decision records of components fixed without a stage: every choice gives the same "
+                  "design on this backbone (experiments.space.decisions_without_training).")
     auto_approve = models.BooleanField(default=False)
     seed = models.IntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)

@@ -26,6 +26,7 @@ def report_json(search: Search) -> dict[str, Any]:
             {
                 "key": s.key, "component": s.component or None, "status": s.status,
                 "trials": s.trials.count(),
+                "stage_plan": (s.plan or {}).get("stage_plan"),
                 "succeeded": s.trials.filter(status=Trial.Status.SUCCEEDED).count(),
                 "recommendation": s.recommendation, "decision": s.decision,
                 "decided_by": ("auto" if s.decided_automatically else
@@ -36,6 +37,7 @@ def report_json(search: Search) -> dict[str, Any]:
             }
             for s in stages
         ],
+        "untrained_decisions": list(search.untrained_decisions or []),
         "final": {"plan": final.plan, "results": final.summary} if final else None,
         "design": selected_design(search),
     }
@@ -64,6 +66,9 @@ def report_markdown(report: dict[str, Any]) -> str:
         "| stage | decides | trials ok | recommended | chosen | by | reason |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    for decision in report.get("untrained_decisions") or []:
+        lines.append(f"| {decision['stage']} | {decision['component']} | not trained | - | "
+                     f"{decision.get('label', decision['choice'])} | auto | {decision['reason'].replace('|', '/')} |")
     for st in report["stages"]:
         if st["key"] == "final":
             continue
@@ -71,10 +76,16 @@ def report_markdown(report: dict[str, Any]) -> str:
         rec_text = rec.get("choice") or "-"
         if rec.get("status") == "not_separable":
             rec_text += " (not separable)"
+        elif rec.get("status") == "insufficient" and rec.get("leader"):
+            rec_text = f"- (too few successes; leading: {rec['leader']})"
         decision = st["decision"] or {}
         lines.append(f"| {st['key']} | {st['component'] or 'reference'} | {st['succeeded']}/{st['trials']} | "
-                     f"{rec_text} | {decision.get('choice', '-')} | {st['decided_by'] or '-'} | "
+                     f"{rec_text} | {decision.get('label') or decision.get('choice', '-')} | {st['decided_by'] or '-'} | "
                      f"{(st['override_reason'] or '').replace('|', '/')} |")
+    raised = [st for st in report["stages"] if (st.get("stage_plan") or {}).get("raised_from")]
+    if raised:
+        lines.append("")
+        lines += [f"- {st['key']}: {st['stage_plan']['note']}" for st in raised]
     final = report.get("final")
     if final and final.get("results"):
         table = final["results"]

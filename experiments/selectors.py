@@ -473,6 +473,13 @@ def search_selected_trial(search: Search) -> Trial | None:
     return search_selected_trials(search).first()
 
 
+def search_decisions(search: Search) -> list[dict[str, Any]]:
+    """Every decision record in stage order: components fixed without training (all their choices
+    give one design on the backbone) first, then each approved stage's."""
+    return [*(search.untrained_decisions or []),
+            *(s.decision for s in search.stages.order_by("order") if s.decision)]
+
+
 def selected_design(search: Search) -> dict[str, Any] | None:
     """The search's winning design document, with the decisions that led to it; None before the final stage."""
     trial = search_selected_trial(search)
@@ -480,7 +487,7 @@ def selected_design(search: Search) -> dict[str, Any] | None:
         return None
     design = dict(trial.design)
     design["provenance"] = {**design.get("provenance", {}), "search": search.pk, "search_name": search.name,
-                            "decisions": [s.decision for s in search.stages.order_by("order") if s.decision]}
+                            "decisions": search_decisions(search)}
     return design
 
 

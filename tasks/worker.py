@@ -141,6 +141,20 @@ def train_config_fields(config: dict[str, Any], *, seed: int, final: bool = Fals
     }
 
 
+def trial_data_seed(trial: Trial) -> int:
+    """The seed of the example order, head initialisation and dropout (TrainConfig.seed).
+
+    Common random numbers: every design of a stage shares its stage's data seed (recorded in the
+    design's provenance by experiments.space.sample), so designs differ by their design, not by
+    the shuffle; the engine initialises the PEFT modules with the design's own seed. A final-stage
+    run (and a trial stored before data seeds existed) uses the trial's seed, which every arm of a
+    replicate shares.
+    """
+    sample = (trial.design.get("provenance") or {}).get("sample") or {}
+    data_seed = sample.get("data_seed")
+    return data_seed if isinstance(data_seed, int) and not isinstance(data_seed, bool) else trial.seed
+
+
 def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: Any = None) -> Trial | None:
     """Claim and train one trial: the body of the Celery job, and of the CLI's --local mode."""
     from tasks.runner import Cancelled, run_design  # imports torch: only once a trial runs
@@ -159,7 +173,7 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
         task_rows = [t for t in task_rows if t.name == trial.choices.get("task")]
     output_dir = services.trial_artifact_dir(trial) if selectors.trial_stands_for_search(trial) else None
     try:
-        config = TrainConfig(**train_config_fields(search.config, seed=trial.seed, final=final))
+        config = TrainConfig(**train_config_fields(search.config, seed=trial_data_seed(trial), final=final))
         outcome = run_design(
             trial.design,
             [task_spec(task) for task in task_rows],

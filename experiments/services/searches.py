@@ -24,37 +24,25 @@ from experiments.space import (
     SearchConfig,
     SpaceError,
     TrialOutcome,
+    decisions_without_training,
     final_plan,
     next_stage,
     refine,
     results_table,
     sample,
+    stage_plan,
     stage_seed,
     summarise,
 )
-from experiments.space import preset as make_preset
 from experiments.space.stages import FINAL
 from tasks.peft.budget import BackboneShape
 
 from .. import events, selectors
 from ..models import Backbone, Search, Stage, Task, Trial
 from .artifacts import artifacts_write
+from .limits import UNSCHEDULED_SETTINGS, search_config_build, search_plan_check
+from .limits import space_error as _space_error
 from .queue import trials_enqueue
-
-
-# SearchConfig fields the library knows but the workers do not schedule: a search that sets one is
-# refused, since accepting it would silently ignore it. The library plans successive halving and
-# replays it on recorded stages; the workers do not yet pause and resume trials between rungs.
-UNSCHEDULED_SETTINGS: dict[str, str] = {
-    "halving_eta": "Successive halving is not scheduled on the workers yet; leave it empty "
-                   "(replay it on finished stages instead).",
-}
-
-
-def _space_error(exc: Exception) -> ValidationError:
-    """experiments.space.SpaceError / InfeasibleBudget -> ValidationError naming the field."""
-    field_name = getattr(exc, "field", None) or "config"
-    return ValidationError({field_name: [getattr(exc, "message", None) or str(exc)]})
 
 
 def search_config(search: Search) -> SearchConfig:
@@ -80,29 +68,22 @@ def search_create(*, owner: AbstractBaseUser, name: str, tasks: list[Task], back
         errors["backbone"] = ["Unknown backbone."]
     if errors:
         raise ValidationError(errors)
-    if isinstance(groups, bool) or not isinstance(groups, int) or not 1 <= groups <= backbone.num_layers:
-        raise ValidationError({"groups": [f"Groups must be a whole number from 1 to the backbone's "
-                                          f"{backbone.num_layers} layers."]})
-    count = selectors.budget_params(backbone=backbone, budget_kind=budget_kind, budget_value=budget_value)
-    try:
-        config = make_preset(preset, **(overrides or {}), num_groups=groups, budget={"parameters": count},
-                             auto_approve=bool(auto_approve), seed=seed)
-    except SpaceError as exc:
-        raise _space_error(exc) from None
-    except TypeError as exc:
-        raise ValidationError({"overrides": [str(exc)]}) from None
-    refused = {setting: [message] for setting, message in UNSCHEDULED_SETTINGS.items()
-               if getattr(config, setting) is not None}
-    if refused:
-        raise ValidationError(refused)
+    config, count = search_config_build(backbone=backbone, budget_kind=budget_kind, budget_value=budget_value,
+                                        groups=groups, preset=preset, overrides=overrides,
+                                        auto_approve=auto_approve, seed=seed)
+    search_plan_check(owner=owner, config=config, backbone=backbone, tasks=len(tasks))
+    # Built for the backbone: patterns that give the same design on its layers are one choice, and a
+    # component whose choices all coincide is decided here, without a stage.
+    space = DesignSpace.initial(num_groups=groups, num_layers=backbone.num_layers)
     with transaction.atomic():
         search = Search.objects.create(
             owner=owner, name=name[:128], backbone=backbone, budget_kind=budget_kind,
             budget_value=budget_value, budget_params=count, groups=groups, preset=preset,
             config=config.to_dict(), auto_approve=bool(auto_approve), seed=seed,
+            untrained_decisions=[d.to_dict() for d in decisions_without_training(space)],
         )
         search.tasks.set(tasks)
-        stage_open(search=search, space=DesignSpace.initial(num_groups=groups), order=0)
+        stage_open(search=search, space=space, order=0)
     return search
 
 
@@ -114,8 +95,12 @@ def stage_open(*, search: Search, space: DesignSpace, order: int) -> Stage:
         return final_stage_open(search=search, space=space, order=order)
     shape = BackboneShape.from_dict(search.backbone.shape)
     try:
-        batch = sample(space, config.designs_per_stage, seed=stage_seed(config.seed, spec.name), shape=shape,
-                       budget=config.budget, balance=spec.component if config.balance and spec.component else None,
+        # At least min_successes designs for every open choice (stratified), so no choice is
+        # discarded untried; plan.raised_from says when the preset's figure was raised.
+        plan = stage_plan(config, space, spec, tasks=search.tasks.count())
+        batch = sample(space, plan.designs, seed=stage_seed(config.seed, spec.name), shape=shape,
+                       budget=config.budget, balance=plan.balance, stratify=plan.stratify,
+                       min_per_choice=plan.min_per_choice,
                        provenance={"search": search.pk, "stage": spec.name})
     except (InfeasibleSpace, SpaceError) as exc:
         raise _space_error(exc) from None
@@ -124,9 +109,11 @@ def stage_open(*, search: Search, space: DesignSpace, order: int) -> Stage:
         plan={"title": spec.title, "requested": batch.requested, "sampled": len(batch.designs),
               "distinct_available": batch.distinct_available, "redraws": batch.redraws,
               "duplicates": batch.duplicates, "infeasible_fields": dict(batch.infeasible_fields),
-              "shortfall": batch.shortfall, "seed": batch.seed},
+              "shortfall": batch.shortfall, "seed": batch.seed, "stage_plan": plan.to_dict(),
+              "untried": dict(batch.untried), "infeasible_choices": list(batch.infeasible_choices),
+              "data_seed": batch.designs[0].data_seed if batch.designs else None},
     )
-    Trial.objects.bulk_create([
+    trials_create(stage, [
         Trial(search=search, stage=stage, index=d.index, kind=Trial.Kind.SAMPLE, choices=dict(d.choices),
               design=d.design, seed=d.seed, trainable_params=d.parameters,
               label=_choices_label(d.choices))
@@ -134,6 +121,16 @@ def stage_open(*, search: Search, space: DesignSpace, order: int) -> Stage:
     ])
     _stage_started(search, stage)
     return stage
+
+
+# Rows per INSERT: a stage of thousands of designs writes in short statements, so SQLite's single
+# write lock is never held for one long one (workers finishing trials wait on it).
+TRIAL_INSERT_BATCH = 200
+
+
+def trials_create(stage: Stage, trials: list[Trial]) -> None:
+    """Insert a stage's new trials in bounded batches (no per-row save)."""
+    Trial.objects.bulk_create(trials, batch_size=TRIAL_INSERT_BATCH)
 
 
 def _choices_label(choices: dict[str, Any]) -> str:
@@ -166,7 +163,7 @@ def final_stage_open(*, search: Search, space: DesignSpace, order: int) -> Stage
     plan_dict.pop("runs")
     stage = Stage.objects.create(search=search, order=order, key="final", component="", space=space.to_dict(),
                                  plan={"title": "Final: the selected design against baselines", **plan_dict})
-    Trial.objects.bulk_create([
+    trials_create(stage, [
         Trial(search=search, stage=stage, index=i,
               kind=Trial.Kind.SELECTED if run.arm == "selected" else Trial.Kind.BASELINE,
               label=f"{run.arm} · {run.task} · seed {run.seed}",
@@ -202,7 +199,9 @@ def stage_check_complete(*, stage_id: int) -> Stage | None:
         summary = summarise(_outcomes(stage), component=stage.component or None,
                             open_choices=space.open(stage.component) if stage.component else (),
                             stage=stage.key, seed=config.seed, resamples=config.bootstrap_resamples,
-                            min_successes=config.min_successes)
+                            min_successes=config.min_successes,
+                            aliases=space.aliases(stage.component) if stage.component else None,
+                            infeasible=(stage.plan or {}).get("infeasible_choices", ()))
     except SpaceError as exc:
         stage.summary = {"error": str(exc)}
     else:
@@ -221,8 +220,9 @@ def stage_check_complete(*, stage_id: int) -> Stage | None:
     search.refresh_from_db()
     events.stage_changed(stage)
     events.search_changed(search)
-    recommendation = stage.recommendation or {}
-    if search.auto_approve and recommendation.get("choice") and recommendation.get("status") != "insufficient":
+    # Only a recommendation that every trainable choice backs with min_successes successes is
+    # applied automatically; otherwise a person decides, seeing the leader so far.
+    if search.auto_approve and (stage.recommendation or {}).get("auto_approvable"):
         stage_approve(stage=stage, user=None)
     return stage
 

@@ -160,9 +160,12 @@ def test_search_create_stores_the_first_stage_and_its_trials(user, django_captur
     stage = search.stages.get()
     assert (stage.key, stage.component, stage.status) == ("S1", "grouping", Stage.Status.RUNNING)
     trials = list(stage.trials.all())
-    assert len(trials) == 5 and all(t.status == Trial.Status.QUEUED and t.attempt == 1 for t in trials)
+    # Issue 10: 3 distinct groupings on 4 layers with G = 2, each trained min_successes (2) times,
+    # so the preset's 5 designs are raised to 6
+    assert len(trials) == 6 and all(t.status == Trial.Status.QUEUED and t.attempt == 1 for t in trials)
+    assert stage.plan["stage_plan"]["raised_from"] == 5
     assert all(t.trainable_params == pytest.approx(2000, rel=0.02) for t in trials)
-    assert search.budget_params == 2000 and search.trials_total == 5
+    assert search.budget_params == 2000 and search.trials_total == 6
     assert callbacks  # the messages are sent after commit, never before
 
 
