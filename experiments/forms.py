@@ -106,13 +106,21 @@ class SearchForm(forms.Form):
     def service_arguments(self) -> dict[str, Any]:
         """Keyword arguments for services.search_create."""
         data = self.cleaned_data
+        return {"name": data["name"], "tasks": list(data["tasks"]), **self.config_arguments()}
+
+    def config_arguments(self) -> dict[str, Any]:
+        """Keyword arguments for services.search_config_build (and search_plan_preview)."""
+        data = self.cleaned_data
         value = data["budget_value"] / 100 if data["budget_kind"] == "fraction" else int(data["budget_value"])
         return {
-            "name": data["name"], "tasks": list(data["tasks"]), "backbone": data["backbone"],
-            "budget_kind": data["budget_kind"], "budget_value": value, "groups": data["groups"],
-            "preset": data["preset"], "auto_approve": data["auto_approve"], "seed": data["seed"],
-            "overrides": {key: data[key] for key in self.advanced_names},
+            "backbone": data["backbone"], "budget_kind": data["budget_kind"], "budget_value": value,
+            "groups": data["groups"], "preset": data["preset"], "auto_approve": data["auto_approve"],
+            "seed": data["seed"], "overrides": {key: data[key] for key in self.advanced_names},
         }
+
+    def plan_errors(self) -> dict[str, list[str]]:
+        """After is_valid(): the errors that keep the plan from being worked out (a name is not needed)."""
+        return {field: errors for field, errors in self.errors.items() if field != "name"}
 
 
 class BudgetPreviewForm(forms.Form):

@@ -77,6 +77,21 @@ def budget_preview(request: HttpRequest) -> HttpResponse:
     return render(request, "experiments/partials/budget_preview.html", context)
 
 
+@require_GET
+def search_plan_preview(request: HttpRequest) -> HttpResponse:
+    """htmx: the trials and task-epochs the new-search form's settings would train, and the limits."""
+    form = SearchForm(request.GET, user=request.user)
+    context = {"form": form}
+    if not form.is_valid() and form.plan_errors():
+        return render(request, "experiments/partials/search_plan.html", context)
+    try:
+        context["plan"] = services.search_plan_preview(owner=request.user, tasks=len(form.cleaned_data["tasks"]),
+                                                       **form.config_arguments())
+    except ValidationError as error:
+        attach_errors(form, error)
+    return render(request, "experiments/partials/search_plan.html", context)
+
+
 @require_POST
 def task_preview(request: HttpRequest) -> HttpResponse:
     """htmx: columns and first rows of a file chosen for upload, and the column pickers."""

@@ -216,6 +216,8 @@ class SearchCreateSerializer(serializers.Serializer):
     overrides = serializers.DictField(required=False, default=dict, help_text="Preset fields to change.")
     auto_approve = serializers.BooleanField(default=False)
     seed = serializers.IntegerField(default=0)
+    dry_run = serializers.BooleanField(default=False, help_text="Start nothing: answer the search's plan "
+                                       "(trials and task-epochs per stage, totals, limits) with 200.")
 
     def validate_tasks(self, refs: list[str]) -> list[Task]:
         user = self.context["request"].user
@@ -238,6 +240,30 @@ class SearchCreateSerializer(serializers.Serializer):
         if backbone is None:
             raise serializers.ValidationError(f"Unknown backbone {ref!r}; register it first.")
         return backbone
+
+
+class StagePlanSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    title = serializers.CharField()
+    designs = serializers.IntegerField(help_text="Trials the stage trains.")
+    raised_from = serializers.IntegerField(allow_null=True)
+    epochs = serializers.IntegerField()
+    task_epochs = serializers.IntegerField()
+    upper_bound = serializers.BooleanField(help_text="Runs only for a group S3 tunes.")
+    note = serializers.CharField(allow_blank=True)
+
+
+class SearchPlanSerializer(serializers.Serializer):
+    """What a search would train, before it starts (POST /api/searches/ with dry_run)."""
+
+    stages = StagePlanSerializer(many=True)
+    tasks = serializers.IntegerField()
+    trials = serializers.IntegerField()
+    task_epochs = serializers.IntegerField()
+    upper_bound = serializers.BooleanField(help_text="Totals assume S3 tunes every group (the most it can).")
+    limits = serializers.DictField(child=serializers.IntegerField())
+    problems = serializers.ListField(child=serializers.CharField(),
+                                     help_text="The limits the search passes; empty: it may start.")
 
 
 class SearchRetrySerializer(serializers.Serializer):

@@ -177,9 +177,15 @@ class SearchListView(PefsViewMixin, generics.ListAPIView):
             raise ValidationError({"status": [f"Unknown status; use one of {', '.join(Search.Status.values)}."]})
         return selectors.search_list(user=self.request.user, status=status_filter)
 
-    @extend_schema(request=s.SearchCreateSerializer, responses={201: s.SearchDetailSerializer})
+    @extend_schema(request=s.SearchCreateSerializer,
+                   responses={201: s.SearchDetailSerializer, 200: s.SearchPlanSerializer})
     def post(self, request: Request) -> Response:
         data = self.validated(s.SearchCreateSerializer, request.data)
+        if data.pop("dry_run"):
+            data.pop("name")
+            tasks = data.pop("tasks")
+            plan = services.search_plan_preview(owner=request.user, tasks=len(tasks), **data)
+            return Response(s.SearchPlanSerializer(plan).data)
         search = services.search_create(owner=request.user, **data)
         detail = selectors.search_detail(user=request.user, search_id=search.pk)
         return Response(s.SearchDetailSerializer(detail).data, status=status.HTTP_201_CREATED)

@@ -9,6 +9,8 @@ the field. One module per sub-domain, each importing only those before it:
 - metrics: store a batch of metric points and publish it;
 - artifacts: a completed search's files (design, weights, PEFT exports, report);
 - catalog: tasks (uploads, bundled GLUE) and backbones (measured in a child process: no torch here);
+- limits: a search's configuration and plan (trials, task-epochs) before it starts, and the
+  per-user limits it must fit;
 - searches: create a search, open/complete/approve stages, cancel, complete;
 - trials: claim, heartbeat, finish, cancel, retry, and the sweep that supervises running trials;
 - users: the accounts the command line acts for.
@@ -18,6 +20,7 @@ trial (running the engine, the recorder, the heartbeat thread) is tasks.worker, 
 """
 from .artifacts import artifacts_write, trial_artifact_dir
 from .catalog import IntrospectionError, backbone_introspect, backbone_register, seed_bundled, task_preview, task_upload
+from .limits import search_config_build, search_plan_check, search_plan_preview
 from .metrics import metric_points_record
 from .queue import trial_message_id, trials_enqueue
 from .searches import (
@@ -47,7 +50,8 @@ from .users import user_ensure
 __all__ = [
     "UNSCHEDULED_SETTINGS", "IntrospectionError", "TrialResult", "artifacts_write", "backbone_introspect",
     "backbone_register", "final_stage_open", "metric_points_record", "search_cancel",
-    "search_complete", "search_config", "search_create", "seed_bundled", "stage_approve", "stage_check_complete",
+    "search_complete", "search_config", "search_config_build", "search_create", "search_plan_check",
+    "search_plan_preview", "seed_bundled", "stage_approve", "stage_check_complete",
     "stage_open", "task_preview", "task_upload", "trial_artifact_dir", "trial_became_final", "trial_cancel",
     "trial_claim", "trial_finish", "trial_heartbeat", "trial_message_id", "trial_retry", "trials_enqueue",
     "trials_retry_failed", "trials_sweep", "user_ensure",

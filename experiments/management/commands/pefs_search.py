@@ -38,6 +38,7 @@ FLAG_OF_FIELD = {
     "preset": "--preset", "designs_per_stage": "--samples-per-stage", "epochs": "--epochs",
     "max_train_examples": "--train-examples", "seed": "--seed", "auto_approve": "--auto-approve",
     "name_or_path": "--backbone", "overrides": "--set", "config": "--set", "choice": "choice", "reason": "reason",
+    "plan": "limit",
 }
 
 
@@ -122,6 +123,8 @@ class Command(BaseCommand):
                             help="any other preset field, e.g. --set batch_size=16 --set final_epochs=1 "
                                  "(values are JSON: numbers, true/false, null; repeatable)")
         parser.add_argument("--poll", type=float, default=1.0, help="seconds between progress checks (workers)")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="print the trials and task-epochs of every stage and the limits, start nothing")
 
     def handle(self, *args: Any, **o: Any) -> None:
         positive_int("--samples-per-stage", o["samples_per_stage"])
@@ -146,11 +149,15 @@ class Command(BaseCommand):
                                                         ("max_train_examples", o["train_examples"]))
                           if value is not None})
         budget_kind = Search.BudgetKind.FRACTION if o["budget"] < 1 else Search.BudgetKind.ABSOLUTE
+        inputs = {"backbone": backbone, "budget_kind": budget_kind, "budget_value": o["budget"], "groups": o["groups"],
+                  "preset": o["preset"], "overrides": overrides, "auto_approve": o["auto_approve"], "seed": o["seed"]}
         try:
+            self.print_plan(services.search_plan_preview(owner=user, tasks=len(tasks), **inputs))
+            if o["dry_run"]:
+                return
             search = services.search_create(
                 owner=user, name=o["name"] or f"{','.join(t.name for t in tasks)} ({o['preset']})", tasks=tasks,
-                backbone=backbone, budget_kind=budget_kind, budget_value=o["budget"], groups=o["groups"],
-                preset=o["preset"], overrides=overrides, auto_approve=o["auto_approve"], seed=o["seed"])
+                **inputs)
         except ValidationError as exc:
             raise CommandError(flag_errors(exc)) from None
         self.stdout.write(f"Search #{search.pk} {search.name!r}: {search.trials_total} trials queued, budget "
@@ -198,6 +205,19 @@ class Command(BaseCommand):
             known = ", ".join(selectors.task_list(user=user).values_list("name", flat=True))
             raise CommandError(f"--tasks: unknown task {', '.join(unknown)}; available: {known}.")
         return tasks
+
+    def print_plan(self, plan: dict[str, Any]) -> None:
+        """The trials and task-epochs of every stage, the totals and the limits they must fit."""
+        at_most = "at most " if plan["upper_bound"] else ""
+        self.stdout.write(f"Plan: {at_most}{plan['trials']:,} trials, {at_most}{plan['task_epochs']:,} task-epochs "
+                          f"(limits {plan['limits']['trials_per_search']:,} and "
+                          f"{plan['limits']['task_epochs_per_search']:,} per search).")
+        for stage in plan["stages"]:
+            note = f"  ({stage['note']})" if stage["note"] else ""
+            self.stdout.write(f"  {stage['name']:<8} {stage['designs']:>6,} trials x {stage['epochs']} epochs "
+                              f"= {stage['task_epochs']:,} task-epochs{note}")
+        for problem in plan["problems"]:
+            self.stdout.write(f"  over a limit: {problem}")
 
     def resolve_backbone(self, user, ref: str | None) -> Backbone:
         if not ref:
