@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI files served by Django: no CDN
     "django_htmx",
     "channels",
+    "axes",
     "experiments",
 ]
 
@@ -79,6 +81,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into a 429
 ]
 
 ROOT_URLCONF = "pefs_web.urls"
@@ -119,6 +122,15 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Password guessing (pefs_web/login_attempts.py has the whole policy): a (username, address) pair
+# is locked out after PEFS_LOGIN_FAILURE_LIMIT failures in a row, for PEFS_LOGIN_COOLOFF_MINUTES.
+AUTHENTICATION_BACKENDS = ["pefs_web.login_attempts.LoginAttemptsBackend",
+                           "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("PEFS_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("PEFS_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "search-list"
 LOGOUT_REDIRECT_URL = "login"
@@ -159,6 +171,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+    # Per client address, for views that name the scope (the token endpoint).
+    "DEFAULT_THROTTLE_RATES": {"login": env.str("PEFS_TOKEN_RATE", default="10/min")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "PEFS API",

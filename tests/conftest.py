@@ -13,9 +13,20 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pefs_web.supervisor import spawn, stop_process_tree
+from pefs_web.supervisor import is_alive, spawn, stop_process_tree
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """DRF's throttles count requests in the cache, which outlives a test's transaction: every test
+    starts with no requests counted (all test clients share one address)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
@@ -206,9 +217,9 @@ def pytest_sessionfinish(session, exitstatus):
     fails the run (a fixture that forgot to stop its worker, a worker's orphaned beat)."""
     lines = []
     for proc in psutil.Process().children(recursive=True):
+        if not is_alive(proc):
+            continue
         try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
             lines.append(f"  pid {proc.pid}: {' '.join(proc.cmdline())[:200]}")
             proc.kill()
         except psutil.NoSuchProcess:

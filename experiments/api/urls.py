@@ -8,6 +8,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.parsers import FormParser, MultiPartParser
 
+from pefs_web.login_attempts import RateLimitedLogin
+
 from ..models import Artifact
 from . import views
 from .parsers import BoundedJSONParser
@@ -33,8 +35,9 @@ class SwaggerView(SpectacularSwaggerView):
         return super()._swagger_ui_favicon()
 
 
-class TokenView(ObtainAuthToken):
-    """ObtainAuthToken lists its own parsers; use the bounded JSON parser there too."""
+class TokenView(RateLimitedLogin, ObtainAuthToken):
+    """ObtainAuthToken lists its own parsers; use the bounded JSON parser there too. Password
+    guessing is limited as at the login form (pefs_web/login_attempts.py)."""
 
     parser_classes = [FormParser, MultiPartParser, BoundedJSONParser]
 
