@@ -9,7 +9,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from experiments.space.presets import PRESETS, SearchConfig
+from experiments.space.presets import LIMITS, PRESETS, SearchConfig
 
 from . import selectors, services
 from .models import Backbone, Search, Task
@@ -32,6 +32,7 @@ def preset_values(config: SearchConfig) -> dict[str, Any]:
 
 
 def _config_field(spec: dataclasses.Field, help_text: str) -> forms.Field:
+    """A form field for a SearchConfig field, bounded above by LIMITS (SearchConfig checks the rest)."""
     label = spec.name.replace("_", " ").capitalize()
     annotation = str(spec.type)
     optional = "None" in annotation
@@ -40,10 +41,24 @@ def _config_field(spec: dataclasses.Field, help_text: str) -> forms.Field:
     if annotation.startswith("bool"):
         return forms.BooleanField(label=label, required=False, help_text=help_text)
     if annotation.startswith("int"):
-        return forms.IntegerField(label=label, required=not optional, help_text=help_text)
+        return forms.IntegerField(label=label, required=not optional, help_text=help_text,
+                                  max_value=LIMITS.get(spec.name))
     if annotation.startswith("float"):
-        return forms.FloatField(label=label, required=not optional, help_text=help_text)
+        return forms.FloatField(label=label, required=not optional, help_text=help_text,
+                                max_value=LIMITS.get(spec.name))
     return forms.CharField(label=label, required=not optional, help_text=help_text)
+
+
+def _check_budget(form: forms.Form, data: dict[str, Any]) -> None:
+    """The budget in the user's terms (a percentage, or a parameter count), one error at most.
+
+    Both the new-search form and its live preview check it here, so the preview never answers in
+    the service's terms (a fraction) while the field says a percentage (issue 12)."""
+    kind, value = data.get("budget_kind"), data.get("budget_value")
+    if kind == "fraction" and value is not None and not 0 < value < 100:
+        form.add_error("budget_value", "A percentage between 0 and 100, e.g. 0.5.")
+    if kind == "absolute" and value is not None and (value < 1 or value != int(value)):
+        form.add_error("budget_value", "A whole number of parameters, at least 1.")
 
 
 class TaskChoiceField(forms.ModelMultipleChoiceField):
@@ -65,12 +80,12 @@ class SearchForm(forms.Form):
     backbone = BackboneChoiceField(queryset=Backbone.objects.none(), empty_label=None)
     budget_kind = forms.ChoiceField(choices=[("fraction", "% of the backbone"), ("absolute", "Parameters")],
                                     widget=forms.RadioSelect, label="Budget as")
-    budget_value = forms.FloatField(min_value=0, label="Budget")
+    budget_value = forms.FloatField(label="Budget")
     groups = forms.IntegerField(min_value=1, max_value=12, label="Layer groups",
                                 help_text="G: consecutive layer groups (the paper uses 4).")
     preset = forms.ChoiceField(choices=(), help_text="Fills every field; each stays editable.")
     auto_approve = forms.BooleanField(required=False, label="Approve every stage's recommendation automatically")
-    seed = forms.IntegerField(min_value=0, help_text="Same seed, same sampled designs.")
+    seed = forms.IntegerField(min_value=0, max_value=LIMITS["seed"], help_text="Same seed, same sampled designs.")
 
     def __init__(self, *args, user, presets: Mapping[str, SearchConfig] = PRESETS, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -96,11 +111,7 @@ class SearchForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        kind, value = data.get("budget_kind"), data.get("budget_value")
-        if kind == "fraction" and value is not None and not 0 < value < 100:
-            self.add_error("budget_value", "A percentage between 0 and 100, e.g. 0.5.")
-        if kind == "absolute" and value is not None and (value < 1 or value != int(value)):
-            self.add_error("budget_value", "A whole number of parameters, at least 1.")
+        _check_budget(self, data)
         return data
 
     def service_arguments(self) -> dict[str, Any]:
@@ -126,11 +137,16 @@ class SearchForm(forms.Form):
 class BudgetPreviewForm(forms.Form):
     backbone = forms.ModelChoiceField(queryset=Backbone.objects.none())
     budget_kind = forms.ChoiceField(choices=Search.BudgetKind.choices)
-    budget_value = forms.FloatField(min_value=0)
+    budget_value = forms.FloatField()
 
     def __init__(self, *args, user, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["backbone"].queryset = selectors.backbone_list(user=user)
+
+    def clean(self):
+        data = super().clean()
+        _check_budget(self, data)
+        return data
 
     def service_arguments(self) -> dict[str, Any]:
         data = self.cleaned_data
