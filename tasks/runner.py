@@ -11,11 +11,12 @@ Reproducibility: the seed (``train_config.seed``, or the design's own ``seed`` w
 is set before the model is built, so the task head and the PEFT modules are initialised the same
 way every time, and it then drives dropout and data order in the trainer.
 
-:class:`BackboneCache` keeps a backbone's pretrained weights (a state dict, head excluded) and
-tokenizer in memory, so a long-lived worker reads each checkpoint from disk once. Every model is
-built the same way, cache or not: a fresh model from the pretrained config (its head initialised
-under the trial's seed), then the cached pretrained weights copied in. A warm cache therefore
-changes nothing but the time it takes.
+:class:`BackboneCache` keeps a backbone's pretrained weights (a state dict of everything the
+checkpoint had, BERT's pooler included) and tokenizer in memory, so a long-lived worker reads each
+checkpoint from disk once. Every model is built the same way, cache or not: a fresh model from the
+pretrained config (its new classifier initialised under the trial's seed), then the cached
+pretrained weights copied in. A warm cache therefore changes nothing but the time it takes, and
+every arm of a comparison with the same seed starts from the same head.
 
 Example:
     >>> outcome = run_design(design_dict, ["sst2", "rte"],                      # doctest: +SKIP
@@ -39,7 +40,8 @@ import torch
 
 from tasks.data import DataError, TaskSpec, encode_task, resolve_task
 from tasks.peft.design import Design, DesignError, HeadSpec
-from tasks.train import Callbacks, Cancelled, TrainConfig, train
+from tasks.peft.engine import HEAD_GROUP, parameter_groups
+from tasks.train import ALL_PARAMETERS, Callbacks, Cancelled, TrainConfig, train
 
 __all__ = [
     "FULL_FINETUNING_MAX_LR",
@@ -47,7 +49,9 @@ __all__ = [
     "Cancelled",
     "DesignOutcome",
     "FullFineTuning",
+    "design_learning_rates",
     "run_design",
+    "trainable_parameters",
 ]
 
 
@@ -58,9 +62,15 @@ class DesignOutcome:
     ``score``: mean of the per-task scores (0-100). ``per_task[name]``: ``metrics`` (raw GLUE
     metrics of the last evaluation), ``score``, and the run's ``steps``, ``seconds``,
     ``train_examples``, ``eval_examples``, ``head_params``, ``trainable_total`` and
-    ``training_only`` (prefix MLP parameters trained but not stored). ``peft_total``: stored PEFT
+    ``training_only`` (prefix MLP parameters trained but not stored), ``trainable_parameters``
+    (as below, for that task) and ``learning_rates`` (peak rate per parameter group: ``head``
+    and each strategy, or ``all`` for full fine-tuning). ``peft_total``: stored PEFT
     parameters (the budget's count, identical for every task). ``head_params``: the largest task
-    head among the tasks (heads differ only in their output width). ``notes``: what a reader of
+    head among the tasks (heads differ only in their output width). ``trainable_parameters``:
+    what was counted and what was trained, for the task with the largest head:
+    ``peft_stored`` (the budget), ``head`` (pooler + classifier, the same module for every arm),
+    ``reparameterisation`` (trained, not stored: the prefix inputs and MLP) and
+    ``optimised_total`` (every parameter the optimiser updated). ``notes``: what a reader of
     the scores must know (held-out splits, sub-sampling, dev-set evaluation, the seed used).
     """
 
@@ -72,6 +82,7 @@ class DesignOutcome:
     seed: int
     seconds: float = 0.0
     saved: dict[str, str] = field(default_factory=dict)
+    trainable_parameters: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +90,7 @@ class DesignOutcome:
             "per_task": self.per_task,
             "peft_total": self.peft_total,
             "head_params": self.head_params,
+            "trainable_parameters": dict(self.trainable_parameters),
             "notes": list(self.notes),
             "seed": self.seed,
             "seconds": self.seconds,
@@ -157,10 +169,15 @@ class BackboneCache:
     def _store(self, key: str, backbone: Any) -> _CachedBackbone:
         from tasks.peft.backbones import head_parameters
 
-        head_names = {name for name, _ in head_parameters(backbone.model)}
+        # Keep every weight the checkpoint had, the pretrained pooler included; only what loading
+        # initialised (the classifier) is left out, to be initialised under each trial's seed.
+        # A backbone built from a config has no checkpoint: its whole head is left out.
+        fresh = getattr(backbone, "fresh_parameters", None)
+        if fresh is None:
+            fresh = {name for name, _ in head_parameters(backbone.model)}
         # state_dict tensors outlive a discarded model; load_state_dict copies them into each new
         # model, so the cached weights are never trained in place.
-        weights = {k: v for k, v in backbone.model.state_dict().items() if k not in head_names}
+        weights = {k: v for k, v in backbone.model.state_dict().items() if k not in fresh}
         entry = _CachedBackbone(backbone.model.config, backbone.tokenizer, backbone.shape, weights)
         self._entries[key] = entry
         self._entries.move_to_end(key)
@@ -277,6 +294,26 @@ def _counts_for_full_finetuning(backbone: Any) -> dict[str, int]:
     return {"peft_total": body, "head": head, "trainable_total": body + head, "training_only": 0}
 
 
+def trainable_parameters(counts: Mapping[str, int]) -> dict[str, int]:
+    """What a trial stores and what it trains, from ``ApplyReport.to_dict()``-shaped counts."""
+    return {
+        "peft_stored": counts["peft_total"],
+        "head": counts["head"],
+        "reparameterisation": counts["training_only"],
+        "optimised_total": counts["trainable_total"],
+    }
+
+
+def design_learning_rates(design: Design, base: float) -> dict[str, float]:
+    """Peak rate per parameter group: the head at ``base``; each strategy of the design at its
+    ``options.<strategy>.learning_rate``, or ``base`` where the design leaves it unset."""
+    rates = {HEAD_GROUP: base}
+    for name in design.strategies_used:
+        own = design.options.for_strategy(name).learning_rate
+        rates[name] = base if own is None else own
+    return rates
+
+
 def _save_full_model(backbone: Any, directory: Path) -> None:
     # Every weight changed, so only the whole model is a faithful artifact (HF format).
     backbone.model.save_pretrained(directory)
@@ -369,8 +406,12 @@ def run_design(
         if should_stop is not None and should_stop():
             raise Cancelled(spec.name, 0)
         backbone = cache.load(backbone_name, head=head, seed=seed)
+        groups: dict[str, list[Any]] | None = None
+        rates: dict[str, float] = {ALL_PARAMETERS: config.learning_rate}
         if full is None:
             counts = apply(backbone, design).to_dict()
+            groups = parameter_groups(backbone.model)
+            rates = design_learning_rates(design, config.learning_rate)
         else:
             counts = _counts_for_full_finetuning(backbone)
         peft_total = counts["peft_total"]
@@ -381,6 +422,8 @@ def run_design(
             task_name=spec.name,
             callbacks=callbacks,
             should_stop=should_stop,
+            groups=groups,
+            learning_rates=rates,
         )
         per_task[spec.name] = {
             "metrics": result.metrics,
@@ -392,6 +435,8 @@ def run_design(
             "head_params": counts["head"],
             "trainable_total": counts["trainable_total"],
             "training_only": counts["training_only"],
+            "trainable_parameters": trainable_parameters(counts),
+            "learning_rates": rates,
         }
         notes.extend(note for note in encoded.notes if note not in notes)
         if output_dir is not None:
@@ -410,11 +455,13 @@ def run_design(
     if full is not None and train_config.seed is None:
         seed_source = "the baseline's seed"
     notes.append(f"seed {seed} ({seed_source}) for initialisation, dropout and data order")
+    largest_head = max(per_task.values(), key=lambda entry: entry["head_params"])
     outcome = DesignOutcome(
         score=sum(entry["score"] for entry in per_task.values()) / len(per_task),
         per_task=per_task,
         peft_total=peft_total,
-        head_params=max(entry["head_params"] for entry in per_task.values()),
+        head_params=largest_head["head_params"],
+        trainable_parameters=dict(largest_head["trainable_parameters"]),
         notes=notes,
         seed=seed,
         seconds=time.perf_counter() - started,

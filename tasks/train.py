@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -267,18 +267,58 @@ def _autocast(device: torch.device, config: TrainConfig) -> Any:
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    # Decay matrices only: decaying biases and norm scales (what BitFit trains) pulls them to 0.
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (decay if param.ndim >= 2 else no_decay).append(param)
-    if not decay and not no_decay:
+ALL_PARAMETERS = "all"
+
+
+def optimizer_groups(
+    model: nn.Module,
+    config: TrainConfig,
+    groups: Mapping[str, Sequence[nn.Parameter]] | None = None,
+    learning_rates: Mapping[str, float] | None = None,
+) -> list[dict[str, Any]]:
+    """AdamW parameter groups: one per named group (each strategy, the head), at its own rate.
+
+    ``groups`` (None: one group ``"all"`` of every trainable parameter) must cover each trainable
+    parameter of ``model`` exactly once; ``learning_rates[name]`` (absent: ``config.learning_rate``)
+    is that group's peak rate. Each group is split in two torch groups that share its ``"group"``
+    name and rate, because decay applies to matrices only: decaying biases and norm scales (what
+    BitFit trains) pulls them to 0.
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
         raise TrainConfigError("model", "has no trainable parameters; apply a design first")
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    if groups is None:
+        groups = {ALL_PARAMETERS: trainable}
+    rates = dict(learning_rates or {})
+    unknown = sorted(set(rates) - set(groups))
+    if unknown:
+        raise TrainConfigError("learning_rates", f"no parameter group {unknown[0]!r}")
+    owner: dict[int, str] = {}
+    torch_groups = []
+    for name, params in groups.items():
+        params = [p for p in params if p.requires_grad]
+        for p in params:
+            if id(p) in owner:
+                raise TrainConfigError(
+                    "groups", f"a parameter is in both {owner[id(p)]!r} and {name!r}"
+                )
+            owner[id(p)] = name
+        rate = rates.get(name, config.learning_rate)
+        for decayed in (True, False):
+            chosen = [p for p in params if (p.ndim >= 2) == decayed]
+            if chosen:
+                torch_groups.append(
+                    {
+                        "params": chosen,
+                        "lr": rate,
+                        "weight_decay": config.weight_decay if decayed else 0.0,
+                        "group": name,
+                    }
+                )
+    missing = sum(1 for p in trainable if id(p) not in owner)
+    if missing:
+        raise TrainConfigError("groups", f"{missing} trainable parameter(s) belong to no group")
+    return torch_groups
 
 
 def _linear_warmup(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -347,8 +387,15 @@ def train(
     task_name: str | None = None,
     callbacks: Callbacks | None = None,
     should_stop: Callable[[], bool] | None = None,
+    groups: Mapping[str, Sequence[nn.Parameter]] | None = None,
+    learning_rates: Mapping[str, float] | None = None,
 ) -> TrainResult:
     """Train ``model``'s trainable parameters on ``encoded.train``; evaluate on ``encoded.eval``.
+
+    ``groups`` and ``learning_rates``: named parameter groups with their own peak rates (see
+    :func:`optimizer_groups`; the runner passes one per strategy and the head). The schedule
+    scales every group alike; ``on_step`` reports the base rate (``config.learning_rate``) at
+    that step.
 
     The caller seeds and builds the model (the runner does, so initialisation is reproducible);
     this function reseeds with ``config.seed`` (None: 0) before the first step. ``model`` is moved
@@ -370,11 +417,12 @@ def train(
     model.to(device)
     model.train()
     optimizer = torch.optim.AdamW(
-        _param_groups(model, config.weight_decay), lr=config.learning_rate, fused=False
+        optimizer_groups(model, config, groups, learning_rates),
+        lr=config.learning_rate,
+        fused=False,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _linear_warmup(warmup_steps, total_steps)
-    )
+    schedule = _linear_warmup(warmup_steps, total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     trainable = [p for p in model.parameters() if p.requires_grad]
 
     deterministic_before = torch.are_deterministic_algorithms_enabled()
@@ -425,7 +473,7 @@ def train(
                 loss.backward()
                 if config.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-                lr = scheduler.get_last_lr()[0]
+                lr = config.learning_rate * schedule(scheduler.last_epoch)
                 optimizer.step()
                 scheduler.step()
                 step += 1

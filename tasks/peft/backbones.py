@@ -8,7 +8,9 @@ modules never look at model-specific attribute names.
 Supported families and heads (the head is always trainable and counted apart from PEFT):
 
 * ``bert`` (BERT, MiniLM): ``BertForSequenceClassification``; head = pooler dense + classifier,
-  because the pooler is task-specific in BERT and an untrained frozen pooler would cap the score.
+  because the pooler is task-specific in BERT and a frozen pooler would cap the score. The pooler
+  starts from the checkpoint's weights where the checkpoint has them (only the classifier is
+  new); it is trained as part of the head and counted with it.
 * ``roberta``: ``RobertaForSequenceClassification``; head = its dense + out_proj classifier.
 * ``t5`` and ``bart``: the ``*ForSequenceClassification`` models of transformers: the decoder reads
   the right-shifted input and the head (dense, tanh, out_proj) reads the decoder state at the last
@@ -340,12 +342,18 @@ def backbone_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 @dataclass
 class Backbone:
-    """A loaded backbone with its task head. ``tokenizer`` is None for config-built models."""
+    """A loaded backbone with its task head. ``tokenizer`` is None for config-built models.
+
+    ``fresh_parameters``: names of the parameters the checkpoint did not have, initialised at
+    load (the classifier; BERT's pooler too when the checkpoint lacks one). ``None`` when the
+    model was built from a config, so nothing came from a checkpoint.
+    """
 
     model: nn.Module
     tokenizer: object | None
     shape: BackboneShape
     head: HeadSpec
+    fresh_parameters: frozenset[str] | None = None
 
 
 def default_backbone_path() -> Path:
@@ -404,6 +412,7 @@ def load_backbone(
     """
     import transformers
 
+    fresh: frozenset[str] | None = None
     if config is not None:
         family = family_of(config.model_type)
         config = config.__class__.from_dict(config.to_dict())  # never mutate the caller's config
@@ -422,13 +431,24 @@ def load_backbone(
         family = family_of(auto_config.model_type)
         _configure_head(auto_config, head)
         with _quiet_transformers():
-            model = _model_class(family).from_pretrained(
-                path, config=auto_config, local_files_only=local, dtype=torch.float32
+            model, loading = _model_class(family).from_pretrained(
+                path,
+                config=auto_config,
+                local_files_only=local,
+                dtype=torch.float32,
+                output_loading_info=True,
             )
             tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=local)
         model.config._name_or_path = str(name_or_path or DEFAULT_BACKBONE)
+        fresh = frozenset(loading["missing_keys"])
     model.train()
-    return Backbone(model=model, tokenizer=tokenizer, shape=introspect(model), head=head)
+    return Backbone(
+        model=model,
+        tokenizer=tokenizer,
+        shape=introspect(model),
+        head=head,
+        fresh_parameters=fresh,
+    )
 
 
 def pick_device() -> torch.device:

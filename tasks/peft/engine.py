@@ -26,9 +26,12 @@ from tasks.peft.backbones import Backbone, blocks, head_parameters, introspect
 from tasks.peft.budget import BackboneShape, strategy_params
 from tasks.peft.design import Design, DesignError
 from tasks.peft.registry import InjectionContext, StoredTensor, get_strategy
+from tasks.peft.strategies import names as strategy_names
 
 DESIGN_ATTR = "_pefs_design"
 STORED_ATTR = "_pefs_stored"
+TRAINED_ATTR = "_pefs_trained_by_strategy"
+HEAD_GROUP = "head"
 
 
 @dataclass
@@ -111,16 +114,20 @@ def apply(
         p.requires_grad_(True)
 
     handles = blocks(model)
-    context = InjectionContext(model=model, reparameterize_prefix=reparameterize_prefix)
+    context = InjectionContext(
+        model=model, reparameterize_prefix=reparameterize_prefix, design=design, shape=shape
+    )
     stored: dict[int, list[StoredTensor]] = {}
     training_only: list[nn.Parameter] = []
     per_strategy: dict[str, int] = {}
+    trained: dict[str, list[nn.Parameter]] = {}
     # PEFT initialisation depends on the design's seed only, and leaves the caller's RNG alone.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(design.seed)
-        _inject_all(design, shape, handles, context, stored, training_only, per_strategy)
+        _inject_all(design, shape, handles, context, stored, training_only, per_strategy, trained)
     setattr(model, DESIGN_ATTR, design)
     setattr(model, STORED_ATTR, stored)
+    setattr(model, TRAINED_ATTR, trained)
 
     per_layer = [sum(t.value().numel() for t in stored[i]) for i in range(len(design.layers))]
     report = ApplyReport(
@@ -151,8 +158,13 @@ def _inject_all(
     stored: dict[int, list[StoredTensor]],
     training_only: list[nn.Parameter],
     per_strategy: dict[str, int],
+    trained: dict[str, list[nn.Parameter]],
 ) -> None:
-    """Inject every strategy of every layer, checking each count against the closed form."""
+    """Inject every strategy of every layer, checking each count against the closed form.
+
+    ``trained[strategy]`` collects the parameters the optimiser updates for that strategy: its
+    stored parameters and its training-only ones (a prefix's inputs and shared MLP).
+    """
     for i, layer in enumerate(design.layers):
         specs = sorted((get_strategy(s) for s in layer), key=lambda spec: spec.order)
         stored[i] = []
@@ -176,6 +188,19 @@ def _inject_all(
             per_strategy[spec.name] = per_strategy.get(spec.name, 0) + count
             stored[i].extend(injection.stored)
             training_only.extend(injection.training_only)
+            own = [t.parameter() for t in injection.stored] + injection.training_only
+            trained.setdefault(spec.name, []).extend(p for p in own if p is not None)
+
+
+def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """The parameters the optimiser updates, by who owns them: ``"head"`` and one group per
+    strategy of the applied design (canonical order); each parameter in exactly one group."""
+    trained: dict[str, list[nn.Parameter]] = getattr(model, TRAINED_ATTR, None)
+    if trained is None:
+        raise ValueError("no PEFT design has been applied to this model")
+    groups = {HEAD_GROUP: [p for _, p in head_parameters(model)]}
+    groups.update({name: list(trained[name]) for name in strategy_names() if name in trained})
+    return groups
 
 
 def applied_design(model: nn.Module) -> Design:

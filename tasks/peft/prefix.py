@@ -15,6 +15,11 @@ MLP (kv_dim -> mlp_hidden -> 2*kv_dim) is shared by all layers, as in Li & Liang
 PEFT's prefix projection. Both are training-only: ``save`` stores the folded plain prefixes, and
 only those count towards the budget (``2 * length * kv_dim`` per layer).
 
+Sizing (when ``options.prefix.mlp_hidden`` is absent): a prefix trains no more parameters than it
+stores, so designs with and without prefixes are compared at the same training capacity; the
+MLP's width is ``tasks.peft.strategies.prefix_reparameterization_width`` of the design's prefixes
+of that ``kv_dim``, and too narrow an MLP (under 8 units) means plain prefixes.
+
 Example:
     >>> import torch
     >>> prefix = Prefix(PrefixConfig(length=3, reparameterize=False), num_heads=2, head_dim=4)
@@ -43,7 +48,7 @@ from tasks.peft.registry import (
     mark_injected,
     register_strategy,
 )
-from tasks.peft.strategies import PrefixOptions
+from tasks.peft.strategies import PrefixOptions, prefix_reparameterization_width
 
 ATTENTION_NAME = "pefs_prefix"
 SUPPORTED_BASE_ATTENTION = ("eager", "sdpa")
@@ -180,13 +185,30 @@ def make_config(size: int, options: DesignOptions) -> PrefixConfig:
     return PrefixConfig(length=size, reparameterize=o.reparameterize, mlp_hidden=o.mlp_hidden)
 
 
+def _design_width(context: InjectionContext, kv_dim: int) -> int:
+    """The rule's MLP width for the design's prefixes of width ``kv_dim`` (0: plain prefixes)."""
+    design, shape = context.design, context.shape
+    total_length = sum(
+        design.size(i, "prefix")
+        for i in range(len(design.layers))
+        if shape.layers[i].kv_dim == kv_dim
+    )
+    return prefix_reparameterization_width(kv_dim, total_length)
+
+
 def _shared_mlp(
-    context: InjectionContext, kv_dim: int, hidden: int
-) -> tuple[PrefixReparameterization, bool]:
-    """The model's reparameterisation MLP for ``kv_dim`` (made on first use), and if it is new."""
+    context: InjectionContext, kv_dim: int, hidden: int | None
+) -> tuple[PrefixReparameterization | None, bool]:
+    """The model's reparameterisation MLP for ``kv_dim`` (made on first use) and if it is new;
+    ``None`` when the sizing rule leaves no room for one (``hidden`` None: sized by the rule)."""
     key = f"prefix_mlp_{kv_dim}"
     if key in context.shared:
         return context.shared[key], False
+    if hidden is None:
+        hidden = _design_width(context, kv_dim)
+    if hidden == 0:
+        context.shared[key] = None
+        return None, False
     reference = next(context.model.parameters())
     mlp = PrefixReparameterization(kv_dim, hidden).to(reference.device, reference.dtype)
     context.model.add_module(f"pefs_{key}", mlp)

@@ -68,6 +68,10 @@ class InjectionContext:
     # (used when loading a saved, already folded design).
     reparameterize_prefix: bool = True
     shared: dict[str, Any] = field(default_factory=dict)
+    # The design being applied and the backbone's shape, for strategies whose modules are shared
+    # across layers and sized by the whole design (the prefix reparameterisation).
+    design: Any = None
+    shape: Any = None
 
 
 @dataclass(frozen=True)

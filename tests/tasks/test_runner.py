@@ -194,7 +194,10 @@ def test_an_encoder_decoder_backbone_runs_through_the_same_path(minilm_tokenizer
     cache = BackboneCache()
     cache.put(backbone.shape.name_or_path, backbone)
     sizes = {0: {"adapter": 4, "prefix": 2}, 1: {"lora": 2, "bitfit": 1}}
-    design = design_from_sizes(backbone.shape, sizes, seed=1).to_dict()
+    # An explicit MLP width: the sizing rule gives a prefix this short no reparameterisation.
+    design = design_from_sizes(
+        backbone.shape, sizes, seed=1, options={"prefix": {"mlp_hidden": 16}}
+    ).to_dict()
 
     outcome = run_design(design, ["rte"], train_config=FAST, backbone_cache=cache)
 
@@ -261,3 +264,48 @@ def test_real_minilm_beats_the_majority_class_on_sst2():
     assert outcome.per_task["sst2"]["eval_examples"] == 872
     assert outcome.per_task["sst2"]["metrics"]["accuracy"] > majority + 0.05
     assert cache.disk_loads == 1
+
+
+def test_the_pooler_starts_from_the_checkpoint(tmp_path, tiny_bert_config, minilm_tokenizer):
+    """Only the classifier is new: BERT's pretrained pooler is loaded, not replaced at random."""
+    from transformers import BertModel
+
+    torch.manual_seed(3)
+    saved = BertModel(tiny_bert_config, add_pooling_layer=True)
+    saved.save_pretrained(tmp_path)
+    minilm_tokenizer.save_pretrained(tmp_path)
+    cache = BackboneCache()
+    head = HeadSpec(problem="classification", num_labels=3)
+    first = cache.load(str(tmp_path), head=head, seed=1)
+    again = cache.load(str(tmp_path), head=head, seed=1)
+    other_seed = cache.load(str(tmp_path), head=head, seed=2)
+    for model in (first.model, other_seed.model):
+        assert torch.equal(model.bert.pooler.dense.weight, saved.pooler.dense.weight)
+        assert torch.equal(model.bert.pooler.dense.bias, saved.pooler.dense.bias)
+    # The new classifier depends on the seed only: every arm with that seed gets the same head.
+    assert torch.equal(first.model.classifier.weight, again.model.classifier.weight)
+    assert not torch.equal(first.model.classifier.weight, other_seed.model.classifier.weight)
+
+
+def test_outcome_reports_stored_and_trained_counts_and_rates(tiny):
+    cache, design = tiny
+    design["options"]["prefix"]["learning_rate"] = 1e-2
+    design["options"]["prefix"]["mlp_hidden"] = 8
+    outcome = run_design(design, ["rte"], train_config=FAST, backbone_cache=cache)
+    entry = outcome.per_task["rte"]
+    counts = outcome.trainable_parameters
+    assert counts == entry["trainable_parameters"]
+    assert counts["peft_stored"] == outcome.peft_total == design["trainable_parameters"]["peft_total"]
+    assert counts["head"] == outcome.head_params == 32 * 32 + 32 + 32 * 2 + 2
+    kv = 32
+    assert counts["reparameterisation"] == 3 * kv + kv * 8 + 8 + 8 * 2 * kv + 2 * kv
+    # The prefix's stored vectors are computed, not trained: the optimiser sees its MLP instead.
+    prefix_stored = 2 * 3 * kv
+    assert counts["optimised_total"] == (
+        counts["peft_stored"] - prefix_stored + counts["reparameterisation"] + counts["head"]
+    )
+    assert entry["learning_rates"] == {
+        "head": FAST.learning_rate, "adapter": FAST.learning_rate, "prefix": 1e-2,
+        "bitfit": FAST.learning_rate, "lora": FAST.learning_rate,
+    }  # fmt: skip
+    assert outcome.to_dict()["trainable_parameters"] == counts

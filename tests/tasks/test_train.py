@@ -191,3 +191,62 @@ class _NaNModel(nn.Module):
 def test_a_non_finite_loss_stops_training(rte):
     with pytest.raises(TrainingDiverged, match="diverged at step 1"):
         train(_NaNModel(), rte, TrainConfig(batch_size=16))
+
+
+def test_each_strategy_trains_in_its_own_group_at_its_own_rate(tiny_bert_config):
+    """One logical optimiser group per strategy and the head, each parameter in exactly one."""
+    import torch
+
+    from tasks.peft import HeadSpec, apply, design_from_sizes, load_backbone
+    from tasks.peft.engine import parameter_groups
+    from tasks.runner import design_learning_rates
+    from tasks.train import TrainConfig, optimizer_groups
+
+    torch.manual_seed(0)
+    backbone = load_backbone(config=tiny_bert_config, head=HeadSpec("classification", 2))
+    design = design_from_sizes(
+        backbone.shape,
+        {0: {"adapter": 4, "lora": 2}, 1: {"prefix": 30, "bitfit": 1}},
+        seed=0,
+        options={"prefix": {"learning_rate": 1e-2}, "lora": {"learning_rate": 3e-4}},
+    )
+    apply(backbone, design)
+    config = TrainConfig(learning_rate=1e-3, weight_decay=0.01)
+    groups = parameter_groups(backbone.model)
+    rates = design_learning_rates(design, config.learning_rate)
+    assert rates == {"head": 1e-3, "adapter": 1e-3, "prefix": 1e-2, "bitfit": 1e-3, "lora": 3e-4}
+    torch_groups = optimizer_groups(backbone.model, config, groups, rates)
+    assert [g["group"] for g in torch_groups if g["weight_decay"]] == [
+        "head", "adapter", "prefix", "lora",  # BitFit trains vectors only: no decayed group
+    ]
+    assert {g["group"] for g in torch_groups} == set(rates)
+    for group in torch_groups:
+        assert group["lr"] == rates[group["group"]]
+        assert all((p.ndim >= 2) == bool(group["weight_decay"]) for p in group["params"])
+    seen = [id(p) for g in torch_groups for p in g["params"]]
+    trainable = [id(p) for p in backbone.model.parameters() if p.requires_grad]
+    assert len(seen) == len(set(seen)) and set(seen) == set(trainable)
+    # The prefix group holds its reparameterisation (inputs and the shared MLP), not only vectors.
+    prefix_params = sum(p.numel() for p in groups["prefix"])
+    assert prefix_params > 0 and any(p.ndim == 2 and p.shape[0] != 30 for p in groups["prefix"])
+    optimizer = torch.optim.AdamW(torch_groups, lr=config.learning_rate)
+    assert {g["group"]: g["lr"] for g in optimizer.param_groups} == rates
+
+
+def test_groups_must_cover_every_trainable_parameter_once(tiny_bert_config):
+    import torch
+
+    from tasks.peft import HeadSpec, load_backbone
+    from tasks.train import TrainConfig, TrainConfigError, optimizer_groups
+
+    torch.manual_seed(0)
+    model = load_backbone(config=tiny_bert_config, head=HeadSpec("classification", 2)).model
+    params = [p for p in model.parameters() if p.requires_grad]
+    config = TrainConfig()
+    with pytest.raises(TrainConfigError, match="in both"):
+        optimizer_groups(model, config, {"a": params, "b": params[:1]})
+    with pytest.raises(TrainConfigError, match="belong to no group"):
+        optimizer_groups(model, config, {"a": params[1:]})
+    with pytest.raises(TrainConfigError) as err:
+        optimizer_groups(model, config, {"a": params}, {"b": 1e-3})
+    assert err.value.field == "learning_rates"

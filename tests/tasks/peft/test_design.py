@@ -68,7 +68,8 @@ def test_defaults_for_missing_options_and_head():
     assert design.head is None
     assert design.to_dict()["options"] == {
         "adapter": {"activation": "relu"},
-        "prefix": {"reparameterize": True, "mlp_hidden": 512},
+        # mlp_hidden absent: the MLP is sized by the rule (a prefix trains no more than it stores)
+        "prefix": {"reparameterize": True},
         "lora": {"alpha": 16, "dropout": 0.0, "targets": ["query", "value"]},
     }
 
@@ -149,3 +150,34 @@ def test_accessors():
     before = copy.deepcopy(d)
     Design.from_dict(d)
     assert d == before
+
+
+def test_old_documents_with_every_option_written_still_load():
+    """pefs.design/1 as written before per-strategy rates: fixed MLP width, no bitfit group."""
+    d = s4_design().to_dict()
+    d["options"] = {
+        "adapter": {"activation": "relu"},
+        "prefix": {"reparameterize": True, "mlp_hidden": 512},
+        "lora": {"alpha": 16, "dropout": 0.0, "targets": ["query", "value"]},
+    }
+    design = Design.from_dict(d)
+    assert design.options.prefix.mlp_hidden == 512  # an explicit width is honoured
+    assert design.options.bitfit.learning_rate is None
+    assert design.to_dict()["options"] == d["options"]
+
+
+def test_per_strategy_learning_rates_round_trip_and_are_checked():
+    d = s4_design().to_dict()
+    d["options"]["prefix"]["learning_rate"] = 0.01
+    d["options"]["bitfit"] = {"learning_rate": 0.003}
+    design = Design.from_dict(d)
+    assert design.options.prefix.learning_rate == 0.01
+    assert design.options.bitfit.learning_rate == 0.003
+    assert design.options.adapter.learning_rate is None
+    assert Design.from_dict(design.to_dict()) == design
+    assert design.to_dict()["options"]["bitfit"] == {"learning_rate": 0.003}
+    for bad in (0, -1e-3, 2.0, "fast", True):
+        d["options"]["lora"]["learning_rate"] = bad
+        with pytest.raises(DesignError) as err:
+            Design.from_dict(d)
+        assert err.value.field == "options.lora.learning_rate"
