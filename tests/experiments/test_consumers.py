@@ -1,0 +1,76 @@
+"""The search WebSocket against the real channel layer (Redis from `make test`): who may connect,
+and live events that survive Redis losing the group (a flush or a restart, issue 9)."""
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+import redis
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+
+from experiments import consumers, selectors
+from experiments.events import search_group
+from experiments.routing import websocket_urlpatterns
+
+SEARCH_ID = 424242
+
+
+def as_user(user):
+    """The WebSocket routes with `user` in the scope, as AuthMiddlewareStack would put it."""
+    router = URLRouter(websocket_urlpatterns)
+
+    async def application(scope, receive, send):
+        return await router({**scope, "user": user}, receive, send)
+
+    return application
+
+
+@pytest.fixture
+def owner(monkeypatch, redis_url, settings):
+    settings.PEFS_WS_GROUP_REFRESH_SECONDS = 0.5
+    monkeypatch.setattr(selectors, "search_is_owned", lambda *, user, search_id: user.owns == search_id)
+    return SimpleNamespace(is_authenticated=True, owns=SEARCH_ID)
+
+
+async def publish(n: int) -> None:
+    await get_channel_layer().group_send(search_group(SEARCH_ID), {"type": "trial.metric", "payload": {"n": n}})
+
+
+def test_someone_who_does_not_own_the_search_is_refused_before_accept(owner):
+    async def scenario():
+        for user in (SimpleNamespace(is_authenticated=False, owns=None), SimpleNamespace(is_authenticated=True, owns=1)):
+            communicator = WebsocketCommunicator(as_user(user), f"/ws/searches/{SEARCH_ID}/")
+            connected, code = await communicator.connect()
+            assert (connected, code) == (False, consumers.POLICY_VIOLATION)
+
+    async_to_sync(scenario)()
+
+
+def test_live_events_resume_after_redis_is_flushed(owner, redis_url, settings):
+    async def scenario():
+        communicator = WebsocketCommunicator(as_user(owner), f"/ws/searches/{SEARCH_ID}/")
+        connected, _ = await communicator.connect()
+        assert connected
+        await publish(0)
+        assert await communicator.receive_json_from(timeout=5) == {"type": "trial.metric", "n": 0}
+
+        # Redis forgets every group; the socket stays open
+        redis.Redis.from_url(redis_url).flushdb()
+        flushed = time.monotonic()
+        n, received = 0, None
+        while received is None and time.monotonic() - flushed < 4 * settings.PEFS_WS_GROUP_REFRESH_SECONDS + 5:
+            n += 1
+            await publish(n)
+            # receive_nothing waits without ending the consumer (a receive timeout would cancel it)
+            if not await communicator.receive_nothing(timeout=0.2):
+                received = await communicator.receive_json_from()
+        assert received is not None, "no event reached the socket after the flush"
+        assert received["type"] == "trial.metric"
+        assert time.monotonic() - flushed < 2 * settings.PEFS_WS_GROUP_REFRESH_SECONDS + 1
+        await communicator.disconnect()
+
+    async_to_sync(scenario)()
