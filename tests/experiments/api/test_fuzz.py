@@ -9,14 +9,20 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings as hyp_settings
 from hypothesis.errors import Unsatisfiable
+from huggingface_hub import constants as hub_constants
 from rest_framework.authtoken.models import Token
 from schemathesis import GenerationMode
 
+from experiments.services import catalog
 from tests.factories import BackboneFactory, SearchFactory, StageFactory, TaskFactory, TrialFactory
 
 # Per operation and mode: enough to reach every parameter's edge values, small enough for CI
 # (about 30 operations x 2 modes x this many in-process calls).
 EXAMPLES_PER_OPERATION = 8
+
+
+def _no_child_process(*args, **kwargs):
+    raise AssertionError("an API request started a child process")
 
 
 @pytest.fixture
@@ -31,8 +37,13 @@ def keep_test_connection():
 
 
 @pytest.fixture
-def fuzz_world(user, settings, tmp_path, keep_test_connection):
+def fuzz_world(user, settings, tmp_path, keep_test_connection, monkeypatch):
     settings.ALLOWED_HOSTS = ["*"]
+    # A generated backbone id that passes the syntax check is refused at once as not cached, never
+    # measured in a child process (each took ~25 s and made this test last minutes).
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(catalog.subprocess, "run", _no_child_process)
     # The token endpoint hashes every guessed password; a fast hasher keeps the fuzzer's budget
     # for the requests themselves.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
