@@ -38,6 +38,8 @@ TRIAL_SORTS = [("index", "Stage and index"), ("-score", "Score, best first"), ("
 TIMELINE_STATE = {Stage.Status.RUNNING: "running", Stage.Status.AWAITING: "awaiting",
                   Stage.Status.APPROVED: "done", Stage.Status.COMPLETED: "done",
                   Stage.Status.CANCELLED: "cancelled"}
+# Means closer than this are the same score (they are means of 0-100 scores, stored as floats).
+TIE_TOLERANCE = 1e-6
 ARM_NAMES = {"selected": "Selected design", "adapter": "Adapter only", "prefix": "Prefix only",
              "bitfit": "BitFit only", "lora": "LoRA only", "full": "Full fine-tuning"}
 
@@ -227,15 +229,18 @@ def stage_choices(stage: Stage) -> tuple[list[str], str | None]:
 
 
 def stage_page(search: Search, stage: Stage) -> dict[str, Any]:
-    """The stage wizard: per-choice statistics and EDFs, the space before and after, the timeline."""
+    """The stage wizard: per-choice statistics and EDFs, the evidence behind the recommendation
+    (stage_evidence), the space before and after, the timeline."""
     summary = stage.summary or {}
     options, recommended = stage_choices(stage)
     counts = selectors.stage_trial_counts(stage=stage)
+    evidence = stage_evidence(search, stage)
     return {
         "search": search, "stage": stage, "summary": summary,
         "recommendation": stage.recommendation or {}, "recommended": recommended,
+        **evidence,
         # S0 decides nothing: its EDF is the one of all its designs, the reference later stages beat.
-        "edf_series": summary.get("choices") or (
+        "edf_series": evidence["choice_rows"] or (
             [{**summary["overall"], "choice": "all designs"}] if summary.get("overall") else []),
         "diff": space_diff(stage, options),
         "counts": counts, "trials_total": sum(counts.values()),
@@ -245,17 +250,63 @@ def stage_page(search: Search, stage: Stage) -> dict[str, Any]:
     }
 
 
+def stage_evidence(search: Search, stage: Stage) -> dict[str, Any]:
+    """What the wizard says about the evidence: each choice with its aliases, its successes
+    against ``min_successes`` and its badge; ties; the stage's planned design count; components
+    decided without training.
+
+    Badges, at most one per choice: "recommended" (the stage's recommendation), "tied" (equal best
+    means among choices with enough trials: a tie is never shown as a winner), "leading so far"
+    (an insufficient stage's leader). A choice with fewer than ``min_successes`` successes is
+    ``short`` and never badged.
+    """
+    summary, recommendation = stage.summary or {}, stage.recommendation or {}
+    plan = (stage.plan or {}).get("stage_plan") or {}
+    min_successes = int((search.config or {}).get("min_successes") or plan.get("min_per_choice") or 1)
+    choices = [c for c in summary.get("choices") or [] if c.get("choice") is not None]
+    backed = [c for c in choices if c["n"] >= min_successes and c.get("mean") is not None]
+    top = max((c["mean"] for c in backed), default=None)
+    tied = [c["choice"] for c in backed if top is not None and abs(c["mean"] - top) < TIE_TOLERANCE]
+    tied = tied if len(tied) > 1 else []
+    insufficient = recommendation.get("status") == "insufficient" or not recommendation.get("auto_approvable", True)
+    leader = recommendation.get("leader") if insufficient else None
+    rows = []
+    for c in choices:
+        aliases = list(c.get("aliases") or [c["choice"]])
+        short = c["n"] < min_successes
+        badge = ("" if short else "tied" if c["choice"] in tied
+                 else "recommended" if c["choice"] == recommendation.get("choice") and not insufficient
+                 else "leading so far" if c["choice"] == leader else "")
+        rows.append({**c, "aliases": aliases, "label": c.get("label") or " = ".join(aliases),
+                     "short": short, "badge": badge})
+    space_aliases = ((stage.space or {}).get("aliases") or {}).get(stage.component, {})
+    labels = {name: " = ".join(names) for name, names in space_aliases.items()}
+    return {
+        "choice_rows": rows, "by_choice": {r["choice"]: r for r in rows}, "min_successes": min_successes, "tied": tied, "leader": leader,
+        "insufficient": insufficient,
+        # The charts highlight a recommendation only when it is one (not a tie, not a leader).
+        "highlighted": next((r["choice"] for r in rows if r["badge"] == "recommended"), None),
+        "merged": [r for r in rows if len(r["aliases"]) > 1] or [
+            {"label": label} for label in labels.values()],
+        "choice_labels": labels, "stage_plan": plan,
+        "untried": (stage.plan or {}).get("untried") or {},
+        "untrained": [d for d in search.untrained_decisions or [] if not d.get("trained", False)],
+    }
+
+
 def space_diff(stage: Stage, options: list[str]) -> list[dict]:
     """Per component: open choices before the stage and after its decision (or, while it waits,
     after each possible choice: the page shows the one the radio button selects)."""
     before = (stage.space or {}).get("choices", {})
     after = (stage.next_space or {}).get("choices") if stage.next_space else None
+    aliases = (stage.space or {}).get("aliases") or {}
     rows = []
     for component, values in before.items():
         decided = component == stage.component
         kept = after.get(component, values) if after is not None else (values if not decided else None)
         rows.append({"component": component, "before": values, "after": kept, "decided": decided,
-                     "changed": kept is not None and list(kept) != list(values)})
+                     "changed": kept is not None and list(kept) != list(values),
+                     "labels": {name: " = ".join(names) for name, names in aliases.get(component, {}).items()}})
     return rows
 
 

@@ -142,7 +142,8 @@
     }
   }
 
-  // choices: summary.choices (each {choice, n, mean, median, std, ci95, edf: [[x, F], ...]})
+  // choices: the wizard's choice rows (each {choice, label, n, mean, median, std, ci95, edf: [[x, F], ...]});
+  // label names every alias ("uniform = decreasing"). recommended: highlighted, never a tie.
   function edf(el, choices, recommended) {
     const withData = choices.filter(function (c) { return c.edf && c.edf.length; });
     if (!withData.length) { empty(el, "No successful trials in this stage yet, so there is no distribution to plot."); return; }
@@ -152,10 +153,10 @@
       const ys = [0].concat(c.edf.map(function (p) { return p[1]; }));
       const rec = c.choice === recommended;
       return {
-        type: "scatter", mode: "lines", name: c.choice + " (n=" + c.n + ")" + (rec ? " ★ recommended" : ""),
+        type: "scatter", mode: "lines", name: (c.label || c.choice) + " (n=" + c.n + ")" + (rec ? " ★ recommended" : ""),
         x: xs, y: ys, line: { shape: "hv", width: rec ? 4 : 1.8, color: COLORS[i % COLORS.length] },
         opacity: rec || !recommended ? 1 : 0.75,
-        hovertemplate: c.choice + "<br>score ≤ %{x:.2f}: %{y:.0%}<extra></extra>",
+        hovertemplate: (c.label || c.choice) + "<br>score ≤ %{x:.2f}: %{y:.0%}<extra></extra>",
       };
     });
     Plotly.react(el, traces, layout({
@@ -169,7 +170,7 @@
     const rows = choices.filter(function (c) { return c.mean !== null && c.mean !== undefined; });
     if (!rows.length) { empty(el, "No choice has a successful trial yet."); return; }
     prepare(el);
-    const names = rows.map(function (c) { return c.choice + " (n=" + c.n + ")"; });
+    const names = rows.map(function (c) { return (c.label || c.choice) + " (n=" + c.n + ")"; });
     Plotly.react(el, [{
       type: "scatter", mode: "markers", orientation: "h", x: rows.map(function (c) { return c.mean; }), y: names,
       error_x: { type: "data", symmetric: false, thickness: 2, width: 6, color: "#5f6b7a",

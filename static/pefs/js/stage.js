@@ -44,7 +44,8 @@
       const picked = form.querySelector('input[name="choice"]:checked');
       const value = picked ? picked.value : null;
       const override = value !== null && value !== (button.dataset.recommended || null);
-      button.textContent = !value ? "Approve" : override ? "Override: choose " + value : "Approve " + value + " (recommended)";
+      const word = button.dataset.recommendedWord || "recommended";
+      button.textContent = !value ? "Approve" : override ? "Override: choose " + value : "Approve " + value + " (" + word + ")";
       reasonField.style.display = override || reasonField.querySelector(".errorlist") ? "" : "none";
       document.querySelectorAll("[data-pending-diff] .chip").forEach(function (chip) {
         chip.classList.toggle("kept", value !== null && chip.dataset.choice === value);

@@ -1,0 +1,110 @@
+"""The fair instrument's evidence on the pages: the stage wizard names every alias of a choice,
+counts each choice's successes against min_successes, never badges an under-sampled choice or a
+tie, shows an insufficient stage's leader as "leading so far", the stage's planned design count
+and components decided without training."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from experiments.space import DesignSpace, TrialOutcome, decisions_without_training, summarise
+from experiments.space.presets import preset
+from tests.factories import BackboneFactory, SearchFactory, StageFactory, TaskFactory
+
+pytestmark = pytest.mark.django_db
+
+# On 6 layers with G = 4, uniform and decreasing grouping give the same layer partition.
+SPACE = DesignSpace.initial(num_groups=4, num_layers=6)
+STAGE_PLAN = {"name": "S1", "component": "grouping", "choices": 4, "requested": 6, "designs": 8,
+              "raised_from": 6, "min_per_choice": 2, "trained": True, "note": ""}
+
+
+def wizard_stage(user, scores: dict[str, list[float | None]], *, config=None, untrained=None):
+    """An S1 stage waiting for approval, summarised by the real statistics from `scores`."""
+    search = SearchFactory(owner=user, backbone=BackboneFactory(num_layers=6), tasks=[TaskFactory(name="sst2")],
+                           groups=4, config=(config or preset("quick")).to_dict(),
+                           untrained_decisions=untrained or [])
+    outcomes = [TrialOutcome({"grouping": choice}, score) for choice, values in scores.items() for score in values]
+    summary = summarise(outcomes, component="grouping", open_choices=SPACE.open("grouping"), stage="S1",
+                        seed=0, resamples=200, min_successes=2, aliases=SPACE.aliases("grouping"))
+    return StageFactory(search=search, order=0, key="S1", component="grouping", space=SPACE.to_dict(),
+                        status="awaiting", summary=summary.to_dict(),
+                        recommendation=summary.recommendation.to_dict(),
+                        plan={"requested": 8, "sampled": 8, "stage_plan": STAGE_PLAN, "untried": {}})
+
+
+def wizard(client, stage) -> str:
+    response = client.get(reverse("stage-detail", args=[stage.search.pk, stage.pk]))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def choice_row(html: str, choice: str) -> str:
+    match = re.search(rf'<tr[^>]*data-choice="{re.escape(choice)}".*?</tr>', html, re.S)
+    assert match, f"no row for {choice}"
+    return match.group(0)
+
+
+def test_the_wizard_names_every_alias_and_the_raised_design_count(client, user):
+    client.force_login(user)
+    stage = wizard_stage(user, {"increasing": [60, 62], "uniform": [70, 71], "spindle": [80, 81],
+                                "bottleneck": [50, 52]})
+    html = wizard(client, stage)
+    assert SPACE.label("grouping", "uniform") == "uniform = decreasing"
+    assert "uniform = decreasing" in choice_row(html, "uniform")
+    assert 'id="stage-aliases"' in html and "give the same design on this 6-layer backbone" in html
+    assert "raised from 6 to 8 so every choice gets 2 designs" in html
+    assert "n (of 2 needed)" in html
+
+
+def test_an_under_sampled_choice_is_never_badged_and_the_leader_is_not_a_recommendation(client, user):
+    client.force_login(user)
+    # spindle scores highest but has one success: nothing is recommended, uniform leads.
+    stage = wizard_stage(user, {"increasing": [60, 62], "uniform": [70, 71], "spindle": [95, None],
+                                "bottleneck": [50, 52]})
+    assert stage.recommendation["status"] == "insufficient"
+    html = wizard(client, stage)
+    spindle = choice_row(html, "spindle")
+    assert "not enough trials (1 of 2)" in spindle
+    assert "recommended" not in spindle and "best" not in spindle
+    assert "No recommendation: not every choice has 2 successful trials" in html
+    assert re.search(r'id="leader">Leading so far: <span class="mono">uniform = decreasing</span>', html)
+    assert "leading so far" in choice_row(html, "uniform")
+    assert 'class="tag rec">recommended' not in html
+    assert 'data-badge="recommended"' not in html
+
+
+def test_a_tie_is_shown_as_a_tie_never_as_a_recommendation(client, user):
+    client.force_login(user)
+    stage = wizard_stage(user, {"increasing": [70, 71], "uniform": [70, 71], "spindle": [60, 61],
+                                "bottleneck": [50, 52]})
+    assert stage.recommendation["choice"] in ("increasing", "uniform")
+    html = wizard(client, stage)
+    for choice in ("increasing", "uniform"):
+        row = choice_row(html, choice)
+        assert "tied" in row and "recommended" not in row
+    assert "<strong>Tied:</strong>" in html
+    assert 'data-recommended-word="tied, preselected"' in html
+    # The charts highlight no choice.
+    assert re.search(r'<script id="edf-recommended" type="application/json">null</script>', html)
+
+
+def test_a_separable_winner_is_recommended(client, user):
+    client.force_login(user)
+    stage = wizard_stage(user, {"increasing": [60, 61], "uniform": [70, 71], "spindle": [90, 91],
+                                "bottleneck": [50, 52]})
+    html = wizard(client, stage)
+    assert 'data-badge="recommended"' in choice_row(html, "spindle")
+    assert "Recommended: <span" in html
+
+
+def test_components_decided_without_training_say_so(client, user):
+    client.force_login(user)
+    untrained = [d.to_dict() for d in decisions_without_training(DesignSpace.initial(num_groups=6, num_layers=6))]
+    stage = wizard_stage(user, {"increasing": [60, 62], "uniform": [70, 71], "spindle": [80, 81],
+                                "bottleneck": [50, 52]}, untrained=untrained)
+    html = wizard(client, stage)
+    assert 'id="stage-untrained"' in html and "Decided without training" in html
+    assert "decided without training" in html  # the decision's own reason
