@@ -97,6 +97,10 @@ def test_the_four_strategies_of_the_paper_in_canonical_order():
     assert strategies.name_by_code() == {"A": "adapter", "P": "prefix", "B": "bitfit", "L": "lora"}
     assert strategies.sized_names() == ("adapter", "prefix", "lora")
     assert list(strategies.ui_description()) == list(strategies.names())
+    # Measured defaults (bench/strategy_lr.py) for every strategy, valid as design options.
+    assert list(strategies.default_learning_rates()) == list(strategies.names())
+    options = {n: {"learning_rate": r} for n, r in strategies.default_learning_rates().items()}
+    assert DesignOptions.from_dict(options).bitfit.learning_rate == 3e-3
 
 
 def test_names_and_codes_are_unique():
