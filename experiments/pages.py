@@ -30,7 +30,7 @@ SEARCHES_PER_PAGE = 25
 TRIALS_PER_PAGE = 25
 # (sort key or "", heading, numeric)
 TRIAL_COLUMNS = [("", "Stage", False), ("index", "#", True), ("", "Status", False), ("score", "Score", True),
-                 ("trainable_params", "Parameters", True), ("duration_s", "Duration", True),
+                 ("trainable_params", "Parameters (stored · trains)", True), ("duration_s", "Duration", True),
                  ("", "Design", False), ("", "Choices", False), ("", "", False)]
 TRIAL_SORTS = [("index", "Stage and index"), ("-score", "Score, best first"), ("score", "Score, worst first"),
                ("trainable_params", "Parameters, fewest first"), ("-trainable_params", "Parameters, most first"),
@@ -199,9 +199,24 @@ def trial_page(trial: Trial) -> dict[str, Any]:
     """One trial: its design as a heatmap and as JSON, and what its script follows live."""
     search = trial.search
     return {"trial": trial, "search": search, "heatmap": design_heatmap(trial.design),
+            "parameters": trial_parameters(trial),
             "design_json": json.dumps(trial.design, indent=2),
             "trial_config": live_config(search, trial=trial.pk, status=trial.status, attempt=trial.attempt,
                                         detail=reverse("api:trial-detail", args=[trial.pk]))}
+
+
+def trial_parameters(trial: Trial) -> dict[str, int | None]:
+    """A trial's stored PEFT parameters (the budget's count) and what its optimiser updated, with
+    the two parts the second adds: the task head and the prefix reparameterisation (trained, not
+    stored). The parts come from the per-task result the worker stored (the task with the largest
+    head, as the trial's own counts); None where the trial has not trained."""
+    parts = [result["trainable_parameters"] for result in (trial.scores or {}).values()
+             if isinstance(result, dict) and isinstance(result.get("trainable_parameters"), dict)]
+    largest = max(parts, key=lambda part: part.get("optimised_total") or 0, default={})
+    optimised = trial.optimised_params if trial.optimised_params is not None else largest.get("optimised_total")
+    return {"stored": trial.trainable_params, "optimised": optimised,
+            "head": largest.get("head", trial.head_params or None),
+            "reparameterisation": largest.get("reparameterisation")}
 
 
 def design_heatmap(design: dict | None) -> dict[str, Any]:
@@ -244,6 +259,7 @@ def stage_page(search: Search, stage: Stage) -> dict[str, Any]:
             [{**summary["overall"], "choice": "all designs"}] if summary.get("overall") else []),
         "diff": space_diff(stage, options),
         "counts": counts, "trials_total": sum(counts.values()),
+        "top_trials": selectors.stage_best_trials(stage=stage) if summary else [],
         "timeline": stage_timeline(search, list(search.stages.all())),
         "stage_config": live_config(search, stage=stage.pk, status=stage.status,
                                     detail=reverse("api:stage-detail", args=[stage.pk])),
@@ -331,7 +347,9 @@ def final_results(final: Stage) -> dict[str, Any]:
     results, parameters = selectors.final_stage_results(stage=final)
     if not results:
         return {"tasks": [], "rows": [], "best": None}
-    return results_table(results, parameters={**parameters, **(final.plan or {}).get("parameters", {})})
+    return results_table(results, parameters={**parameters, **(final.plan or {}).get("parameters", {})},
+                         learning_rates=(final.plan or {}).get("learning_rates"),
+                         optimised=selectors.final_stage_optimised(stage=final))
 
 
 def final_report(search: Search) -> dict[str, Any]:

@@ -68,6 +68,21 @@ def duration(seconds) -> str:
     return f"{secs}s"
 
 
+PARAMS_TITLE = ("stored: PEFT parameters the design keeps, the budget's count; trains: every parameter the "
+                "optimiser updates, the task head and a prefix's reparameterisation included")
+
+
+@register.simple_tag
+def param_counts(stored, optimised=None):
+    """Both parameter counts, labelled: "stored 112,827 · trains 261,437" (trains: "—" until the
+    trial has trained). pefs.js's PEFS.formatParams writes the same markup for live rows."""
+    def number(value):
+        return DASH if value is None or value == "" else f"{int(value):,}"
+    return format_html('<span class="param-counts" title="{}"><span data-count="stored">stored {}</span> · '
+                       '<span data-count="trains">trains {}</span></span>', PARAMS_TITLE, number(stored),
+                       number(optimised))
+
+
 @register.simple_tag
 def elapsed(start, end=None) -> str:
     """Duration from start to end (or now, for something still running)."""

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from experiments.space import DesignSpace, TrialOutcome, decisions_without_training, summarise
 from experiments.space.presets import preset
-from tests.factories import BackboneFactory, SearchFactory, StageFactory, TaskFactory
+from tests.factories import BackboneFactory, SearchFactory, StageFactory, TaskFactory, TrialFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -108,3 +108,58 @@ def test_components_decided_without_training_say_so(client, user):
     html = wizard(client, stage)
     assert 'id="stage-untrained"' in html and "Decided without training" in html
     assert "decided without training" in html  # the decision's own reason
+
+
+# --- parameter counts: stored (the budget) and what the optimiser updates ------------------------
+
+PER_TASK = {"sst2": {"score": 80.0, "metrics": {"accuracy": 0.8},
+                     "trainable_parameters": {"peft_stored": 112_827, "head": 148_610,
+                                              "reparameterisation": 0, "optimised_total": 261_437}}}
+
+
+def trained_trial(user, **fields):
+    stage = StageFactory(search=SearchFactory(owner=user, tasks=[TaskFactory(name="sst2")]), order=0, key="S1")
+    values = {"status": "succeeded", "score": 80.0, "trainable_params": 112_827, "head_params": 148_610,
+              "optimised_params": 261_437, "scores": PER_TASK, **fields}
+    return TrialFactory(stage=stage, **values)
+
+
+def test_the_trial_table_shows_both_counts(client, user):
+    client.force_login(user)
+    trial = trained_trial(user)
+    html = client.get(reverse("search-detail", args=[trial.search.pk])).content.decode()
+    assert "Parameters (stored · trains)" in html
+    assert re.search(r'stored 112,827</span> · <span data-count="trains">trains 261,437', html)
+
+
+def test_an_untrained_trial_says_what_trains_is_not_known_yet(client, user):
+    client.force_login(user)
+    trial = trained_trial(user, status="queued", score=None, optimised_params=None, scores={})
+    html = client.get(reverse("search-detail", args=[trial.search.pk])).content.decode()
+    assert "stored 112,827</span> · <span data-count=\"trains\">trains —" in html
+    page = client.get(reverse("trial-detail", args=[trial.search.pk, trial.pk])).content.decode()
+    assert "known once the trial has trained" in page
+
+
+def test_the_trial_page_breaks_the_optimised_count_down(client, user):
+    client.force_login(user)
+    parts = {"peft_stored": 112_827, "head": 148_610, "reparameterisation": 56_000, "optimised_total": 317_437}
+    trial = trained_trial(user, optimised_params=None,  # a result stored before the column: read the breakdown
+                          scores={"sst2": {**PER_TASK["sst2"], "trainable_parameters": parts}})
+    html = client.get(reverse("trial-detail", args=[trial.search.pk, trial.pk])).content.decode()
+    stored = re.search(r'id="params-stored">.*?</div></div>', html, re.S).group(0)
+    trains = re.search(r'id="params-trains">.*?</div></div>', html, re.S).group(0)
+    assert "Stored PEFT parameters (the budget)" in stored and "112,827" in stored
+    assert "Parameters the optimiser updates" in trains and "317,437" in trains
+    assert "head 148,610" in trains and "prefix reparameterisation 56,000" in trains
+
+
+def test_the_wizard_lists_its_top_designs_with_both_counts(client, user):
+    client.force_login(user)
+    stage = wizard_stage(user, {"increasing": [60, 62], "uniform": [70, 71], "spindle": [80, 81],
+                                "bottleneck": [50, 52]})
+    TrialFactory(stage=stage, status="succeeded", score=81.0, trainable_params=112_827, optimised_params=261_437,
+                 choices={"grouping": "spindle"})
+    html = wizard(client, stage)
+    table = re.search(r'<table class="data" id="top-trials">.*?</table>', html, re.S).group(0)
+    assert "stored 112,827" in table and "trains 261,437" in table and "spindle" in table

@@ -119,7 +119,7 @@
         customdata: idx.map(describe),
         marker: { size: kind === "sample" ? 6 : 10, color: COLORS[k % COLORS.length], opacity: kind === "sample" ? 0.55 : 0.95,
                   symbol: kind === "selected" ? "star" : kind === "baseline" ? "diamond" : "circle" },
-        hovertemplate: "trial %{customdata[0]} (%{customdata[1]}) %{customdata[2]}<br>%{x:,} parameters<br>score %{y:.2f}<extra></extra>",
+        hovertemplate: "trial %{customdata[0]} (%{customdata[1]}) %{customdata[2]}<br>%{x:,} stored parameters<br>score %{y:.2f}<extra></extra>",
       };
     });
     traces.push({
@@ -127,10 +127,10 @@
       x: front.map(function (i) { return data.params[i]; }), y: front.map(function (i) { return data.score[i]; }),
       line: { color: "#e03131", width: 2, shape: "hv" }, marker: { size: 8, color: "#e03131", symbol: "circle-open" },
       customdata: front.map(describe),
-      hovertemplate: "Pareto: trial %{customdata[0]}<br>%{x:,} parameters<br>score %{y:.2f}<extra></extra>",
+      hovertemplate: "Pareto: trial %{customdata[0]}<br>%{x:,} stored parameters<br>score %{y:.2f}<extra></extra>",
     });
     Plotly.react(el, traces, layout({
-      xaxis: { title: { text: "trainable parameters (log scale)" }, type: "log", gridcolor: "#eef0f3", tickformat: "~s" },
+      xaxis: { title: { text: "stored PEFT parameters, the budget's count (log scale)" }, type: "log", gridcolor: "#eef0f3", tickformat: "~s" },
       yaxis: { title: { text: "score (0-100)" }, gridcolor: "#eef0f3" },
     }), CONFIG);
     if (trialUrl && !el.dataset.clickBound) {

@@ -21,6 +21,23 @@
     return Number(value).toLocaleString(undefined, { maximumFractionDigits: digits === undefined ? 0 : digits });
   };
 
+  // Both parameter counts, as the param_counts template tag writes them (pefs_format.py).
+  PEFS.formatParams = function (stored, optimised) {
+    return '<span class="param-counts"><span data-count="stored">stored ' + PEFS.formatNumber(stored) +
+      '</span> · <span data-count="trains">trains ' + PEFS.formatNumber(optimised) + "</span></span>";
+  };
+
+  // Seconds as the duration filter writes them (pefs_format.py): "8s", "2m 26s", "1h 05m".
+  PEFS.formatDuration = function (seconds) {
+    if (seconds === null || seconds === undefined || Number.isNaN(Number(seconds))) return "—";
+    const total = Math.max(0, Math.round(Number(seconds)));
+    const hours = Math.floor(total / 3600), minutes = Math.floor((total % 3600) / 60), secs = total % 60;
+    const two = function (n) { return (n < 10 ? "0" : "") + n; };
+    if (hours) return hours + "h " + two(minutes) + "m";
+    if (minutes) return minutes + "m " + two(secs) + "s";
+    return secs + "s";
+  };
+
   PEFS.getJSON = async function (url) {
     const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
     if (!response.ok) throw new Error(url + " answered " + response.status);

@@ -109,8 +109,8 @@
     const set = function (key, html) { const cell = row.querySelector('[data-col="' + key + '"]'); if (cell) cell.innerHTML = html; };
     set("status", '<span class="badge s-' + trial.status + '">' + trial.status + "</span>");
     if (trial.score !== null && trial.score !== undefined) set("score", Number(trial.score).toFixed(2));
-    if (trial.trainable_params) set("params", PEFS.formatNumber(trial.trainable_params));
-    if (trial.duration_s !== null && trial.duration_s !== undefined) set("duration", Math.round(trial.duration_s) + "s");
+    if (trial.trainable_params) set("params", PEFS.formatParams(trial.trainable_params, trial.optimised_params));
+    if (trial.duration_s !== null && trial.duration_s !== undefined) set("duration", PEFS.formatDuration(trial.duration_s));
   }
 
   function onEvent(event) {
