@@ -12,9 +12,13 @@ from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from experiments import consumers, selectors
+from experiments import consumers
 from experiments.events import search_group
 from experiments.routing import websocket_urlpatterns
+
+# Channels closes old database connections around every consumer event, in the test's own thread:
+# only a transactional test database allows that.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 SEARCH_ID = 424242
 
@@ -32,7 +36,11 @@ def as_user(user):
 @pytest.fixture
 def owner(monkeypatch, redis_url, settings):
     settings.PEFS_WS_GROUP_REFRESH_SECONDS = 0.5
-    monkeypatch.setattr(selectors, "search_is_owned", lambda *, user, search_id: user.owns == search_id)
+    # Ownership without the database (the selector's own tests cover it): the search this user owns.
+    async def owns(consumer, user):
+        return user.owns == consumer.search_id
+
+    monkeypatch.setattr(consumers.SearchConsumer, "_owns", owns)
     return SimpleNamespace(is_authenticated=True, owns=SEARCH_ID)
 
 
