@@ -8,6 +8,7 @@ and return plain dicts and lists for the templates. Nothing here writes.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +22,7 @@ from experiments.api.downloads import FILENAMES, PEFT_STRATEGIES, artifact_downl
 from experiments.space.final import results_table
 from experiments.space.space import all_choices, component_names
 from experiments.space.stages import stage_order
+from tasks.data.roles import ExampleSet
 from tasks.peft.budget import STRATEGIES
 
 from . import selectors
@@ -38,6 +40,10 @@ TRIAL_SORTS = [("index", "Stage and index"), ("-score", "Score, best first"), ("
 TIMELINE_STATE = {Stage.Status.RUNNING: "running", Stage.Status.AWAITING: "awaiting",
                   Stage.Status.APPROVED: "done", Stage.Status.COMPLETED: "done",
                   Stage.Status.CANCELLED: "cancelled"}
+EXAMPLE_SET_FIELDS = tuple(f.name for f in dataclasses.fields(ExampleSet))
+# What each evaluation role means, where a score says which set it was scored on (tasks.data.roles).
+ROLE_MEANINGS = {Trial.Role.SELECTION: "held out of training; the stages choose by it",
+                 Trial.Role.REPORT: "only the final comparison is scored on it; disjoint from the selection set"}
 # Means closer than this are the same score (they are means of 0-100 scores, stored as floats).
 TIE_TOLERANCE = 1e-6
 ARM_NAMES = {"selected": "Selected design", "adapter": "Adapter only", "prefix": "Prefix only",
@@ -199,7 +205,7 @@ def trial_page(trial: Trial) -> dict[str, Any]:
     """One trial: its design as a heatmap and as JSON, and what its script follows live."""
     search = trial.search
     return {"trial": trial, "search": search, "heatmap": design_heatmap(trial.design),
-            "parameters": trial_parameters(trial),
+            "parameters": trial_parameters(trial), "evaluated_on": trial_example_sets(trial),
             "design_json": json.dumps(trial.design, indent=2),
             "trial_config": live_config(search, trial=trial.pk, status=trial.status, attempt=trial.attempt,
                                         detail=reverse("api:trial-detail", args=[trial.pk]))}
@@ -217,6 +223,34 @@ def trial_parameters(trial: Trial) -> dict[str, int | None]:
     return {"stored": trial.trainable_params, "optimised": optimised,
             "head": largest.get("head", trial.head_params or None),
             "reparameterisation": largest.get("reparameterisation")}
+
+
+def example_set_text(result: Mapping[str, Any], key: str, *, role: str, count_key: str) -> str:
+    """One task's examples of ``key`` ("eval_set" or "train_set") in words, as tasks.data.roles
+    describes them ("selection: 300 of 6,735 examples held out of train (split seed 0), ..."); from
+    the bare count where the stored result predates the description."""
+    described = result.get(key)
+    if isinstance(described, Mapping):
+        try:
+            return ExampleSet(**{f: described[f] for f in EXAMPLE_SET_FIELDS if f in described}).describe()
+        except (TypeError, ValueError):
+            pass  # an incomplete description: fall back to the count
+    count = result.get(count_key)
+    return f"{role}: {count:,} examples" if isinstance(count, int) else f"{role}: not recorded"
+
+
+def example_set_rows(scores: Mapping[str, Any] | None, role: str) -> list[dict[str, str]]:
+    """Per task of a trial's stored results: which examples it was scored on (in ``role``) and
+    trained on (tasks.data.roles)."""
+    return [{"task": task, "role": role, "role_label": Trial.Role(role).label, "meaning": ROLE_MEANINGS[role],
+             "eval": example_set_text(result, "eval_set", role=role, count_key="eval_examples"),
+             "train": example_set_text(result, "train_set", role="train", count_key="train_examples")}
+            for task, result in (scores or {}).items() if isinstance(result, Mapping)]
+
+
+def trial_example_sets(trial: Trial) -> list[dict[str, str]]:
+    """Which examples each of the trial's scores was scored on and trained on."""
+    return example_set_rows(trial.scores, trial.eval_role or Trial.Role.SELECTION)
 
 
 def design_heatmap(design: dict | None) -> dict[str, Any]:
@@ -375,6 +409,8 @@ def final_report(search: Search) -> dict[str, Any]:
         "full": averages.get("full"),
         "selected": selected, "heatmap": design_heatmap(selected.design if selected else None),
         "decisions": [s for s in stages if s.decision],
+        "evaluated_on": [row for role, scores in selectors.search_role_results(search=search).items()
+                         for row in example_set_rows(scores, role)],
         "artifacts": list(selectors.artifact_list(search=search)),
     }
 

@@ -524,3 +524,16 @@ def final_stage_results(*, stage: Stage) -> tuple[list[FinalResult], dict[str, i
             results.append(FinalResult(arm=arm, task=choices.get("task", ""), seed=choices.get("seed", 0),
                                        score=score if status == Trial.Status.SUCCEEDED else None))
     return results, parameters
+
+
+def search_role_results(*, search: Search) -> dict[str, dict[str, Any]]:
+    """Per evaluation role (Trial.Role), the per-task results of the search's latest succeeded trial
+    scored in that role: what the pages read to say which examples each role's scores come from
+    (every trial of a role is scored on the same examples: tasks.data.roles)."""
+    found = {}
+    for role in Trial.Role.values:
+        scores = (search.trials.filter(eval_role=role, status=Trial.Status.SUCCEEDED)
+                  .order_by("-finished_at", "-id").values_list("scores", flat=True).first())
+        if scores:
+            found[role] = scores
+    return found

@@ -163,3 +163,48 @@ def test_the_wizard_lists_its_top_designs_with_both_counts(client, user):
     html = wizard(client, stage)
     table = re.search(r'<table class="data" id="top-trials">.*?</table>', html, re.S).group(0)
     assert "stored 112,827" in table and "trains 261,437" in table and "spindle" in table
+
+
+# --- evaluation roles: which examples each score was scored on -----------------------------------
+
+SELECTION_SET = {"role": "selection", "split": "train", "pool": 6735, "count": 300, "seed": 0, "held_out": True,
+                 "split_seed": 0}
+REPORT_SET = {"role": "report", "split": "dev", "pool": 872, "count": 300, "seed": 0, "held_out": False,
+              "split_seed": 0}
+TRAIN_SET = {"role": "train", "split": "train", "pool": 6435, "count": 512, "seed": 0, "held_out": False,
+             "split_seed": 0}
+
+
+def test_the_trial_page_says_which_examples_each_score_was_scored_on(client, user):
+    client.force_login(user)
+    trial = trained_trial(user, scores={"sst2": {**PER_TASK["sst2"], "eval_set": SELECTION_SET,
+                                                 "train_set": TRAIN_SET}})
+    html = client.get(reverse("trial-detail", args=[trial.search.pk, trial.pk])).content.decode()
+    assert re.search(r'id="eval-role">selection set<', html)
+    listed = re.search(r'id="evaluated-on">.*?</ul>', html, re.S).group(0)
+    assert "selection: 300 of 6,735 examples held out of train (split seed 0), sub-sampled with seed 0" in listed
+    assert "trained on train: 512 of 6,435 examples from train" in listed
+
+
+def test_a_result_without_a_description_still_gives_role_and_count(client, user):
+    client.force_login(user)
+    trial = trained_trial(user, eval_role="report", scores={"sst2": {**PER_TASK["sst2"], "eval_examples": 872}})
+    html = client.get(reverse("trial-detail", args=[trial.search.pk, trial.pk])).content.decode()
+    assert re.search(r'id="eval-role">report set<', html)
+    assert "report: 872 examples" in html
+
+
+def test_the_report_says_its_scores_are_on_the_report_set_and_names_both_sets(client, user):
+    client.force_login(user)
+    search = SearchFactory(owner=user, tasks=[TaskFactory(name="sst2")])
+    stage = StageFactory(search=search, order=0, key="S1")
+    final = StageFactory(search=search, order=1, key="final", component="", status="running")
+    TrialFactory(stage=stage, status="succeeded", score=70.0, scores={"sst2": {"score": 70.0, "eval_set": SELECTION_SET}})
+    TrialFactory(stage=final, status="succeeded", score=75.0, kind="selected", eval_role="report",
+                 choices={"arm": "selected", "task": "sst2", "seed": 0},
+                 scores={"sst2": {"score": 75.0, "eval_set": REPORT_SET}})
+    html = client.get(reverse("search-report", args=[search.pk])).content.decode()
+    roles = re.search(r'id="report-roles">.*?</div>', html, re.S).group(0)
+    assert "The scores above are on the report set" in roles and "disjoint from the selection set" in roles
+    assert re.search(r'data-role="report"><strong>sst2</strong>: report: 300 of 872 examples from dev', roles)
+    assert re.search(r'data-role="selection"><strong>sst2</strong>: selection: 300 of 6,735 examples held out', roles)
