@@ -332,7 +332,8 @@ def stage_evidence(search: Search, stage: Stage) -> dict[str, Any]:
     space_aliases = ((stage.space or {}).get("aliases") or {}).get(stage.component, {})
     labels = {name: " = ".join(names) for name, names in space_aliases.items()}
     return {
-        "choice_rows": rows, "by_choice": {r["choice"]: r for r in rows}, "min_successes": min_successes, "tied": tied, "leader": leader,
+        "choice_rows": rows, "by_choice": {r["choice"]: r for r in rows}, "min_successes": min_successes,
+        "tied": tied, "leader": leader,
         "insufficient": insufficient,
         # The charts highlight a recommendation only when it is one (not a tie, not a leader).
         "highlighted": next((r["choice"] for r in rows if r["badge"] == "recommended"), None),
@@ -398,21 +399,46 @@ def final_report(search: Search) -> dict[str, Any]:
              "cells": {**row["per_task"], "average": {**row["average"], "n": row["average"]["seeds"]}}}
             for row in table["rows"]]
     rows.sort(key=lambda row: row["arm"] != "selected")
+    plan = (final.plan or {}) if final is not None else {}
+    for row in rows:
+        row.update(arm_learning_rate(row, plan))
     averages = {row["arm"]: row["average"]["mean"] for row in rows}
     baselines = [mean for arm, mean in averages.items() if arm not in ("selected", "full") and mean is not None]
     counts = selectors.stage_trial_counts(stage=final) if final is not None else {}
     selected = selectors.search_selected_trial(search)
     return {
-        "final_stage": final, "tasks": table["tasks"], "rows": rows, "best": table["best"],
+        "final_stage": final, "tasks": table["tasks"], "rows": rows, **best_arm(rows, table["best"]),
         "pending": counts.get(Trial.Status.QUEUED, 0) + counts.get(Trial.Status.RUNNING, 0),
         "selected_average": averages.get("selected"), "best_baseline": max(baselines, default=None),
         "full": averages.get("full"),
         "selected": selected, "heatmap": design_heatmap(selected.design if selected else None),
+        "tuned": bool(plan.get("tuning")), "tuning_phase": plan.get("phase") == "tune",
         "decisions": [s for s in stages if s.decision],
         "evaluated_on": [row for role, scores in selectors.search_role_results(search=search).items()
                          for row in example_set_rows(scores, role)],
         "artifacts": list(selectors.artifact_list(search=search)),
     }
+
+
+def best_arm(rows: list[dict[str, Any]], best: str | None) -> dict[str, Any]:
+    """The best arm, or none when its average ties another arm's: a tie is shown as a tie."""
+    top = next((row["average"]["mean"] for row in rows if row["arm"] == best), None)
+    means = {row["arm"]: row["average"]["mean"] for row in rows}
+    tied = [arm for arm, mean in means.items()
+            if top is not None and mean is not None and abs(mean - top) < TIE_TOLERANCE]
+    return {"best": best if len(tied) < 2 else None, "tied_best": tied if len(tied) > 1 else []}
+
+
+def arm_learning_rate(row: dict[str, Any], plan: Mapping[str, Any]) -> dict[str, Any]:
+    """An arm's learning rate for the report table: the rate its report runs used and, when the
+    final stage tuned it (experiments.space.final), the grid with each rate's mean selection score
+    and why the rate was kept."""
+    entry = (plan.get("tuning") or {}).get(row["arm"]) or {}
+    chosen = entry.get("chosen", row.get("learning_rate") or (plan.get("learning_rates") or {}).get(row["arm"]))
+    scores = entry.get("scores") or {}
+    grid = [{"rate": rate, "score": scores.get(repr(float(rate)), scores.get(str(rate))), "chosen": rate == chosen}
+            for rate in entry.get("grid") or []]
+    return {"learning_rate": chosen, "grid": grid, "rate_reason": entry.get("reason", "")}
 
 
 def report_downloads(search: Search, report: dict[str, Any]) -> list[dict[str, Any]]:

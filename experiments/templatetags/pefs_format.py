@@ -44,6 +44,14 @@ def score(value, digits: int = 2) -> str:
 
 
 @register.filter
+def rate(value) -> str:
+    """A learning rate as people write it: 0.003 -> "0.003", 5e-05 -> "5e-05"."""
+    if value is None or value == "":
+        return DASH
+    return f"{float(value):g}"
+
+
+@register.filter
 def percent(fraction, digits: int = 2) -> str:
     """0.005 -> "0.50%"."""
     if fraction is None:

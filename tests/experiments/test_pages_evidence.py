@@ -208,3 +208,65 @@ def test_the_report_says_its_scores_are_on_the_report_set_and_names_both_sets(cl
     assert "The scores above are on the report set" in roles and "disjoint from the selection set" in roles
     assert re.search(r'data-role="report"><strong>sst2</strong>: report: 300 of 872 examples from dev', roles)
     assert re.search(r'data-role="selection"><strong>sst2</strong>: selection: 300 of 6,735 examples held out', roles)
+
+
+# --- the final report: learning rate per arm, both counts, ties --------------------------------
+
+def completed_final(user, averages: dict[str, float], *, tuning: dict | None = None):
+    """A search whose final stage completed with one report run per arm (sst2, seeds 0 and 1)."""
+    from experiments.space import FinalResult, results_table
+
+    search = SearchFactory(owner=user, tasks=[TaskFactory(name="sst2")], status="completed")
+    results = [FinalResult(arm=arm, task="sst2", seed=seed, score=mean + (seed - 0.5))
+               for arm, mean in averages.items() for seed in (0, 1)]
+    rates = {arm: entry["chosen"] for arm, entry in (tuning or {}).items()}
+    table = results_table(results, parameters={arm: 112_827 for arm in averages},
+                          optimised={arm: 261_437 for arm in averages}, learning_rates=rates)
+    plan = {"phase": "report", "tuning": tuning or {}, "learning_rates": rates}
+    return StageFactory(search=search, order=5, key="final", component="", status="completed",
+                        summary=table, plan=plan)
+
+
+def test_the_report_shows_each_arms_grid_and_chosen_rate(client, user):
+    from experiments.space import TuningResult, choose_learning_rates
+
+    client.force_login(user)
+    grids = {"selected": [0.001, 0.003], "lora": [0.001, 0.003], "full": [1.67e-05, 5e-05]}
+    tuning = choose_learning_rates([
+        TuningResult("selected", "sst2", 0.001, 71.0), TuningResult("selected", "sst2", 0.003, 74.0),
+        TuningResult("lora", "sst2", 0.001, 72.5), TuningResult("lora", "sst2", 0.003, None),
+        TuningResult("full", "sst2", 1.67e-05, 60.0), TuningResult("full", "sst2", 5e-05, 65.0)], grids)
+    final = completed_final(user, {"selected": 76.0, "lora": 73.0, "full": 66.0}, tuning=tuning)
+    html = client.get(reverse("search-report", args=[final.search.pk])).content.decode()
+    table = re.search(r'<table class="data" id="report-table">.*?</table>', html, re.S).group(0)
+    assert ">Learning rate</th>" in table
+    selected = re.search(r"<tr class=\"highlight\">.*?</tr>", table, re.S).group(0)
+    assert '<strong>0.003</strong>' in selected
+    assert 'grid <span>0.001 (71.00)</span>, <span class="chosen-rate">0.003 (74.00)</span>' in selected
+    full = re.search(r"Full fine-tuning.*?</tr>", table, re.S).group(0)
+    assert "<strong>5e-05</strong>" in full and "1.67e-05 (60.00)" in full
+    lora = re.search(r"LoRA only.*?</tr>", table, re.S).group(0)
+    assert "<strong>0.001</strong>" in lora and "0.003</span>" in lora  # the failed rate: no score
+    assert "stored 112,827" in selected and "trains 261,437" in selected
+    assert 'id="report-tuning"' in html and "on the selection set" in html
+    assert "and each arm chose its learning rate by" in html
+
+
+def test_an_untuned_final_stage_shows_the_rate_without_a_grid(client, user):
+    client.force_login(user)
+    final = completed_final(user, {"selected": 76.0, "lora": 73.0})
+    final.summary["rows"][0]["learning_rate"] = 0.003
+    final.save(update_fields=["summary"])
+    html = client.get(reverse("search-report", args=[final.search.pk])).content.decode()
+    assert "<strong>0.003</strong>" in html
+    assert 'data-col="grid"' not in html and 'id="report-tuning"' not in html
+
+
+def test_tied_arms_are_shown_as_tied_never_best(client, user):
+    client.force_login(user)
+    final = completed_final(user, {"selected": 66.67, "lora": 66.67, "bitfit": 60.0})
+    html = client.get(reverse("search-report", args=[final.search.pk])).content.decode()
+    table = re.search(r'<table class="data" id="report-table">.*?</table>', html, re.S).group(0)
+    assert 'class="tag rec">best' not in table
+    assert table.count('class="tag warn">tied') == 2
+    assert "tied for best: selected, lora" in html
