@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
 
-from experiments import services
+from experiments import selectors, services
 from experiments.forms import BudgetPreviewForm, SearchForm, TaskUploadForm, preset_values
 from experiments.space.presets import LIMITS, PRESETS
 from tests.factories import BackboneFactory, TaskFactory
@@ -68,7 +68,7 @@ def test_budget_preview_form_answers_any_input_with_field_errors(world):
     def fuzz(kind, value, backbone):
         form = BudgetPreviewForm({"backbone": backbone, "budget_kind": kind, "budget_value": value},
                                  user=world["user"])
-        assert_only_field_errors(form, lambda f: services.budget_preview(**f.service_arguments()))
+        assert_only_field_errors(form, lambda f: selectors.budget_preview(**f.service_arguments()))
 
     fuzz()
 
