@@ -174,10 +174,21 @@ class Trial(models.Model):
         SELECTED = "selected", "Selected design"
         BASELINE = "baseline", "Baseline"
 
+    class Role(models.TextChoices):
+        """The evaluation set a trial is scored on (tasks.data.roles): disjoint from each other and
+        from the training examples."""
+
+        SELECTION = "selection", "Selection set"
+        REPORT = "report", "Report set"
+
     search = models.ForeignKey(Search, on_delete=models.CASCADE, related_name="trials")
     stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="trials")
     index = models.PositiveIntegerField(help_text="Position within the stage.")
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SAMPLE)
+    eval_role = models.CharField(
+        max_length=16, choices=Role.choices, default=Role.SELECTION,
+        help_text="Scored on the selection set (stage trials, final learning-rate tuning) or the report "
+                  "set (the final comparison only).")
     label = models.CharField(max_length=64, blank=True, help_text="Baseline name or a short design label.")
     choices = models.JSONField(default=dict, help_text="Abstract choices: grouping, allocation, groups, ...")
     design = models.JSONField(help_text="Concrete design, schema pefs.design/1.")
@@ -192,8 +203,14 @@ class Trial(models.Model):
     cancel_requested = models.BooleanField(default=False)
     score = models.FloatField(null=True, blank=True)
     scores = models.JSONField(default=dict, blank=True, help_text="Per task: metrics and 0-100 score.")
-    trainable_params = models.BigIntegerField(default=0)
-    head_params = models.BigIntegerField(default=0)
+    trainable_params = models.BigIntegerField(
+        default=0, help_text="Stored PEFT parameters: the budget's count (full fine-tuning: the backbone's).")
+    head_params = models.BigIntegerField(default=0, help_text="The task head (pooler + classifier), the same "
+                                                              "module for every arm of a comparison.")
+    optimised_params = models.BigIntegerField(
+        null=True, blank=True,
+        help_text="Every parameter the optimiser updated: stored PEFT parameters, the head and what trains but "
+                  "is not stored (a prefix reparameterisation). Empty until the trial has trained.")
     duration_s = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True)
     notes = models.JSONField(default=list, blank=True)

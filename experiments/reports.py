@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .models import Search, Trial
-from .selectors import search_tasks, selected_design
+from .selectors import search_tasks, selected_design, stage_example_sets
 
 
 def report_json(search: Search) -> dict[str, Any]:
@@ -34,17 +34,51 @@ def report_json(search: Search) -> dict[str, Any]:
                 "decided_at": s.decided_at.isoformat() if s.decided_at else None,
                 "override_reason": s.override_reason or None,
                 "summary": s.summary if s.key != "final" else None,
+                "scored_on": stage_example_sets(stage=s, role=Trial.Role.SELECTION),
             }
             for s in stages
         ],
         "untrained_decisions": list(search.untrained_decisions or []),
-        "final": {"plan": final.plan, "results": final.summary} if final else None,
+        "final": {"plan": final.plan, "results": final.summary,
+                  "scored_on": stage_example_sets(stage=final, role=Trial.Role.REPORT)} if final else None,
         "design": selected_design(search),
     }
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _scored_on_lines(report: dict[str, Any]) -> list[str]:
+    """Which examples each number was scored on: stages and tuning on the selection set, the final
+    comparison on the report set, disjoint from it and from the training examples."""
+    described = [(st["key"] if st["key"] != "final" else "final (learning-rate tuning)", task, sets)
+                 for st in report["stages"] for task, sets in (st.get("scored_on") or {}).items()]
+    final = report.get("final") or {}
+    described += [("final (report runs)", task, sets) for task, sets in (final.get("scored_on") or {}).items()]
+    if not described:
+        return []
+    lines = ["", "## What each number was scored on", ""]
+    for where, task, sets in described:
+        evaluation = (sets.get("eval") or {}).get("description") or "unknown"
+        training = (sets.get("train") or {}).get("description")
+        lines.append(f"- {where}, {task}: {evaluation}" + (f"; trained on {training}" if training else ""))
+    return lines
+
+
+def _learning_rate_lines(plan: dict[str, Any]) -> list[str]:
+    """Each arm's learning-rate grid, its mean selection score per rate and the rate it kept."""
+    tuning = plan.get("tuning")
+    if not tuning:
+        rates = plan.get("learning_rates") or {}
+        shown = ", ".join(f"{arm} {rate:g}" for arm, rate in rates.items() if rate)
+        return ["", f"Learning rates (not tuned): {shown}."] if shown else []
+    lines = ["", "## Learning rate per arm (chosen on the selection set, then used on the report set)", "",
+             "| arm | grid | mean selection score per rate | chosen |", "| --- | --- | --- | ---: |"]
+    for arm, entry in tuning.items():
+        scores = ", ".join(f"{float(rate):g}: {_fmt(score)}" for rate, score in entry["scores"].items())
+        lines.append(f"| {arm} | {', '.join(f'{r:g}' for r in entry['grid'])} | {scores} | {entry['chosen']:g} |")
+    return lines
 
 
 def report_markdown(report: dict[str, Any]) -> str:
@@ -90,8 +124,9 @@ def report_markdown(report: dict[str, Any]) -> str:
     if final and final.get("results"):
         table = final["results"]
         lines += ["", "## Final comparison (score 0-100, mean ± std over seeds)", ""]
-        lines.append("| arm | parameters | " + " | ".join(table["tasks"]) + " | average |")
-        lines.append("| --- | ---: | " + " | ".join("---:" for _ in table["tasks"]) + " | ---: |")
+        lines.append("| arm | stored parameters | optimised parameters | learning rate | "
+                     + " | ".join(table["tasks"]) + " | average |")
+        lines.append("| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in table["tasks"]) + " | ---: |")
         for row in table["rows"]:
             cells = []
             for task in table["tasks"]:
@@ -100,17 +135,22 @@ def report_markdown(report: dict[str, Any]) -> str:
                                                                            if cell["failed"] else ""))
             avg = row["average"]
             params = f"{row['parameters']:,}" if row.get("parameters") is not None else "-"
+            optimised = f"{row['optimised_parameters']:,}" if row.get("optimised_parameters") is not None else "-"
+            rate = f"{row['learning_rate']:g}" if row.get("learning_rate") else "-"
             marker = " **best**" if row["arm"] == table.get("best") else ""
-            lines.append(f"| {row['arm']}{marker} | {params} | " + " | ".join(cells)
+            lines.append(f"| {row['arm']}{marker} | {params} | {optimised} | {rate} | " + " | ".join(cells)
                          + f" | {_fmt(avg['mean'])} ± {_fmt(avg['std'])} |")
+        lines += _learning_rate_lines(final["plan"])
         for note in final["plan"].get("notes", []):
             lines += ["", f"Note: {note}"]
+    lines += _scored_on_lines(report)
     design = report.get("design")
     if design:
         lines += ["", "## Selected design", "", "| layer | strategies |", "| ---: | --- |"]
         for i, layer in enumerate(design["layers"]):
             text = ", ".join(f"{k}={v}" if k != "bitfit" else "bitfit" for k, v in layer.items()) or "-"
             lines.append(f"| {i} | {text} |")
-        lines += ["", f"Trainable PEFT parameters: {design['trainable_parameters']['peft_total']:,} "
-                      "(task head excluded)."]
+        lines += ["", f"Stored PEFT parameters (the budget): {design['trainable_parameters']['peft_total']:,}; "
+                      "the optimised count above adds the task head and, for prefixes, the reparameterisation "
+                      "that trains but is not stored."]
     return "\n".join(lines) + "\n"

@@ -203,18 +203,20 @@ def stage_trial_counts(*, stage: Stage) -> dict[str, int]:
 
 
 def stage_best_trials(*, stage: Stage, limit: int = 5) -> list[dict[str, Any]]:
-    """The stage's top-scoring finished trials (id, index, choices, score, trainable_params)."""
+    """The stage's top-scoring finished trials (id, index, choices, score and both parameter counts:
+    trainable_params stored, optimised_params updated by the optimiser, head_params the head's)."""
     return list(stage.trials.filter(status=Trial.Status.SUCCEEDED, score__isnull=False)
                 .order_by(F("score").desc(), "index")
-                .values("id", "index", "kind", "label", "choices", "score", "trainable_params")[:limit])
+                .values("id", "index", "kind", "label", "choices", "score", "trainable_params",
+                        "optimised_params", "head_params")[:limit])
 
 
 # --- trials ----------------------------------------------------------------------------------
 
 TRIAL_LIST_FIELDS = (
-    "id", "search_id", "stage_id", "stage__key", "index", "kind", "label", "choices", "seed", "status",
+    "id", "search_id", "stage_id", "stage__key", "index", "kind", "eval_role", "label", "choices", "seed", "status",
     "attempt", "worker", "queued_at", "started_at", "finished_at", "cancel_requested", "score",
-    "trainable_params", "head_params", "duration_s", "error",
+    "trainable_params", "optimised_params", "head_params", "duration_s", "error",
     "design",  # a few hundred bytes per trial: the table draws its layer x strategy strip from it
 )
 TRIAL_ORDERINGS = ("index", "score", "trainable_params", "duration_s", "started_at", "finished_at")
@@ -444,19 +446,22 @@ def artifact_find(*, search: Search, kind: str, task: str = "") -> Artifact | No
 
 
 # --- the selected design ------------------------------------------------------------------------
-# One rule says which runs of the final stage stand for the search: the selected design's runs with
-# the lowest seed (one per task). The worker keeps their weights, the search's downloads come from
-# them, and their design document is the search's answer.
+# One rule says which runs of the final stage stand for the search: the selected design's report
+# runs (at its chosen learning rate) with the lowest seed, one per task. The worker keeps their
+# weights, the search's downloads come from them, and their design document is the search's answer.
+# The final stage's learning-rate tuning runs (scored on the selection set) never stand for it.
 
 
 def selected_seed(stage: Stage) -> int | None:
-    """The seed of the final stage's runs that stand for the search; None without selected runs."""
-    return stage.trials.filter(kind=Trial.Kind.SELECTED).aggregate(seed=Min("seed"))["seed"]
+    """The seed of the final stage's runs that stand for the search; None without selected report runs."""
+    return (stage.trials.filter(kind=Trial.Kind.SELECTED, eval_role=Trial.Role.REPORT)
+            .aggregate(seed=Min("seed"))["seed"])
 
 
 def trial_stands_for_search(trial: Trial) -> bool:
-    """True for a run of the selected design with the selected seed (its weights are kept)."""
-    return trial.kind == Trial.Kind.SELECTED and trial.seed == selected_seed(trial.stage)
+    """True for a report run of the selected design with the selected seed (its weights are kept)."""
+    return (trial.kind == Trial.Kind.SELECTED and trial.eval_role == Trial.Role.REPORT
+            and trial.seed == selected_seed(trial.stage))
 
 
 def search_selected_trials(search: Search) -> QuerySet[Trial]:
@@ -464,7 +469,8 @@ def search_selected_trials(search: Search) -> QuerySet[Trial]:
     stage = search.stages.filter(key="final").first()
     if stage is None:
         return Trial.objects.none()
-    return (Trial.objects.filter(stage=stage, kind=Trial.Kind.SELECTED, seed=selected_seed(stage))
+    return (Trial.objects.filter(stage=stage, kind=Trial.Kind.SELECTED, eval_role=Trial.Role.REPORT,
+                                 seed=selected_seed(stage))
             .select_related("stage").order_by("index"))
 
 
@@ -510,11 +516,47 @@ def trial_chart_rows(*, search: Search) -> QuerySet:
             .values_list("id", "stage__key", "kind", "score", "trainable_params", "choices"))
 
 
+def stage_example_sets(*, stage: Stage, role: str | None = None) -> dict[str, dict[str, Any]]:
+    """Per task, which examples the stage's trials (of ``role``, when given) trained on and were
+    scored on: ``{task: {"train": ExampleSet dict, "eval": ExampleSet dict}}`` (split, pool, count,
+    seeds, role and a one-line description, tasks.data.roles.ExampleSet).
+
+    Every trial records its own sets in its per-task scores; within a stage and role they are the
+    same examples (the sub-sample seed is fixed, not the trial's), so the first succeeded trial
+    that recorded them speaks for the stage. Empty before any trial has.
+    """
+    trials = stage.trials.filter(status=Trial.Status.SUCCEEDED)
+    if role is not None:
+        trials = trials.filter(eval_role=role)
+    sets: dict[str, dict[str, Any]] = {}
+    for scores in trials.order_by("index").values_list("scores", flat=True)[:50]:
+        for task, entry in (scores or {}).items():
+            if task not in sets and isinstance(entry, dict) and entry.get("eval_set"):
+                sets[task] = {"train": entry.get("train_set"), "eval": entry["eval_set"]}
+        if sets:
+            return sets
+    return sets
+
+
+def final_stage_optimised(*, stage: Stage) -> dict[str, int]:
+    """Per arm, the most parameters its report runs' optimiser updated (tasks differ by their head's
+    output width only); arms without a trained run are left out."""
+    most: dict[str, int] = {}
+    rows = (stage.trials.filter(eval_role=Trial.Role.REPORT, optimised_params__isnull=False)
+            .values_list("choices", "optimised_params"))
+    for choices, optimised in rows:
+        arm = (choices or {}).get("arm")
+        if arm is not None:
+            most[arm] = max(most.get(arm, 0), optimised)
+    return most
+
+
 def final_stage_results(*, stage: Stage) -> tuple[list[FinalResult], dict[str, int]]:
-    """The final stage's finished runs as results_table input (a failed run scores None), and
-    each arm's trainable parameters."""
+    """The final stage's finished report runs as results_table input (a failed run scores None),
+    and each arm's trainable parameters. Learning-rate tuning runs (selection set) are left out."""
     results, parameters = [], {}
-    rows = stage.trials.order_by("index").values_list("choices", "status", "score", "trainable_params")
+    rows = (stage.trials.filter(eval_role=Trial.Role.REPORT).order_by("index")
+            .values_list("choices", "status", "score", "trainable_params"))
     for choices, status, score, params in rows:
         arm = (choices or {}).get("arm")
         if arm is None:
@@ -537,3 +579,12 @@ def search_role_results(*, search: Search) -> dict[str, dict[str, Any]]:
         if scores:
             found[role] = scores
     return found
+
+
+def search_trained_counts(*, search_ids: Iterable[int]) -> dict[int, int]:
+    """Per search, its trials that ran to the end (succeeded or failed): a cancelled search's
+    progress, whose trials_done also counts the trials cancellation closed."""
+    rows = (Trial.objects.filter(search_id__in=list(search_ids),
+                                 status__in=(Trial.Status.SUCCEEDED, Trial.Status.FAILED))
+            .values("search_id").annotate(trained=Count("id")))
+    return {row["search_id"]: row["trained"] for row in rows}

@@ -128,12 +128,16 @@ def task_spec(task: Task) -> dict[str, Any]:
     return spec
 
 
-def train_config_fields(config: dict[str, Any], *, seed: int, final: bool = False) -> dict[str, Any]:
-    """TrainConfig arguments for one trial of a search with SearchConfig dict `config`."""
+def train_config_fields(config: dict[str, Any], *, seed: int, final: bool = False,
+                        learning_rate: float | None = None) -> dict[str, Any]:
+    """TrainConfig arguments for one trial of a search with SearchConfig dict `config`.
+
+    ``learning_rate``: a final-stage run's own rate (its arm's grid point or chosen rate); None:
+    the search's."""
     return {
         "batch_size": config["batch_size"],
         "epochs": config["final_epochs"] if final else config["epochs"],
-        "learning_rate": config["learning_rate"],
+        "learning_rate": learning_rate or config["learning_rate"],
         "train_examples": config.get("max_train_examples"),
         "eval_examples": config.get("max_eval_examples"),
         "max_length": config.get("max_length", 128),
@@ -173,7 +177,8 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
         task_rows = [t for t in task_rows if t.name == trial.choices.get("task")]
     output_dir = services.trial_artifact_dir(trial) if selectors.trial_stands_for_search(trial) else None
     try:
-        config = TrainConfig(**train_config_fields(search.config, seed=trial_data_seed(trial), final=final))
+        config = TrainConfig(**train_config_fields(search.config, seed=trial_data_seed(trial), final=final,
+                                                   learning_rate=trial.choices.get("learning_rate")))
         outcome = run_design(
             trial.design,
             [task_spec(task) for task in task_rows],

@@ -137,6 +137,8 @@ class TrialFactory(factory.django.DjangoModelFactory):
     search = factory.LazyAttribute(lambda o: o.stage.search)
     index = factory.Sequence(lambda n: n)
     kind = Trial.Kind.SAMPLE
+    # Like the services (and migration 0004): a final-stage run is a report run unless told otherwise.
+    eval_role = factory.LazyAttribute(lambda o: Trial.Role.REPORT if o.stage.key == "final" else Trial.Role.SELECTION)
     choices = factory.LazyFunction(lambda: {"grouping": "spindle", "allocation": "uniform", "groups": 4})
     design = factory.LazyFunction(design_document)
     status = Trial.Status.QUEUED

@@ -287,8 +287,9 @@ class TrialSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Trial
-        fields = ["id", "stage", "stage_key", "index", "kind", "label", "choices", "strategies", "seed", "status",
-                  "attempt", "cancel_requested", "score", "trainable_params", "head_params", "duration_s",
+        fields = ["id", "stage", "stage_key", "index", "kind", "eval_role", "label", "choices", "strategies", "seed",
+                  "status", "attempt", "cancel_requested", "score", "trainable_params", "optimised_params",
+                  "head_params", "duration_s",
                   "queued_at", "started_at", "finished_at", "error"]
         read_only_fields = fields
 

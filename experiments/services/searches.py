@@ -3,7 +3,8 @@
 A search is a sequence of stages. Each stage samples designs from the current space and queues
 them as trials; when every trial is final the stage is summarised per choice and waits for a
 person (or is approved automatically), and the approved refinement is the next stage's space.
-After the last component the final stage trains the selected design against the baselines.
+After the last component the final stage trains the selected design against the baselines
+(services.final); new trials of any stage are added through services.stage_trials.
 """
 from __future__ import annotations
 
@@ -19,16 +20,13 @@ from experiments.space import (
     AUTO,
     REFERENCE,
     DesignSpace,
-    FinalResult,
     InfeasibleSpace,
     SearchConfig,
     SpaceError,
     TrialOutcome,
     decisions_without_training,
-    final_plan,
     next_stage,
     refine,
-    results_table,
     sample,
     stage_plan,
     stage_seed,
@@ -37,12 +35,12 @@ from experiments.space import (
 from experiments.space.stages import FINAL
 from tasks.peft.budget import BackboneShape
 
-from .. import events, selectors
+from .. import events
 from ..models import Backbone, Search, Stage, Task, Trial
-from .artifacts import artifacts_write
+from .final import final_stage_check, final_stage_open, search_complete
 from .limits import UNSCHEDULED_SETTINGS, search_config_build, search_plan_check
 from .limits import space_error as _space_error
-from .queue import trials_enqueue
+from .stage_trials import stage_trials_add
 
 
 def search_config(search: Search) -> SearchConfig:
@@ -113,67 +111,19 @@ def stage_open(*, search: Search, space: DesignSpace, order: int) -> Stage:
               "untried": dict(batch.untried), "infeasible_choices": list(batch.infeasible_choices),
               "data_seed": batch.designs[0].data_seed if batch.designs else None},
     )
-    trials_create(stage, [
+    stage_trials_add(search=search, stage=stage, trials=[
         Trial(search=search, stage=stage, index=d.index, kind=Trial.Kind.SAMPLE, choices=dict(d.choices),
-              design=d.design, seed=d.seed, trainable_params=d.parameters,
+              design=d.design, seed=d.seed, trainable_params=d.parameters, eval_role=Trial.Role.SELECTION,
               label=_choices_label(d.choices))
         for d in batch.designs
     ])
-    _stage_started(search, stage)
     return stage
-
-
-# Rows per INSERT: a stage of thousands of designs writes in short statements, so SQLite's single
-# write lock is never held for one long one (workers finishing trials wait on it).
-TRIAL_INSERT_BATCH = 200
-
-
-def trials_create(stage: Stage, trials: list[Trial]) -> None:
-    """Insert a stage's new trials in bounded batches (no per-row save)."""
-    Trial.objects.bulk_create(trials, batch_size=TRIAL_INSERT_BATCH)
 
 
 def _choices_label(choices: dict[str, Any]) -> str:
     assignment = " ".join(f"{k.split('.')[-1]}:{v}" for k, v in choices.items()
                           if k.startswith("assignment.") and v)
     return f"{choices.get('grouping', '')}/{choices.get('allocation', '')}/{choices.get('groups', '')} {assignment}"[:64]
-
-
-def _stage_started(search: Search, stage: Stage) -> None:
-    """Count and queue the stage's new trials, read back because bulk_create gives no pks on some DBs."""
-    trials = list(Trial.objects.filter(stage=stage).order_by("index"))
-    Search.objects.filter(pk=search.pk).update(
-        trials_total=F("trials_total") + len(trials), current_stage=stage, status=Search.Status.RUNNING)
-    trials_enqueue(trials=trials)
-    search.refresh_from_db()
-    events.stage_changed(stage)
-    events.search_changed(search)
-
-
-def final_stage_open(*, search: Search, space: DesignSpace, order: int) -> Stage:
-    """The selected design against single-strategy baselines and full fine-tuning, several seeds."""
-    config = search_config(search)
-    shape = BackboneShape.from_dict(search.backbone.shape)
-    task_names = [t.name for t in selectors.search_tasks(search)]
-    try:
-        plan = final_plan(space, shape=shape, budget=config.budget, tasks=task_names, seeds=config.final_seeds)
-    except SpaceError as exc:
-        raise _space_error(exc) from None
-    plan_dict = plan.to_dict()
-    plan_dict.pop("runs")
-    stage = Stage.objects.create(search=search, order=order, key="final", component="", space=space.to_dict(),
-                                 plan={"title": "Final: the selected design against baselines", **plan_dict})
-    trials_create(stage, [
-        Trial(search=search, stage=stage, index=i,
-              kind=Trial.Kind.SELECTED if run.arm == "selected" else Trial.Kind.BASELINE,
-              label=f"{run.arm} · {run.task} · seed {run.seed}",
-              choices={"arm": run.arm, "task": run.task, "seed": run.seed},
-              design=run.design or {"full_finetuning": True, "backbone": shape.name_or_path},
-              seed=run.seed, trainable_params=run.parameters)
-        for i, run in enumerate(plan.runs)
-    ])
-    _stage_started(search, stage)
-    return stage
 
 
 def _outcomes(stage: Stage) -> list[TrialOutcome]:
@@ -193,7 +143,7 @@ def stage_check_complete(*, stage_id: int) -> Stage | None:
     config = search_config(search)
     now = timezone.now()
     if stage.key == "final":
-        return search_complete(search=search, stage=stage)
+        return final_stage_check(search=search, stage=stage)
     space = DesignSpace.from_dict(stage.space)
     try:
         summary = summarise(_outcomes(stage), component=stage.component or None,
@@ -280,21 +230,3 @@ def search_cancel(*, search: Search) -> Search:
         search.refresh_from_db()
         events.search_changed(search)
     return search
-
-
-def search_complete(*, search: Search, stage: Stage) -> Stage:
-    """Close the final stage: results table, downloadable files, search completed."""
-    rows = stage.trials.values_list("choices", "score", "status")
-    results = [FinalResult(arm=c["arm"], task=c["task"], seed=c["seed"],
-                           score=score if status == Trial.Status.SUCCEEDED else None)
-               for c, score, status in rows]
-    stage.summary = results_table(results, parameters=stage.plan.get("parameters"))
-    stage.status = Stage.Status.COMPLETED
-    stage.finished_at = timezone.now()
-    stage.save(update_fields=["summary", "status", "finished_at"])
-    Search.objects.filter(pk=search.pk).update(status=Search.Status.COMPLETED, finished_at=stage.finished_at)
-    search.refresh_from_db()
-    artifacts_write(search=search)
-    events.stage_changed(stage)
-    events.search_changed(search)
-    return stage

@@ -58,11 +58,16 @@ def trial_heartbeat(*, trial_id: int, attempt: int) -> bool:
 
 @dataclass
 class TrialResult:
+    """What a trained trial reports: its score, per-task scores (with the examples each was scored
+    on) and both parameter counts: ``trainable_params`` stored (the budget), ``optimised_params``
+    updated by the optimiser (head and reparameterisation included; None when unknown)."""
+
     score: float
     scores: dict[str, Any]
     trainable_params: int
     head_params: int
     notes: list[str] = field(default_factory=list)
+    optimised_params: int | None = None
 
 
 def trial_finish(*, trial_id: int, attempt: int, status: str, result: TrialResult | None = None,
@@ -82,8 +87,9 @@ def trial_finish(*, trial_id: int, attempt: int, status: str, result: TrialResul
         if result is not None:
             trial.score, trial.scores = result.score, result.scores
             trial.trainable_params, trial.head_params = result.trainable_params, result.head_params
+            trial.optimised_params = result.optimised_params
             trial.notes = [*trial.notes, *(n for n in result.notes if n not in trial.notes)]  # keep crash notes
-            fields += ["score", "scores", "trainable_params", "head_params", "notes"]
+            fields += ["score", "scores", "trainable_params", "head_params", "optimised_params", "notes"]
         trial.save(update_fields=fields)
         trial_became_final(trial)
     return trial

@@ -58,7 +58,10 @@ A search, end to end (what the platform's services do, one stage per Stage row):
     space, decision = refine(space, stage.component, chosen, decided_by="user:alice",
                              reason=reason, recommended=summary.recommendation.choice)
     # store decision.to_dict() and the next space; repeat until next_stage(space) is FINAL,
-    # then final_plan(space, shape=..., budget=..., tasks=..., seeds=config.final_seeds)
+    # then final_plan(space, shape=..., budget=..., tasks=..., seeds=config.final_seeds,
+    #                 learning_rate=config.learning_rate, grid=config.final_lr_grid):
+    # train plan.tuning (selection set), chosen = choose_learning_rates(results, plan.grids),
+    # then plan.report_runs({arm: c["chosen"] for arm, c in chosen.items()}) (report set)
 
 When ``config.reference_stage`` is set, run the REFERENCE stage (S0) first: sample the initial
 space without balance and summarise with ``component=None``; it decides nothing and gives the
@@ -88,11 +91,16 @@ from experiments.space.compiling import Budget, CompiledDesign, compile_choices,
 from experiments.space.errors import SpaceError
 from experiments.space.final import (
     ARMS,
+    REPORT,
+    SELECTION,
     FinalPlan,
     FinalResult,
     FinalRun,
+    TuningResult,
     baseline_design,
+    choose_learning_rates,
     final_plan,
+    learning_rate_grid,
     results_table,
 )
 from experiments.space.halving import (
@@ -137,6 +145,8 @@ __all__ = [
     "FINAL",
     "PRESETS",
     "REFERENCE",
+    "REPORT",
+    "SELECTION",
     "SPACE_SCHEMA",
     "Budget",
     "Choice",
@@ -160,8 +170,10 @@ __all__ = [
     "StageSpec",
     "StageSummary",
     "TrialOutcome",
+    "TuningResult",
     "baseline_design",
     "choices_from_design",
+    "choose_learning_rates",
     "compile_choices",
     "component_names",
     "decisions_without_training",
@@ -170,6 +182,7 @@ __all__ = [
     "effective_choices",
     "final_choices",
     "final_plan",
+    "learning_rate_grid",
     "next_stage",
     "pattern_choices",
     "plan_halving",

@@ -17,13 +17,31 @@ each seed's task average (seeds with a failed task are left out of that spread).
 Common random numbers (seed policy: sampling.py): every arm of replicate ``s`` trains with seed
 ``s``, as its design seed and as its data seed (``FinalRun.data_seed``: example order, head
 initialisation, dropout), so within a replicate the arms differ by their design only.
+
+Learning rate per arm. One rate does not suit every arm (prefix-heavy designs diverge where LoRA
+is fine; full fine-tuning wants far less), so with ``grid=k`` each arm first tries ``k`` rates on
+the *selection* set (``FinalPlan.tuning``: one run per arm, task and rate, with the first seed),
+keeps the rate whose mean over tasks scores best (``choose_learning_rates``; a tie or a failed
+run favours the lower rate, the stabler one), and only then trains its report runs on the
+*report* set at that rate (``report_runs``). The grid is ``learning_rate_grid``: rates a factor 3
+apart around the arm's base rate, the extra one below for an even ``k`` (too high a rate, not too
+low, is what makes short runs unstable). The base is the search's rate for the PEFT arms and
+``min(rate, FULL_FINETUNING_RATE)`` for full fine-tuning (the paper's "up to 5e-5"). A rate
+scales the whole arm: the head and every strategy train at ``rate``, and a strategy with its own
+rate in the design's options has it scaled by ``rate / base``. ``grid=1`` (or no
+``learning_rate``) skips tuning: the report runs use the base rate.
+
+>>> learning_rate_grid(3e-3, 2)
+(0.001, 0.003)
+>>> learning_rate_grid(5e-5, 3)
+(1.67e-05, 5e-05, 0.00015)
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from experiments.space.compiling import Budget, CompiledDesign, compile_choices
@@ -38,6 +56,47 @@ SELECTED = "selected"
 FULL = "full"
 ARMS: tuple[str, ...] = (SELECTED, *STRATEGIES, FULL)
 
+# Evaluation roles of final-stage runs (tasks.data.roles): tuning runs choose on the selection set,
+# report runs are the numbers the report shows.
+SELECTION, REPORT = "selection", "report"
+# Full fine-tuning's rate never exceeds the paper's recipe (PAPER.md: "up to 5e-5"); the engine
+# applies the same cap (tasks.runner.FULL_FINETUNING_MAX_LR) when a document gives no rate.
+FULL_FINETUNING_RATE = 5e-5
+LEARNING_RATE_STEP = 3.0
+MAX_GRID = 7
+
+
+def learning_rate_grid(base: float, size: int) -> tuple[float, ...]:
+    """``size`` rates a factor 3 apart around ``base``, ascending (module docstring)."""
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_GRID:
+        raise SpaceError("grid", f"must be an integer from 1 to {MAX_GRID}, got {size!r}")
+    if isinstance(base, bool) or not isinstance(base, (int, float)) or not 0 < base <= 1:
+        raise SpaceError("learning_rate", f"must be a number in (0, 1], got {base!r}")
+    lowest = -(size // 2)
+    return tuple(
+        float(f"{base * LEARNING_RATE_STEP ** k:.3g}") for k in range(lowest, lowest + size)
+    )
+
+
+def arm_base_rate(arm: str, learning_rate: float) -> float:
+    """The rate an arm's grid is centred on (module docstring)."""
+    return min(learning_rate, FULL_FINETUNING_RATE) if arm == FULL else learning_rate
+
+
+def _design_at_rate(design: dict[str, Any] | None, factor: float) -> dict[str, Any] | None:
+    """``design`` with every strategy's own learning rate (where it has one) scaled by ``factor``."""
+    if design is None or factor == 1:
+        return design
+    options = {
+        name: (
+            {**values, "learning_rate": values["learning_rate"] * factor}
+            if isinstance(values, dict) and values.get("learning_rate") is not None
+            else values
+        )
+        for name, values in (design.get("options") or {}).items()
+    }
+    return {**design, "options": options}
+
 
 @dataclass(frozen=True)
 class FinalRun:
@@ -48,11 +107,24 @@ class FinalRun:
     seed: int
     design: dict[str, Any] | None
     parameters: int  # stored trainable parameters (full: the whole backbone), task head excluded
+    learning_rate: float | None = None  # None: the search's rate (no tuning planned)
+    role: str = REPORT  # SELECTION: a tuning run; REPORT: a number the report shows
 
     @property
     def data_seed(self) -> int:
         """Example order, head and dropout seed: shared by every arm of the replicate."""
         return self.seed
+
+    def at_learning_rate(self, rate: float, *, role: str = REPORT) -> FinalRun:
+        """This run at ``rate`` (the arm's strategy rates scaled alike) in ``role``."""
+        if self.learning_rate is None:
+            raise SpaceError("learning_rate", "the plan was made without a learning rate to scale")
+        return replace(
+            self,
+            design=_design_at_rate(self.design, rate / self.learning_rate),
+            learning_rate=rate,
+            role=role,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +134,8 @@ class FinalRun:
             "data_seed": self.data_seed,
             "design": self.design,
             "parameters": self.parameters,
+            "learning_rate": self.learning_rate,
+            "role": self.role,
         }
 
 
@@ -74,6 +148,15 @@ class FinalPlan:
     target: int
     parameters: Mapping[str, int]  # per arm
     notes: tuple[str, ...]
+    # Learning-rate tuning (module docstring): each arm's grid and its runs on the selection set.
+    grids: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    tuning: tuple[FinalRun, ...] = ()
+
+    def report_runs(self, chosen: Mapping[str, float]) -> tuple[FinalRun, ...]:
+        """The report runs, each arm at its ``chosen`` rate (arms left out: their base rate)."""
+        return tuple(
+            run.at_learning_rate(chosen[run.arm]) if run.arm in chosen else run for run in self.runs
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +166,9 @@ class FinalPlan:
             "target": self.target,
             "parameters": dict(self.parameters),
             "notes": list(self.notes),
+            "grids": {arm: list(rates) for arm, rates in self.grids.items()},
+            "tuning_runs": len(self.tuning),
+            "report_runs": len(self.runs),
             "runs": [r.to_dict() for r in self.runs],
         }
 
@@ -155,8 +241,14 @@ def final_plan(
     baselines: Sequence[str] = STRATEGIES,
     include_full: bool = True,
     options: DesignOptions | Mapping[str, Any] | None = None,
+    learning_rate: float | None = None,
+    grid: int = 1,
 ) -> FinalPlan:
-    """Every run of the final stage: each arm on each task with each seed."""
+    """Every run of the final stage: each arm on each task with each seed (``runs``, at each arm's
+    base rate) and, with ``learning_rate`` and ``grid`` > 1, the tuning runs that choose each
+    arm's rate on the selection set (module docstring)."""
+    if learning_rate is not None:
+        learning_rate_grid(learning_rate, grid)  # validates both
     if not tasks:
         raise SpaceError("tasks", "need at least one task")
     if isinstance(seeds, int) and not isinstance(seeds, bool):
@@ -202,12 +294,24 @@ def final_plan(
             seed=seed,
             design=compiled.design.to_dict() if compiled else None,
             parameters=compiled.parameters if compiled else shape.total_params,
+            learning_rate=None if learning_rate is None else arm_base_rate(arm, learning_rate),
         )
         for arm, compiled_per_seed in arms.items()
         for task in tasks
         for seed, compiled in zip(seeds, compiled_per_seed, strict=True)
     )
     parameters = {arm: (c[0].parameters if c[0] else shape.total_params) for arm, c in arms.items()}
+    grids: dict[str, tuple[float, ...]] = {}
+    tuning: list[FinalRun] = []
+    if learning_rate is not None and grid > 1:
+        grids = {arm: learning_rate_grid(arm_base_rate(arm, learning_rate), grid) for arm in arms}
+        first = [run for run in runs if run.seed == seeds[0]]
+        tuning = [run.at_learning_rate(rate, role=SELECTION) for run in first for rate in grids[run.arm]]
+        notes.append(
+            f"learning rate per arm: {grid} rates tried on the selection set (seed {seeds[0]}), "
+            f"the best kept for the {len(seeds)} report seeds: {len(tuning)} tuning runs before "
+            f"{len(runs)} report runs"
+        )
     return FinalPlan(
         runs=runs,
         arms=tuple(arms),
@@ -216,7 +320,47 @@ def final_plan(
         target=budget.resolve(shape),
         parameters=parameters,
         notes=tuple(notes),
+        grids=grids,
+        tuning=tuple(tuning),
     )
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """One tuning run's outcome: ``score`` on the selection set, None when it failed."""
+
+    arm: str
+    task: str
+    learning_rate: float
+    score: float | None
+
+
+def choose_learning_rates(
+    results: Iterable[TuningResult], grids: Mapping[str, Sequence[float]]
+) -> dict[str, dict[str, Any]]:
+    """Per arm: the chosen rate and the evidence, ``{"grid", "scores", "chosen", "reason"}``.
+
+    ``scores[str(rate)]`` is the mean over tasks on the selection set (None when a task's run
+    failed or has not run). The best mean wins; ties go to the lower rate. An arm none of whose
+    rates completed every task keeps its lowest rate, and the reason says so.
+    """
+    results = list(results)
+    tasks = list(dict.fromkeys(r.task for r in results))
+    chosen: dict[str, dict[str, Any]] = {}
+    for arm, grid in grids.items():
+        scores: dict[str, float | None] = {}
+        for rate in grid:
+            by_task = {r.task: r.score for r in results if r.arm == arm and r.learning_rate == rate}
+            complete = tasks and all(by_task.get(t) is not None for t in tasks)
+            scores[repr(rate)] = statistics.fmean(by_task[t] for t in tasks) if complete else None
+        scored = [(mean, rate) for rate in grid if (mean := scores[repr(rate)]) is not None]
+        if scored:
+            best = max(scored, key=lambda pair: (pair[0], -pair[1]))
+            rate, reason = best[1], f"best mean selection score over tasks ({best[0]:.2f})"
+        else:
+            rate, reason = min(grid), "no rate completed every task: the lowest rate is kept"
+        chosen[arm] = {"grid": list(grid), "scores": scores, "chosen": rate, "reason": reason}
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -237,12 +381,19 @@ def _cell(scores: list[float], failed: int) -> dict[str, Any]:
 
 
 def results_table(
-    results: Iterable[FinalResult], *, parameters: Mapping[str, int] | None = None
+    results: Iterable[FinalResult],
+    *,
+    parameters: Mapping[str, int] | None = None,
+    learning_rates: Mapping[str, float] | None = None,
+    optimised: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Mean and std per task and arm, and the average over tasks (module docstring).
 
-    Shape: ``{"tasks": [...], "arms": [...], "rows": [{"arm", "parameters", "per_task":
-    {task: {"mean", "std", "n", "failed"}}, "average": {"mean", "std", "seeds"}}], "best": arm}``.
+    Shape: ``{"tasks": [...], "arms": [...], "rows": [{"arm", "parameters",
+    "optimised_parameters", "learning_rate", "per_task": {task: {"mean", "std", "n", "failed"}},
+    "average": {"mean", "std", "seeds"}}], "best": arm}``. ``parameters`` is the stored count
+    (the budget), ``optimised_parameters`` what the optimiser updated (head and reparameterisation
+    included), ``learning_rate`` the arm's rate; each None when not given.
     """
     results = list(results)
     arms = list(dict.fromkeys(r.arm for r in results))
@@ -266,6 +417,8 @@ def results_table(
             {
                 "arm": arm,
                 "parameters": (parameters or {}).get(arm),
+                "optimised_parameters": (optimised or {}).get(arm),
+                "learning_rate": (learning_rates or {}).get(arm),
                 "per_task": per_task,
                 "average": {
                     "mean": statistics.fmean(task_means) if None not in task_means else None,

@@ -214,7 +214,10 @@ def search_plan(config: SearchConfig, *, num_layers: int, tasks: int = 1) -> Sea
     stages: list[StagePlan] = [_reference(config, tasks=tasks)] if config.reference_stage else []
     for spec in stage_order(config.num_groups, reference=False):
         if spec is FINAL:
-            runs = len(ARMS) * tasks * config.final_seeds
+            # Each arm tries final_lr_grid rates on the selection set (one seed) before its
+            # final_seeds report runs (final.py); a grid of 1 is no tuning.
+            tuning = config.final_lr_grid if config.final_lr_grid > 1 else 0
+            runs = len(ARMS) * tasks * (config.final_seeds + tuning)
             stages.append(
                 StagePlan(
                     name=FINAL.name,
@@ -229,8 +232,8 @@ def search_plan(config: SearchConfig, *, num_layers: int, tasks: int = 1) -> Sea
                     balance=None,
                     stratify=None,
                     note=(
-                        f"{len(ARMS)} arms x {tasks} task(s) x {config.final_seeds} seeds, "
-                        "one task per run"
+                        f"{len(ARMS)} arms x {tasks} task(s) x ({tuning} learning rates on the "
+                        f"selection set + {config.final_seeds} report seeds), one task per run"
                     ),
                 )
             )

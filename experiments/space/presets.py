@@ -42,6 +42,7 @@ LIMITS: dict[str, int | float] = {
     "bootstrap_resamples": 100_000,
     "final_seeds": 20,
     "final_epochs": 100,
+    "final_lr_grid": 7,
     # Seeds are stored as 32-bit signed integers, and final-stage seeds add small offsets.
     "seed": 2_000_000_000,
 }
@@ -122,6 +123,13 @@ class SearchConfig:
     )
     final_seeds: int = field(default=3, metadata={"help": "seeds per task in the final stage"})
     final_epochs: int = field(default=10, metadata={"help": "training epochs in the final stage"})
+    final_lr_grid: int = field(
+        default=3,
+        metadata={
+            "help": "learning rates each final arm tries on the selection set before its report "
+            "runs (a factor 3 apart around learning_rate; 1: no tuning; final.py)"
+        },
+    )
     seed: int = field(
         default=0, metadata={"help": "search seed; stage sampling seeds derive from it"}
     )
@@ -164,6 +172,7 @@ class SearchConfig:
         _int("bootstrap_resamples", self.bootstrap_resamples, 100)
         _int("final_seeds", self.final_seeds, 1)
         _int("final_epochs", self.final_epochs, 1)
+        _int("final_lr_grid", self.final_lr_grid, 1)
         _int("seed", self.seed, 0)
 
     def replace(self, **overrides: Any) -> SearchConfig:
@@ -216,8 +225,11 @@ PRESETS: dict[str, SearchConfig] = {
         reference_stage=False,
         min_successes=2,
         bootstrap_resamples=1000,
-        final_seeds=2,
+        # Three report seeds for a spread (issue 10); two rates per arm keep tuning cheap: with
+        # 6 arms, 12 tuning runs and 18 report runs per task.
+        final_seeds=3,
         final_epochs=2,
+        final_lr_grid=2,
     ),
 }
 

@@ -12,8 +12,9 @@ from experiments import services
 from experiments.models import Artifact, Search, Trial
 from tests.factories import ArtifactFactory, BackboneFactory, SearchFactory, StageFactory, TaskFactory, TrialFactory
 
+# final_lr_grid=1: no learning-rate tuning in the final stage, which the search-flow test covers.
 TINY_SETTINGS = ["--set", "max_eval_examples=16", "--set", "batch_size=16", "--set", "final_seeds=1",
-                 "--set", "final_epochs=1", "--set", "bootstrap_resamples=200"]
+                 "--set", "final_epochs=1", "--set", "bootstrap_resamples=200", "--set", "final_lr_grid=1"]
 
 
 @pytest.fixture
@@ -57,7 +58,9 @@ def test_pefs_search_local_runs_a_whole_search_and_writes_results(user, tiny_bac
     assert search.config["designs_per_stage"] == 2 and search.config["max_train_examples"] == 16
     assert search.config["batch_size"] == 16 and search.budget_params == 6000
     keys = list(search.stages.order_by("order").values_list("key", flat=True))
-    assert keys[0] == "S1" and keys[-1] == "final"
+    # G = 1: every grouping gives one group, so grouping is decided without a stage (issue 10)
+    assert keys[0] == "S2" and keys[-1] == "final"
+    assert [d["component"] for d in search.untrained_decisions] == ["grouping"]
     for key in keys:
         assert f"{key:>6}" in stderr
     # ...and the report and the winning design are in --out

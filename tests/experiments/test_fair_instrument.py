@@ -11,9 +11,9 @@ from django.apps import apps
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from experiments import services
+from experiments import selectors, services
 from experiments.models import Search, Stage, Trial
-from experiments.services import searches
+from experiments.services import stage_trials
 from tasks import worker
 from tests.factories import BackboneFactory, SearchFactory, TaskFactory
 
@@ -96,7 +96,7 @@ def test_auto_approve_applies_a_recommendation_every_choice_backs(user):
 
 
 def test_trials_are_inserted_in_bounded_batches(user, monkeypatch):
-    monkeypatch.setattr(searches, "TRIAL_INSERT_BATCH", 2)
+    monkeypatch.setattr(stage_trials, "TRIAL_INSERT_BATCH", 2)
     with CaptureQueriesContext(connection) as queries:
         search = _search(user)
     inserts = [q for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "experiments_trial"')]
@@ -120,3 +120,31 @@ def test_stored_configs_below_two_successes_are_raised_so_they_load():
     search.refresh_from_db()
     assert search.config["min_successes"] == 2
     assert services.search_config(search).min_successes == 2
+
+
+def test_a_finished_trial_shows_both_counts_and_its_role_in_the_api_and_the_event(user, monkeypatch,
+                                                                                   django_capture_on_commit_callbacks):
+    from django.urls import reverse
+    from rest_framework.test import APIClient
+
+    from experiments import events
+
+    published = []
+    monkeypatch.setattr(events, "publish", lambda search_id, event_type, payload: published.append(payload))
+    stage = _search(user).stages.get()
+    trial = stage.trials.order_by("index").first()
+    services.trial_claim(trial_id=trial.pk, attempt=trial.attempt, worker="w")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.trial_finish(trial_id=trial.pk, attempt=trial.attempt, status=Trial.Status.SUCCEEDED,
+                              result=services.TrialResult(70.0, {}, 2000, 66, optimised_params=2066 + 600))
+    client = APIClient()
+    client.force_authenticate(user)
+    row = next(r for r in client.get(reverse("api:search-trials", args=[stage.search_id])).json()["results"]
+               if r["id"] == trial.pk)
+    assert (row["trainable_params"], row["optimised_params"], row["head_params"]) == (2000, 2666, 66)
+    assert row["eval_role"] == "selection"
+    event = next(p["trial"] for p in published if "trial" in p and isinstance(p["trial"], dict)
+                 and p["trial"]["id"] == trial.pk and p["trial"]["status"] == "succeeded")
+    assert event["optimised_params"] == 2666 and event["trainable_params"] == 2000
+    best = selectors.stage_best_trials(stage=stage)
+    assert best[0]["optimised_params"] == 2666 and best[0]["trainable_params"] == 2000

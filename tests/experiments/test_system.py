@@ -16,7 +16,10 @@ from tests.conftest import TINY_OVERRIDES
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
-SYSTEM_OVERRIDES = {**TINY_OVERRIDES, "designs_per_stage": 4, "final_seeds": 1}
+# Each stage trains min_successes (2) designs per open choice whatever designs_per_stage says (issue
+# 10: S4 stages over 15 strategy sets train 30), so the preset's figure stays small; the final stage
+# skips learning-rate tuning here (the in-process search-flow test covers it) to keep this test short.
+SYSTEM_OVERRIDES = {**TINY_OVERRIDES, "designs_per_stage": 2, "final_seeds": 1, "final_lr_grid": 1}
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.5, what: str = "condition", logs=()):

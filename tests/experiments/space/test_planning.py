@@ -24,8 +24,9 @@ def test_quick_preset_on_the_default_backbone_says_what_it_raised() -> None:
     assert (rows["S3"].choices, rows["S3"].designs, rows["S3"].raised_from) == (15, 30, 8)
     assert "raised from 8 to 30" in rows["S3"].note
     assert rows["S4.G2"].upper_bound and "runs only if S3 tunes G2" in rows["S4.G2"].note
-    assert rows["final"].designs == len(ARMS) * 1 * 2  # arms x tasks x final seeds
-    assert plan.trials == 8 + 8 + 30 + 4 * 30 + 12 and plan.upper_bound
+    # arms x tasks x (2 tuning rates + 3 report seeds); issue 10: rates are tuned per arm
+    assert rows["final"].designs == len(ARMS) * 1 * (2 + 3)
+    assert plan.trials == 8 + 8 + 30 + 4 * 30 + 6 * 5 and plan.upper_bound
     assert [s.name for s in plan.raised] == ["S3", "S4.G1", "S4.G2", "S4.G3", "S4.G4"]
     json.dumps(plan.to_dict())
 
@@ -36,7 +37,8 @@ def test_paper_preset_needs_no_raise_and_counts_task_epochs() -> None:
     s0, final = plan.stages[0], plan.stages[-1]
     assert s0.name == REFERENCE.name and s0.designs == 100 and s0.stratify is None
     assert s0.task_epochs == 100 * 3 * 3  # designs x epochs x tasks per trial
-    assert final.task_epochs == len(ARMS) * 3 * 3 * 10  # runs x final epochs, one task each
+    # runs (3 tuning rates + 3 report seeds per arm and task) x final epochs, one task each
+    assert final.task_epochs == len(ARMS) * 3 * (3 + 3) * 10
     assert plan.task_epochs == sum(s.task_epochs for s in plan.stages)
 
 
