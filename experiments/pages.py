@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -65,7 +65,16 @@ def search_list_page(user: AbstractBaseUser, query: QueryDict) -> dict[str, Any]
     kept.pop("page", None)
     active = any(search.status in (Search.Status.RUNNING, Search.Status.WAITING) for search in page.object_list)
     return {"page": page, "status": status, "statuses": Search.Status.choices, "query": kept.urlencode(),
-            "active": active}
+            "active": active, "progress": search_progress(page.object_list)}
+
+
+def search_progress(searches: Iterable[Search]) -> dict[int, int]:
+    """Per search, the trials its progress bar counts as done: a cancelled search counts only the
+    trials that ran to the end, so its bar is never full for trials it never trained."""
+    searches = list(searches)
+    cancelled = [s.pk for s in searches if s.status == Search.Status.CANCELLED]
+    trained = selectors.search_trained_counts(search_ids=cancelled) if cancelled else {}
+    return {s.pk: trained.get(s.pk, 0) if s.status == Search.Status.CANCELLED else s.trials_done for s in searches}
 
 
 # --- the search page ---------------------------------------------------------------------------
@@ -88,7 +97,7 @@ def search_status(search: Search) -> dict[str, Any]:
     return {"search": search, "timeline": stage_timeline(search, stages),
             "waiting_stage": next((s for s in stages if s.status == Stage.Status.AWAITING), None),
             "final_stage": next((s for s in stages if s.key == "final"), None),
-            "elapsed_s": selectors.search_elapsed_s(search)}
+            "elapsed_s": selectors.search_elapsed_s(search), "trials_done": search_progress([search])[search.pk]}
 
 
 def stage_timeline(search: Search, stages: list[Stage]) -> list[dict]:

@@ -5,10 +5,12 @@ and components decided without training."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
 
+from experiments.models import Task
 from experiments.space import DesignSpace, TrialOutcome, decisions_without_training, summarise
 from experiments.space.presets import preset
 from tests.factories import BackboneFactory, SearchFactory, StageFactory, TaskFactory, TrialFactory
@@ -21,9 +23,14 @@ STAGE_PLAN = {"name": "S1", "component": "grouping", "choices": 4, "requested": 
               "raised_from": 6, "min_per_choice": 2, "trained": True, "note": ""}
 
 
+def sst2():
+    """The sst2 task, made once per test (task names are unique)."""
+    return Task.objects.filter(name="sst2").first() or TaskFactory(name="sst2")
+
+
 def wizard_stage(user, scores: dict[str, list[float | None]], *, config=None, untrained=None):
     """An S1 stage waiting for approval, summarised by the real statistics from `scores`."""
-    search = SearchFactory(owner=user, backbone=BackboneFactory(num_layers=6), tasks=[TaskFactory(name="sst2")],
+    search = SearchFactory(owner=user, backbone=BackboneFactory(num_layers=6), tasks=[sst2()],
                            groups=4, config=(config or preset("quick")).to_dict(),
                            untrained_decisions=untrained or [])
     outcomes = [TrialOutcome({"grouping": choice}, score) for choice, values in scores.items() for score in values]
@@ -118,7 +125,7 @@ PER_TASK = {"sst2": {"score": 80.0, "metrics": {"accuracy": 0.8},
 
 
 def trained_trial(user, **fields):
-    stage = StageFactory(search=SearchFactory(owner=user, tasks=[TaskFactory(name="sst2")]), order=0, key="S1")
+    stage = StageFactory(search=SearchFactory(owner=user, tasks=[sst2()]), order=0, key="S1")
     values = {"status": "succeeded", "score": 80.0, "trainable_params": 112_827, "head_params": 148_610,
               "optimised_params": 261_437, "scores": PER_TASK, **fields}
     return TrialFactory(stage=stage, **values)
@@ -196,7 +203,7 @@ def test_a_result_without_a_description_still_gives_role_and_count(client, user)
 
 def test_the_report_says_its_scores_are_on_the_report_set_and_names_both_sets(client, user):
     client.force_login(user)
-    search = SearchFactory(owner=user, tasks=[TaskFactory(name="sst2")])
+    search = SearchFactory(owner=user, tasks=[sst2()])
     stage = StageFactory(search=search, order=0, key="S1")
     final = StageFactory(search=search, order=1, key="final", component="", status="running")
     TrialFactory(stage=stage, status="succeeded", score=70.0, scores={"sst2": {"score": 70.0, "eval_set": SELECTION_SET}})
@@ -216,7 +223,7 @@ def completed_final(user, averages: dict[str, float], *, tuning: dict | None = N
     """A search whose final stage completed with one report run per arm (sst2, seeds 0 and 1)."""
     from experiments.space import FinalResult, results_table
 
-    search = SearchFactory(owner=user, tasks=[TaskFactory(name="sst2")], status="completed")
+    search = SearchFactory(owner=user, tasks=[sst2()], status="completed")
     results = [FinalResult(arm=arm, task="sst2", seed=seed, score=mean + (seed - 0.5))
                for arm, mean in averages.items() for seed in (0, 1)]
     rates = {arm: entry["chosen"] for arm, entry in (tuning or {}).items()}
@@ -270,3 +277,32 @@ def test_tied_arms_are_shown_as_tied_never_best(client, user):
     assert 'class="tag rec">best' not in table
     assert table.count('class="tag warn">tied') == 2
     assert "tied for best: selected, lora" in html
+
+
+# --- trial rows keep only the action their status allows; a cancelled search's progress ----------
+
+def test_a_trial_row_carries_its_status_for_its_actions(client, user):
+    client.force_login(user)
+    trial = trained_trial(user, duration_s=146)
+    html = client.get(reverse("search-detail", args=[trial.search.pk])).content.decode()
+    row = re.search(rf'<tr data-trial="{trial.pk}" data-status="succeeded".*?</tr>', html, re.S).group(0)
+    assert "row-cancel" in row and "row-retry" in row  # search.js switches them by data-status
+    assert ">2m 26s<" in row  # durations one way: the same as the live rows' PEFS.formatDuration
+    css = (Path(__file__).resolve().parents[2] / "static/pefs/css/pefs.css").read_text()
+    hide_cancel = re.search(r'tr\[data-status\]:not\(\[data-status="queued"\]\):not\(\[data-status="running"\]\) '
+                            r'\.row-cancel[^{]*\{ display: none; \}', css)
+    assert hide_cancel, "a row whose trial is final must hide its Cancel button"
+
+
+def test_a_cancelled_search_counts_only_the_trials_it_trained(client, user):
+    client.force_login(user)
+    search = SearchFactory(owner=user, tasks=[sst2()], status="cancelled",
+                           trials_total=4, trials_done=4)
+    stage = StageFactory(search=search, order=0, key="S1", status="cancelled")
+    for status in ("succeeded", "failed", "cancelled", "cancelled"):
+        TrialFactory(stage=stage, status=status)
+    listing = client.get(reverse("search-list")).content.decode()
+    assert 'aria-valuenow="2"' in listing and 'style="width:50%"' in listing
+    assert "2 / 4 trained, then cancelled" in listing
+    page = client.get(reverse("search-detail", args=[search.pk])).content.decode()
+    assert re.search(r'<span id="stat-done">2</span>', page)

@@ -179,7 +179,9 @@
       marker: { size: 11, color: rows.map(function (c) { return c.choice === recommended ? "#2f9e44" : "#3b5bdb"; }) },
       hovertemplate: "%{y}<br>mean %{x:.2f}<extra></extra>",
     }], layout({
-      margin: { l: 130, r: 16, t: 10, b: 40 }, showlegend: false,
+      // Room for the longest label ("uniform = decreasing (n=12)"), within reason.
+      margin: { l: Math.min(280, 20 + 7 * Math.max.apply(null, names.map(function (n) { return n.length; }))), r: 16, t: 10, b: 40 },
+      showlegend: false,
       xaxis: { title: { text: "mean score with 95% CI" }, gridcolor: "#eef0f3" },
       yaxis: { autorange: "reversed", gridcolor: "#eef0f3" },
     }), CONFIG);

@@ -108,6 +108,13 @@
     if (!row) return;
     const set = function (key, html) { const cell = row.querySelector('[data-col="' + key + '"]'); if (cell) cell.innerHTML = html; };
     set("status", '<span class="badge s-' + trial.status + '">' + trial.status + "</span>");
+    // The row's actions follow its status (CSS on data-status): a finished trial loses Cancel.
+    row.dataset.status = trial.status;
+    const cancel = row.querySelector(".row-cancel");
+    if (cancel && trial.cancel_requested !== undefined) {
+      cancel.disabled = Boolean(trial.cancel_requested);
+      cancel.textContent = trial.cancel_requested ? "Stopping…" : "Cancel";
+    }
     if (trial.score !== null && trial.score !== undefined) set("score", Number(trial.score).toFixed(2));
     if (trial.trainable_params) set("params", PEFS.formatParams(trial.trainable_params, trial.optimised_params));
     if (trial.duration_s !== null && trial.duration_s !== undefined) set("duration", PEFS.formatDuration(trial.duration_s));
@@ -132,7 +139,8 @@
       case "search.status": {
         const s = event.search;
         const done = document.getElementById("stat-done");
-        if (done) done.textContent = PEFS.formatNumber(s.trials_done);
+        // A cancelled search's count also holds the trials cancellation closed: the status refresh below says how many trained.
+        if (done && s.status !== "cancelled") done.textContent = PEFS.formatNumber(s.trials_done);
         const total = document.getElementById("stat-total");
         if (total) total.textContent = PEFS.formatNumber(s.trials_total);
         const best = document.getElementById("stat-best");
