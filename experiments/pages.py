@@ -171,6 +171,13 @@ def trial_filter_options(search: Search) -> list[tuple[str, list[str]]]:
     return [(name, list(all_choices(name, search.groups))) for name in component_names(search.groups)]
 
 
+def plan_preview(plan: dict[str, Any]) -> dict[str, Any]:
+    """The new-search form's plan (services.search_plan_preview) with the stages whose design count
+    was raised so every open choice gets min_successes designs, and that minimum."""
+    raised = [stage for stage in plan.get("stages", []) if stage.get("raised_from")]
+    return {**plan, "raised": raised, "min_successes": max((s["min_per_choice"] for s in raised), default=None)}
+
+
 def upload_columns_guess(columns: list[str]) -> dict[str, Any]:
     """The upload form's first guess at the label and text columns of a previewed file."""
     label = next((c for c in columns if c.lower() in ("label", "labels", "target", "y", "score")), None)

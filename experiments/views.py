@@ -85,8 +85,8 @@ def search_plan_preview(request: HttpRequest) -> HttpResponse:
     if not form.is_valid() and form.plan_errors():
         return render(request, "experiments/partials/search_plan.html", context)
     try:
-        context["plan"] = services.search_plan_preview(owner=request.user, tasks=len(form.cleaned_data["tasks"]),
-                                                       **form.config_arguments())
+        context["plan"] = pages.plan_preview(services.search_plan_preview(
+            owner=request.user, tasks=len(form.cleaned_data["tasks"]), **form.config_arguments()))
     except ValidationError as error:
         attach_errors(form, error)
     return render(request, "experiments/partials/search_plan.html", context)

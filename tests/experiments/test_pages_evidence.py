@@ -306,3 +306,21 @@ def test_a_cancelled_search_counts_only_the_trials_it_trained(client, user):
     assert "2 / 4 trained, then cancelled" in listing
     page = client.get(reverse("search-detail", args=[search.pk])).content.decode()
     assert re.search(r'<span id="stat-done">2</span>', page)
+
+
+def test_the_new_search_plan_says_which_stages_were_raised_and_why(client, user):
+    from experiments.forms import preset_values
+    from experiments.space.presets import PRESETS
+
+    client.force_login(user)
+    backbone = BackboneFactory(num_layers=6, is_default=True)
+    data = {key: ("on" if value is True else "" if value in (False, None) else value)
+            for key, value in preset_values(PRESETS["quick"]).items()}
+    data.update({"name": "plan", "tasks": [sst2().pk], "backbone": backbone.pk, "preset": "quick", "seed": 0,
+                 "max_eval_examples": "", "groups": 4})
+    response = client.get(reverse("search-plan-preview"), data)
+    html = response.content.decode()
+    raised = re.search(r'id="plan-raised">(.*?)</div>', html, re.S)
+    assert raised, html
+    assert "every open choice gets 2 designs (none is discarded untried)" in raised.group(1)
+    assert re.search(r"S3 from 8 to \d+", raised.group(1)) and "S4.G1 from 8 to" in raised.group(1)
