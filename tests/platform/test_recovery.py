@@ -39,7 +39,7 @@ def test_a_trial_whose_pool_process_dies_is_requeued_within_stale_plus_one_sweep
     trials = worker_factory(queues="gpu,default", beat=False, pool="prefork")
     control = worker_factory(queues="control", beat=True)
     workers = [trials, control]
-    # and two trials long enough that the second still trains when the first is found lost
+    # and trials long enough that the next one still trains when the first is found lost
     overrides = {**TINY_OVERRIDES, "designs_per_stage": 2, "final_seeds": 1, "max_train_examples": 8000,
                  "epochs": 3}
     search = services.search_create(owner=user, name="recovery", tasks=[bundled_tasks["sst2"]],
@@ -59,11 +59,13 @@ def test_a_trial_whose_pool_process_dies_is_requeued_within_stale_plus_one_sweep
     delay = (requeued.queued_at - killed_at).total_seconds()
     assert delay <= stale + sweep + SLACK_SECONDS, f"re-queued after {delay:.1f} s"
     assert any("stopped answering" in note for note in requeued.notes)
-    # although the trial worker's only slot is taken by the other trial, which is far from done
-    other = Trial.objects.filter(search=search, stage=trial.stage).exclude(pk=trial.pk).get()
-    assert other.status in (Trial.Status.QUEUED, Trial.Status.RUNNING)
+    # although the trial worker's only slot is taken by the other trials, far from done
+    others = list(Trial.objects.filter(search=search, status__in=[Trial.Status.QUEUED, Trial.Status.RUNNING])
+                  .exclude(pk=trial.pk))
+    assert others
     # And once that slot is free, a new pool process runs the lost trial again
-    services.trial_cancel(trial=other)
+    for other in others:
+        services.trial_cancel(trial=other)
     rerun = _wait_for(lambda: Trial.objects.filter(pk=trial.pk, attempt=first_attempt + 1,
                                                    started_at__gt=requeued.queued_at).first(),
                       timeout=180, what="the re-queued trial to run again", workers=workers)
