@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from tasks.data import DataError, TaskSpec, encode_task, resolve_task
+from tasks.data import DataError, ExampleSet, Role, TaskSpec, encode_task, resolve_task
 from tasks.peft.design import Design, DesignError, HeadSpec
 from tasks.peft.engine import HEAD_GROUP, parameter_groups
 from tasks.train import ALL_PARAMETERS, Callbacks, Cancelled, TrainConfig, train
@@ -314,6 +314,11 @@ def design_learning_rates(design: Design, base: float) -> dict[str, float]:
     return rates
 
 
+def _described(examples: ExampleSet | None) -> dict[str, Any] | None:
+    """An ExampleSet as stored beside a score: its fields and the line a report prints."""
+    return None if examples is None else {**examples.to_dict(), "description": examples.describe()}
+
+
 def _save_full_model(backbone: Any, directory: Path) -> None:
     # Every weight changed, so only the whole model is a faithful artifact (HF format).
     backbone.model.save_pretrained(directory)
@@ -330,8 +335,14 @@ def run_design(
     should_stop: Callable[[], bool] | None = None,
     backbone_cache: BackboneCache | None = None,
     output_dir: str | Path | None = None,
+    role: Role | None = None,
 ) -> DesignOutcome:
     """Train and score ``design`` on each of ``tasks``; return the mean score and details.
+
+    ``role`` picks the evaluation set (tasks.data.roles): ``"selection"`` for search stages,
+    ``"report"`` for the final comparison, None for the training split and report set PEFS used
+    before roles. Each task's ``per_task`` entry says which examples it trained on and was scored
+    on (``train_set``, ``eval_set``: ExampleSet dicts with a ``description``).
 
     ``tasks``: registered names ("sst2"), TaskSpecs, or TaskSpec dicts (as stored on Task rows).
     ``callbacks``: any object with optional ``on_step(task, step, values)``,
@@ -394,7 +405,7 @@ def run_design(
     for spec in specs:
         encoded = encode_task(
             spec, tokenizer, max_length=config.max_length, train_examples=config.train_examples,
-            eval_examples=config.eval_examples,
+            eval_examples=config.eval_examples, role=role,
         )
         spec = encoded.spec  # hub tasks learn their label set when loaded
         head = HeadSpec(problem=spec.problem, num_labels=spec.num_labels)
@@ -437,6 +448,8 @@ def run_design(
             "training_only": counts["training_only"],
             "trainable_parameters": trainable_parameters(counts),
             "learning_rates": rates,
+            "train_set": _described(encoded.train_set),
+            "eval_set": _described(encoded.eval_set),
         }
         notes.extend(note for note in encoded.notes if note not in notes)
         if output_dir is not None:

@@ -187,6 +187,7 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
             should_stop=heartbeat.stop.is_set,
             backbone_cache=backbone_cache,
             output_dir=output_dir,
+            role=trial.eval_role,
         )
         if output_dir is not None:
             outcome.notes.extend(export_peft(outcome.saved, trial.design))
@@ -204,7 +205,8 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
         heartbeat.join(timeout=5)
     recorder.flush()
     result = services.TrialResult(score=outcome.score, scores=outcome.per_task, trainable_params=outcome.peft_total,
-                                  head_params=outcome.head_params, notes=list(outcome.notes))
+                                  head_params=outcome.head_params, notes=list(outcome.notes),
+                                  optimised_params=outcome.trainable_parameters.get("optimised_total"))
     return services.trial_finish(trial_id=trial.pk, attempt=attempt, status=Trial.Status.SUCCEEDED, result=result)
 
 

@@ -167,14 +167,24 @@ class StageSerializer(serializers.ModelSerializer):
 
 
 class StageDetailSerializer(StageSerializer):
-    """A stage with its spaces, per-choice statistics, trial counts and best trials."""
+    """A stage with its spaces, plan, per-choice statistics, trial counts, best trials and the
+    examples its numbers were scored on."""
 
     trial_counts = serializers.SerializerMethodField()
     best_trials = serializers.SerializerMethodField()
+    scored_on = serializers.SerializerMethodField(
+        help_text="Per task, the examples trained on and scored on (split, count, seeds): stage trials and "
+                  "final tuning on the selection set, the final comparison on the report set.")
 
     class Meta(StageSerializer.Meta):
-        fields = [*StageSerializer.Meta.fields, "space", "next_space", "summary", "trial_counts", "best_trials"]
+        fields = [*StageSerializer.Meta.fields, "space", "next_space", "plan", "summary", "trial_counts",
+                  "best_trials", "scored_on"]
         read_only_fields = fields
+
+    @extend_schema_field({"type": "object", "additionalProperties": {"type": "object"}})
+    def get_scored_on(self, stage: Stage) -> dict[str, Any]:
+        role = Trial.Role.REPORT if stage.key == "final" else Trial.Role.SELECTION
+        return selectors.stage_example_sets(stage=stage, role=role)
 
     def get_trial_counts(self, stage: Stage) -> dict[str, int]:
         return selectors.stage_trial_counts(stage=stage)

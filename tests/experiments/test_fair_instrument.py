@@ -148,3 +148,21 @@ def test_a_finished_trial_shows_both_counts_and_its_role_in_the_api_and_the_even
     assert event["optimised_params"] == 2666 and event["trainable_params"] == 2000
     best = selectors.stage_best_trials(stage=stage)
     assert best[0]["optimised_params"] == 2666 and best[0]["trainable_params"] == 2000
+
+
+def test_the_stage_api_shows_the_plan_and_which_examples_scored_it(user):
+    from django.urls import reverse
+    from rest_framework.test import APIClient
+
+    stage = _search(user).stages.get()
+    trial = stage.trials.order_by("index").first()
+    eval_set = {"role": "selection", "split": "train", "pool": 249, "count": 50, "seed": 0, "held_out": True,
+                "split_seed": 0, "description": "selection: 50 of 249 examples held out of train"}
+    services.trial_claim(trial_id=trial.pk, attempt=trial.attempt, worker="w")
+    services.trial_finish(trial_id=trial.pk, attempt=trial.attempt, status=Trial.Status.SUCCEEDED,
+                          result=services.TrialResult(70.0, {"rte": {"score": 70.0, "eval_set": eval_set}}, 2000, 66))
+    client = APIClient()
+    client.force_authenticate(user)
+    body = client.get(reverse("api:stage-detail", args=[stage.pk])).json()
+    assert body["plan"]["stage_plan"]["raised_from"] == 2 and body["plan"]["untried"] == {}
+    assert body["scored_on"] == {"rte": {"train": None, "eval": eval_set}}

@@ -35,6 +35,18 @@ def test_auto_approved_search_runs_every_stage_and_writes_artifacts(user, tiny_b
     # The final stage compared the selected design with the four baselines and full fine-tuning
     final = search.stages.get(key="final")
     assert {row["arm"] for row in final.summary["rows"]} == {"selected", "adapter", "prefix", "bitfit", "lora", "full"}
+    # Issue 10: stages and the final stage's learning-rate tuning were scored on the selection set,
+    # the comparison on the report set, and every trained run recorded both parameter counts
+    stage_trial = Trial.objects.filter(search=search, stage__key="S1").first()
+    assert stage_trial.eval_role == "selection" and stage_trial.scores["sst2"]["eval_set"]["role"] == "selection"
+    assert final.plan["phase"] == "report" and set(final.plan["tuning"]) == set(final.plan["learning_rates"])
+    tuned = final.trials.filter(eval_role="selection")
+    assert tuned.count() == 6 * 2 and {t.scores["sst2"]["eval_set"]["role"] for t in tuned} == {"selection"}
+    report_run = final.trials.filter(eval_role="report", choices__arm="lora").first()
+    assert report_run.scores["sst2"]["eval_set"]["role"] == "report"
+    assert report_run.choices["learning_rate"] == final.plan["learning_rates"]["lora"]
+    assert report_run.optimised_params > report_run.trainable_params  # the head trains too
+    assert all(row["learning_rate"] and row["optimised_parameters"] for row in final.summary["rows"])
     # Downloads exist and the design JSON is the selected design with its decisions
     kinds = set(Artifact.objects.filter(search=search).values_list("kind", flat=True))
     assert {"design", "weights", "report_json", "report_md"} <= kinds
@@ -42,6 +54,8 @@ def test_auto_approved_search_runs_every_stage_and_writes_artifacts(user, tiny_b
     assert design["schema"] == "pefs.design/1"
     assert len(design["provenance"]["decisions"]) == len(keys) - 1
     assert design["trainable_parameters"]["peft_total"] == pytest.approx(6000, rel=0.02)
+    report = (Path(settings.MEDIA_ROOT) / Artifact.objects.get(search=search, kind="report_md").path).read_text()
+    assert "What each number was scored on" in report and "Learning rate per arm" in report
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -309,3 +311,19 @@ def test_outcome_reports_stored_and_trained_counts_and_rates(tiny):
         "bitfit": FAST.learning_rate, "lora": FAST.learning_rate,
     }  # fmt: skip
     assert outcome.to_dict()["trainable_parameters"] == counts
+
+
+def test_a_role_picks_the_evaluation_set_and_the_outcome_says_which_examples(tiny):
+    cache, design = tiny
+    config = dataclasses.replace(FAST, eval_examples=40)
+    stage = run_design(design, ["rte"], train_config=config, backbone_cache=cache, role="selection")
+    final = run_design(design, ["rte"], train_config=config, backbone_cache=cache, role="report")
+    selection, report = stage.per_task["rte"]["eval_set"], final.per_task["rte"]["eval_set"]
+    # Stage trials are scored on examples held out of GLUE train, the final comparison on dev
+    assert (selection["role"], selection["held_out"], selection["count"]) == ("selection", True, 40)
+    assert report["role"] == "report" and report["count"] == 40
+    assert selection["split"] != report["split"] or selection["held_out"] != report["held_out"]
+    assert selection["description"].startswith("selection: 40 of ")
+    # Both train on the same examples, which neither evaluation set shares
+    assert stage.per_task["rte"]["train_set"] == final.per_task["rte"]["train_set"]
+    assert stage.per_task["rte"]["train_set"]["count"] == 32
