@@ -8,6 +8,7 @@ After the last component the final stage trains the selected design against the 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -32,7 +33,9 @@ from experiments.space import (
     stage_seed,
     summarise,
 )
-from experiments.space.stages import FINAL
+from experiments.space.planning import StagePlan
+from experiments.space.sampling import SampleBatch
+from experiments.space.stages import FINAL, Decision, StageSpec
 from tasks.peft.budget import BackboneShape
 
 from .. import events
@@ -73,6 +76,9 @@ def search_create(*, owner: AbstractBaseUser, name: str, tasks: list[Task], back
     # Built for the backbone: patterns that give the same design on its layers are one choice, and a
     # component whose choices all coincide is decided here, without a stage.
     space = DesignSpace.initial(num_groups=groups, num_layers=backbone.num_layers)
+    # Sampled before the transaction: with SQLite's single write lock, a large first stage must
+    # not make workers' heartbeats and metric writes wait while designs are drawn.
+    draft = stage_draft(config=config, space=space, order=0, backbone=backbone, tasks=len(tasks))
     with transaction.atomic():
         search = Search.objects.create(
             owner=owner, name=name[:128], backbone=backbone, budget_kind=budget_kind,
@@ -81,27 +87,52 @@ def search_create(*, owner: AbstractBaseUser, name: str, tasks: list[Task], back
             untrained_decisions=[d.to_dict() for d in decisions_without_training(space)],
         )
         search.tasks.set(tasks)
-        stage_open(search=search, space=space, order=0)
+        stage_open(search=search, space=space, order=0, draft=draft)
     return search
 
 
-def stage_open(*, search: Search, space: DesignSpace, order: int) -> Stage:
-    """Create the stage that follows `space` and queue its trials (inside the caller's transaction)."""
-    config = search_config(search)
+@dataclass(frozen=True)
+class StageDraft:
+    """A stage drawn but not yet stored: its spec, plan and sampled designs (no database writes)."""
+
+    spec: StageSpec
+    plan: StagePlan
+    batch: SampleBatch
+
+
+def stage_draft(*, config: SearchConfig, space: DesignSpace, order: int, backbone: Backbone,
+                tasks: int) -> StageDraft | None:
+    """Draw the stage that follows ``space`` (None when the final stage comes next).
+
+    Pure computation on the search's settings, so callers run it before their write transaction.
+    """
     spec = REFERENCE if order == 0 and config.reference_stage else next_stage(space)
     if spec.name == FINAL.name:
-        return final_stage_open(search=search, space=space, order=order)
-    shape = BackboneShape.from_dict(search.backbone.shape)
+        return None
+    shape = BackboneShape.from_dict(backbone.shape)
     try:
         # At least min_successes designs for every open choice (stratified), so no choice is
         # discarded untried; plan.raised_from says when the preset's figure was raised.
-        plan = stage_plan(config, space, spec, tasks=search.tasks.count())
+        plan = stage_plan(config, space, spec, tasks=tasks)
         batch = sample(space, plan.designs, seed=stage_seed(config.seed, spec.name), shape=shape,
                        budget=config.budget, balance=plan.balance, stratify=plan.stratify,
-                       min_per_choice=plan.min_per_choice,
-                       provenance={"search": search.pk, "stage": spec.name})
+                       min_per_choice=plan.min_per_choice, provenance={"stage": spec.name})
     except (InfeasibleSpace, SpaceError) as exc:
         raise _space_error(exc) from None
+    return StageDraft(spec=spec, plan=plan, batch=batch)
+
+
+def stage_open(*, search: Search, space: DesignSpace, order: int, draft: StageDraft | None = None) -> Stage:
+    """Store the stage that follows ``space`` and queue its trials (inside the caller's transaction).
+
+    ``draft`` is the stage drawn beforehand by :func:`stage_draft`; without it the stage is drawn here.
+    """
+    if draft is None:
+        draft = stage_draft(config=search_config(search), space=space, order=order, backbone=search.backbone,
+                            tasks=search.tasks.count())
+    if draft is None:
+        return final_stage_open(search=search, space=space, order=order)
+    spec, plan, batch = draft.spec, draft.plan, draft.batch
     stage = Stage.objects.create(
         search=search, order=order, key=spec.name, component=spec.component or "", space=space.to_dict(),
         plan={"title": spec.title, "requested": batch.requested, "sampled": len(batch.designs),
@@ -113,11 +144,17 @@ def stage_open(*, search: Search, space: DesignSpace, order: int) -> Stage:
     )
     stage_trials_add(search=search, stage=stage, trials=[
         Trial(search=search, stage=stage, index=d.index, kind=Trial.Kind.SAMPLE, choices=dict(d.choices),
-              design=d.design, seed=d.seed, trainable_params=d.parameters, eval_role=Trial.Role.SELECTION,
-              label=_choices_label(d.choices))
+              design=_with_search(d.design, search.pk), seed=d.seed, trainable_params=d.parameters,
+              eval_role=Trial.Role.SELECTION, label=_choices_label(d.choices))
         for d in batch.designs
     ])
     return stage
+
+
+def _with_search(design: dict[str, Any], search_id: int) -> dict[str, Any]:
+    """The design with its search's id in its provenance (drawn before the search row existed)."""
+    provenance = design.get("provenance") or {}
+    return {**design, "provenance": {"search": search_id, **provenance}}
 
 
 def _choices_label(choices: dict[str, Any]) -> str:
@@ -182,23 +219,20 @@ def stage_approve(*, stage: Stage, user: AbstractBaseUser | None, choice: str | 
 
     user None means the search's auto-approve applied the recommendation.
     """
+    # The next stage is drawn before the write transaction (refining is deterministic in the
+    # stage's space and the choice), so drawing many designs never holds the database's write lock.
+    ahead = Stage.objects.select_related("search", "search__backbone").get(pk=stage.pk)
+    draft = None
+    if ahead.status == Stage.Status.AWAITING:
+        next_space, _ = _refinement(ahead, user=user, choice=choice, reason=reason)
+        draft = stage_draft(config=search_config(ahead.search), space=next_space, order=ahead.order + 1,
+                            backbone=ahead.search.backbone, tasks=ahead.search.tasks.count())
     with transaction.atomic():
         stage = Stage.objects.select_for_update().select_related("search", "search__backbone").get(pk=stage.pk)
         if stage.status != Stage.Status.AWAITING:
             raise ValidationError({"stage": [f"Stage {stage.key} is {stage.get_status_display().lower()}, "
                                              "not waiting for approval."]})
-        recommended = (stage.recommendation or {}).get("choice")
-        choice = (choice or "").strip() or recommended
-        if not choice:
-            raise ValidationError({"choice": ["This stage has no recommendation (too few successful trials): "
-                                              "choose an option and give a reason, or retry the failed trials."]})
-        space = DesignSpace.from_dict(stage.space)
-        decided_by = AUTO if user is None else f"user:{user.get_username()}"
-        try:
-            next_space, decision = refine(space, stage.component, choice, decided_by=decided_by,
-                                          reason=reason, recommended=recommended)
-        except SpaceError as exc:
-            raise _space_error(exc) from None
+        next_space, decision = _refinement(stage, user=user, choice=choice, reason=reason)
         stage.decision = decision.to_dict()
         stage.decided_by = user
         stage.decided_automatically = user is None
@@ -209,8 +243,24 @@ def stage_approve(*, stage: Stage, user: AbstractBaseUser | None, choice: str | 
         stage.save(update_fields=["decision", "decided_by", "decided_automatically", "decided_at",
                                   "override_reason", "next_space", "status"])
         events.stage_changed(stage)
-        stage_open(search=stage.search, space=next_space, order=stage.order + 1)
+        stage_open(search=stage.search, space=next_space, order=stage.order + 1, draft=draft)
     return stage
+
+
+def _refinement(stage: Stage, *, user: AbstractBaseUser | None, choice: str | None,
+                reason: str) -> tuple[DesignSpace, Decision]:
+    """The space after deciding ``stage`` for ``choice`` (its recommendation when None), and the decision."""
+    recommended = (stage.recommendation or {}).get("choice")
+    choice = (choice or "").strip() or recommended
+    if not choice:
+        raise ValidationError({"choice": ["This stage has no recommendation (too few successful trials): "
+                                          "choose an option and give a reason, or retry the failed trials."]})
+    decided_by = AUTO if user is None else f"user:{user.get_username()}"
+    try:
+        return refine(DesignSpace.from_dict(stage.space), stage.component, choice, decided_by=decided_by,
+                      reason=reason, recommended=recommended)
+    except SpaceError as exc:
+        raise _space_error(exc) from None
 
 
 def search_cancel(*, search: Search) -> Search:
