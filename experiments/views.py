@@ -82,6 +82,8 @@ def search_plan_preview(request: HttpRequest) -> HttpResponse:
     """htmx: the trials and task-epochs the new-search form's settings would train, and the limits."""
     form = SearchForm(request.GET, user=request.user)
     context = {"form": form}
+    if not request.GET.getlist("tasks"):  # a fresh form: nothing is wrong yet, there is just no plan
+        return render(request, "experiments/partials/search_plan.html", {"form": None})
     if not form.is_valid() and form.plan_errors():
         return render(request, "experiments/partials/search_plan.html", context)
     try:

@@ -324,3 +324,20 @@ def test_the_new_search_plan_says_which_stages_were_raised_and_why(client, user)
     assert raised, html
     assert "every open choice gets 2 designs (none is discarded untried)" in raised.group(1)
     assert re.search(r"S3 from 8 to \d+", raised.group(1)) and "S4.G1 from 8 to" in raised.group(1)
+
+
+def test_a_fresh_new_search_form_shows_a_hint_not_an_error(client, user):
+    from experiments.forms import preset_values
+    from experiments.space.presets import PRESETS
+
+    client.force_login(user)
+    backbone = BackboneFactory(num_layers=6, is_default=True)
+    fresh = client.get(reverse("search-plan-preview"), {"backbone": backbone.pk, "preset": "quick"}).content.decode()
+    assert "Choose tasks" in fresh and "required" not in fresh and "error" not in fresh
+    data = {key: ("on" if value is True else "" if value in (False, None) else value)
+            for key, value in preset_values(PRESETS["quick"]).items()}
+    data.update({"name": "plan", "tasks": [sst2().pk], "backbone": backbone.pk, "preset": "quick", "seed": 0,
+                 "max_eval_examples": "", "groups": 4, "designs_per_stage": 10**6})
+    bad = client.get(reverse("search-plan-preview"), data).content.decode()
+    # Every problem says which field it is about.
+    assert "Designs per stage:" in bad, bad
