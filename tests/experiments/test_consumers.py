@@ -58,7 +58,7 @@ def test_someone_who_does_not_own_the_search_is_refused_before_accept(owner):
     async_to_sync(scenario)()
 
 
-def test_live_events_resume_after_redis_is_flushed(owner, redis_url, settings):
+def test_live_events_resume_after_redis_is_flushed_and_the_client_is_told_to_catch_up(owner, redis_url, settings):
     async def scenario():
         communicator = WebsocketCommunicator(as_user(owner), f"/ws/searches/{SEARCH_ID}/")
         connected, _ = await communicator.connect()
@@ -69,16 +69,33 @@ def test_live_events_resume_after_redis_is_flushed(owner, redis_url, settings):
         # Redis forgets every group; the socket stays open
         redis.Redis.from_url(redis_url).flushdb()
         flushed = time.monotonic()
-        n, received = 0, None
-        while received is None and time.monotonic() - flushed < 4 * settings.PEFS_WS_GROUP_REFRESH_SECONDS + 5:
+        n, received = 0, []
+        deadline = flushed + 4 * settings.PEFS_WS_GROUP_REFRESH_SECONDS + 2 * consumers.PROBE_TIMEOUT_SECONDS + 5
+        while not any(m["type"] == "trial.metric" for m in received) and time.monotonic() < deadline:
             n += 1
             await publish(n)
             # receive_nothing waits without ending the consumer (a receive timeout would cancel it)
-            if not await communicator.receive_nothing(timeout=0.2):
-                received = await communicator.receive_json_from()
-        assert received is not None, "no event reached the socket after the flush"
-        assert received["type"] == "trial.metric"
-        assert time.monotonic() - flushed < 2 * settings.PEFS_WS_GROUP_REFRESH_SECONDS + 1
+            while not await communicator.receive_nothing(timeout=0.2):
+                received.append(await communicator.receive_json_from())
+        assert any(m["type"] == "trial.metric" for m in received), "no event reached the socket after the flush"
+        # Within one interval plus the probe that found the loss
+        assert time.monotonic() - flushed < 2 * settings.PEFS_WS_GROUP_REFRESH_SECONDS + consumers.PROBE_TIMEOUT_SECONDS + 1
+        # The events published while the group was lost are gone: the client is told to read them from the API
+        assert {"type": "sync"} in received
+        await communicator.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_no_sync_is_sent_while_the_group_holds(owner, settings):
+    async def scenario():
+        communicator = WebsocketCommunicator(as_user(owner), f"/ws/searches/{SEARCH_ID}/")
+        connected, _ = await communicator.connect()
+        assert connected
+        # Several membership checks pass: the page is not sent to the API for nothing
+        assert await communicator.receive_nothing(timeout=4 * settings.PEFS_WS_GROUP_REFRESH_SECONDS)
+        await publish(1)
+        assert await communicator.receive_json_from(timeout=5) == {"type": "trial.metric", "n": 1}
         await communicator.disconnect()
 
     async_to_sync(scenario)()

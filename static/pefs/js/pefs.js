@@ -49,13 +49,15 @@
   // (a dropped connection, Redis restarting), and the database holds the truth, so the page's
   // catchUp(reason) reads the REST API: once the socket is open ("connect"), after every
   // reconnect ("reconnect") and, when safetyMs is given, every safetyMs as a slow safety net
-  // ("safety"). Reconnects back off from 1 s to 30 s; code 1008 (not the owner) stops.
+  // ("safety"). The server sends {"type": "sync"} when it had to re-join the search's group (Redis
+  // flushed or restarted): events were missed as in a reconnect, so it counts as one ("reconnect").
+  // Reconnects back off from 1 s to 30 s; code 1008 (not the owner) stops.
   //
   //   const live = PEFS.followSearch({ ws: config.ws, statusEl: el, onEvent: handle,
   //                                    catchUp: async function (reason) { ... }, safetyMs: 30000 });
-  //   live.counters.events; live.dropConnection();
+  //   live.counters.events; live.counters.resyncs; live.dropConnection();
   PEFS.followSearch = function (options) {
-    const counters = { events: 0, reconnects: 0, backfills: 0, safetyPolls: 0 };
+    const counters = { events: 0, reconnects: 0, resyncs: 0, backfills: 0, safetyPolls: 0 };
     const liveText = options.liveText || "live";
     let socket = null;
     let retryDelay = 1000;
@@ -88,8 +90,10 @@
         catchUp(reconnect ? "reconnect" : "connect");
       };
       socket.onmessage = function (message) {
+        const event = JSON.parse(message.data);
+        if (event.type === "sync") { counters.resyncs += 1; catchUp("reconnect"); return; }
         counters.events += 1;
-        options.onEvent(JSON.parse(message.data));
+        options.onEvent(event);
       };
       socket.onclose = function (event) {
         if (event.code === 1008) { setStatus("not allowed to watch this search", ""); return; }
