@@ -6,6 +6,7 @@ picked from there and copied to static/pefs/screenshots/).
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,43 @@ def log_in(page, username: str, password: str) -> None:
     page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_url("**/")
+
+
+def in_thread(function, *args, **kwargs) -> None:
+    """Run a database write or an event publish away from Playwright's event-loop thread, where
+    Django refuses ORM calls and async_to_sync cannot run."""
+    errors = []
+
+    def run():
+        try:
+            function(*args, **kwargs)
+        except Exception as error:  # re-raised below, in the test's thread
+            errors.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def running_search(transactional_db, user, tiny_backbone, bundled_tasks):
+    from tests.factories import SearchFactory, StageFactory, TrialFactory
+
+    search = SearchFactory(owner=user, backbone=tiny_backbone, tasks=[bundled_tasks["sst2"]], name="live pages")
+    stage = StageFactory(search=search, order=1, key="S1", component="grouping", status="running")
+    trial = TrialFactory(stage=stage, index=0, status="running", attempt=1)
+    search.current_stage = stage
+    search.save(update_fields=["current_stage"])
+    return search.pk, stage.pk, trial.pk
+
+
+def open_following(new_page, base_url: str, path: str, live_status: str):
+    """Alice's page at path, once it follows the WebSocket and its first catch-up is done."""
+    page = new_page(base_url)
+    log_in(page, "alice", "alice-password-1")
+    page.goto(path)
+    page.wait_for_selector(f"{live_status}.connected")
+    page.wait_for_load_state("networkidle")
+    return page

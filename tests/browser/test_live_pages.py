@@ -5,33 +5,12 @@ watches the pages react to them with no request to the API in between.
 """
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from experiments.models import Stage, Trial
-from tests.browser.conftest import log_in
-from tests.factories import SearchFactory, StageFactory, TrialFactory
+from tests.browser.conftest import in_thread, open_following
 
 pytestmark = [pytest.mark.browser, pytest.mark.system, pytest.mark.timeout(300)]
-
-
-def in_thread(function, *args, **kwargs) -> None:
-    """Run a database write or an event publish away from Playwright's event-loop thread, where
-    Django refuses ORM calls and async_to_sync cannot run."""
-    errors = []
-
-    def run():
-        try:
-            function(*args, **kwargs)
-        except Exception as error:  # re-raised below, in the test's thread
-            errors.append(error)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
-    if errors:
-        raise errors[0]
 
 
 def publish(search_id: int, event_type: str, payload: dict) -> None:
@@ -48,26 +27,6 @@ def set_status(model, pk: int, status: str) -> None:
         connection.close()
 
     in_thread(update)
-
-
-@pytest.fixture
-def running_search(transactional_db, user, tiny_backbone, bundled_tasks):
-    search = SearchFactory(owner=user, backbone=tiny_backbone, tasks=[bundled_tasks["sst2"]], name="live pages")
-    stage = StageFactory(search=search, order=1, key="S1", component="grouping", status="running")
-    trial = TrialFactory(stage=stage, index=0, status="running", attempt=1)
-    search.current_stage = stage
-    search.save(update_fields=["current_stage"])
-    return search.pk, stage.pk, trial.pk
-
-
-def open_following(new_page, base_url: str, path: str, live_status: str):
-    """Alice's page at path, once it follows the WebSocket and its first catch-up is done."""
-    page = new_page(base_url)
-    log_in(page, "alice", "alice-password-1")
-    page.goto(path)
-    page.wait_for_selector(f"{live_status}.connected")
-    page.wait_for_load_state("networkidle")
-    return page
 
 
 def api_requests(page) -> list[str]:
