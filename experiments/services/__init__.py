@@ -11,7 +11,10 @@ the field. One module per sub-domain, each importing only those before it:
 - catalog: tasks (uploads, bundled GLUE) and backbones (measured in a child process: no torch here);
 - limits: a search's configuration and plan (trials, task-epochs) before it starts, and the
   per-user limits it must fit;
-- searches: create a search, open/complete/approve stages, cancel, complete;
+- stage_trials: a stage's trial rows, inserted in bounded batches, counted and queued;
+- final: the final stage: each arm's learning-rate grid on the selection set, then its report runs;
+- searches: create a search, draw stages (outside the write transaction), open/complete/approve
+  stages, cancel, complete;
 - trials: claim, heartbeat, finish, cancel, retry, and the sweep that supervises running trials;
 - users: the accounts the command line acts for.
 
