@@ -7,7 +7,8 @@ parser refuses, with a 400 that says which limit was hit:
 - a body larger than ``settings.PEFS_MAX_JSON_BYTES`` (read from Content-Length first, then while
   reading, so a lying Content-Length cannot make it buffer more);
 - a document nested deeper than ``settings.PEFS_MAX_JSON_DEPTH`` (checked after parsing, without
-  recursion; deeper than the interpreter's recursion limit is refused by the decoder itself).
+  recursion, by the same walk the upload parser uses; deeper than the interpreter's recursion
+  limit is refused by the decoder itself).
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from typing import Any
 from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
+
+from tasks.data.parsing import json_depth
 
 DEFAULT_MAX_JSON_BYTES = 1024 * 1024
 DEFAULT_MAX_JSON_DEPTH = 32
@@ -31,31 +34,13 @@ def max_json_depth() -> int:
     return int(getattr(settings, "PEFS_MAX_JSON_DEPTH", DEFAULT_MAX_JSON_DEPTH))
 
 
-def json_depth(value: Any) -> int:
-    """Nesting depth of a decoded JSON value (a scalar is 0, [] is 1, [[1]] is 2), iteratively."""
-    deepest = 0
-    stack = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            deepest = max(deepest, depth)
-            continue
-        deepest = max(deepest, depth + 1)
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
 def loads_bounded(text: str, *, max_depth: int) -> Any:
     """json.loads that raises ValueError (never RecursionError) for documents nested too deeply."""
     try:
         value = json.loads(text)
     except RecursionError:
         raise ValueError(f"JSON nested deeper than {max_depth} levels") from None
-    if json_depth(value) > max_depth:
+    if json_depth(value, limit=max_depth) > max_depth:
         raise ValueError(f"JSON nested deeper than {max_depth} levels")
     return value
 

@@ -48,9 +48,9 @@ from experiments.space.compiling import Budget, CompiledDesign, compile_choices
 from experiments.space.errors import SpaceError
 from experiments.space.space import DesignSpace
 from experiments.space.stages import final_choices
-from experiments.space.subsets import CODE_OF_STRATEGY
 from tasks.peft.budget import STRATEGIES, BackboneShape, InfeasibleBudget
 from tasks.peft.design import DesignOptions, design_from_sizes
+from tasks.peft.strategies import code_by_name
 
 SELECTED = "selected"
 FULL = "full"
@@ -192,7 +192,7 @@ def baseline_design(
         "grouping": "uniform",
         "allocation": "uniform",
         "groups": "G1",
-        "assignment.G1": CODE_OF_STRATEGY[strategy],
+        "assignment.G1": code_by_name()[strategy],
     }
     provenance = {"baseline": strategy}
     try:

@@ -21,18 +21,12 @@ full set last.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from functools import cache
 from itertools import combinations
-from types import MappingProxyType
 
 from experiments.space.errors import SpaceError
 from tasks.peft.strategies import code_by_name, name_by_code
-
-# Name -> code as registered at import, for modules that index it (the final-stage plan); new
-# code calls tasks.peft.strategies.code_by_name(), which also sees strategies registered later.
-CODE_OF_STRATEGY: Mapping[str, str] = MappingProxyType(code_by_name())
-
 
 @cache  # spaces are validated against these on every construction
 def _subsets(members: tuple[str, ...]) -> tuple[str, ...]:

@@ -335,15 +335,16 @@ def _json_object(line: str, number: int, path: str) -> dict[str, Any]:
             hint = " (this looks like one JSON array: write JSON Lines, one object per line)"
         raise DataError("path", f"{path}: line {number}: expected a JSON object per line{hint}")
     # Only a line with more than one bracket can nest; most lines skip the walk.
-    if line.count("{") + line.count("[") > 1 and _depth(record) > MAX_JSON_DEPTH:
+    if line.count("{") + line.count("[") > 1 and json_depth(record) > MAX_JSON_DEPTH:
         raise too_deep
     return record
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth of a JSON value, level by level (no recursion), stopping past the limit."""
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of a decoded JSON value (a scalar is 0, [] is 1, [[1]] is 2), level by level
+    (no recursion), stopping once it is past ``limit``."""
     depth, level = 0, [value]
-    while depth <= MAX_JSON_DEPTH:
+    while depth <= limit:
         containers = [v for v in level if isinstance(v, (dict, list))]
         if not containers:
             break
