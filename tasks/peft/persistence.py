@@ -8,11 +8,17 @@
     <directory>/head.safetensors   the task head (metadata: problem, num_labels)
 
 ``load`` rebuilds the model on a fresh backbone (the design's, or one passed in) and reproduces
-the saved model's outputs. ``export_peft`` writes a LoRA-only design in Hugging Face PEFT format.
+the saved model's outputs; ``load_result`` does the same from what PEFS's downloads page offers
+(the design JSON and one task's weights, PEFT tensors and head in one .safetensors file). Both
+load strictly: every tensor in the files must fit the design and every tensor the design needs
+must be there, else ``WeightsMismatch`` names the keys. ``export_peft`` writes a LoRA-only design
+in Hugging Face PEFT format.
 
 Example:
     >>> save(model, design, "run/42")                                      # doctest: +SKIP
     >>> again = load("run/42")                       # loads design.backbone  # doctest: +SKIP
+    >>> result = load_result("design.json", "weights-sst2.safetensors")    # doctest: +SKIP
+    >>> result.model(**result.tokenizer("A fine film.", return_tensors="pt")).logits  # doctest: +SKIP
     >>> export_peft(model, design, "run/42/hf-peft")                        # doctest: +SKIP
 """
 
@@ -29,7 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tasks.peft.backbones import Backbone, blocks, load_backbone, model_family
+from tasks.peft.backbones import Backbone, blocks, introspect, load_backbone, model_family
 from tasks.peft.budget import STRATEGIES
 from tasks.peft.design import Design, DesignError, HeadSpec
 from tasks.peft.engine import applied_design, apply, head_state_dict, peft_state_dict
@@ -38,6 +44,35 @@ DESIGN_FILE = "design.json"
 PEFT_FILE = "peft.safetensors"
 HEAD_FILE = "head.safetensors"
 FORMAT = "pefs.peft/1"
+
+
+class WeightsMismatch(ValueError):
+    """Saved tensors that do not fit the design: ``missing`` (needed, absent), ``unexpected``
+    (present, fitting nothing) and ``mismatched`` (``{key: (saved shape, model shape)}``)."""
+
+    def __init__(
+        self,
+        source: str,
+        missing: list[str],
+        unexpected: list[str],
+        mismatched: dict[str, tuple[tuple[int, ...], tuple[int, ...]]],
+    ) -> None:
+        self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} missing: {_listed(missing)}")
+        if unexpected:
+            problems.append(f"{len(unexpected)} not used by the design: {_listed(unexpected)}")
+        if mismatched:
+            shapes = [f"{k} {list(a)} != {list(b)}" for k, (a, b) in mismatched.items()]
+            problems.append(f"{len(mismatched)} of the wrong shape (saved != model): "
+                            f"{_listed(shapes)}")
+        super().__init__(f"{source}: the weights do not fit the design; " + "; ".join(problems))
+
+
+def _listed(keys: list[str], shown: int = 8) -> str:
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return ", ".join(keys[:shown]) + more
 
 
 class NotExpressible(ValueError):
@@ -102,6 +137,36 @@ def load(directory: str | os.PathLike, backbone: Backbone | nn.Module | None = N
     design = Design.from_json((src / DESIGN_FILE).read_text())
     with safe_open(str(src / HEAD_FILE), "pt") as f:
         meta = f.metadata() or {}
+    tensors = {**load_file(str(src / PEFT_FILE)), **load_file(str(src / HEAD_FILE))}
+    return _rebuild(design, tensors, meta, backbone, str(src)).model
+
+
+def load_result(
+    design: Design | Mapping[str, Any] | str | os.PathLike,
+    weights: str | os.PathLike,
+    backbone: Backbone | nn.Module | None = None,
+) -> Backbone:
+    """Rebuild a downloaded result: ``design`` (a pefs.design/1 document or its JSON file) and
+    one task's ``weights`` file (PEFT tensors and head together, metadata: problem, num_labels).
+
+    Returns the Backbone (model in eval mode, tokenizer of ``design.backbone``); a ``backbone``
+    passed in is used instead of loading one (a bare module comes back without a tokenizer).
+    """
+    if not isinstance(design, (Design, Mapping)):
+        design = Design.from_json(Path(design).read_text())
+    design = design if isinstance(design, Design) else Design.from_dict(design)
+    with safe_open(str(weights), "pt") as f:
+        meta = f.metadata() or {}
+    return _rebuild(design, load_file(str(weights)), meta, backbone, str(weights))
+
+
+def _rebuild(
+    design: Design,
+    tensors: dict[str, Any],
+    meta: Mapping[str, str],
+    backbone: Backbone | nn.Module | None,
+    source: str,
+) -> Backbone:
     head = design.head or HeadSpec(
         meta.get("problem", "classification"), int(meta.get("num_labels", 2))
     )
@@ -109,21 +174,37 @@ def load(directory: str | os.PathLike, backbone: Backbone | nn.Module | None = N
         name = design.backbone.name_or_path
         if name.startswith("config:"):
             raise ValueError(
-                f"{src}: the backbone was built from a config; pass backbone= to load it"
+                f"{source}: the backbone was built from a config; pass backbone= to load it"
             )
         backbone = load_backbone(name, head=head)
-    model = backbone.model if isinstance(backbone, Backbone) else backbone
+    if not isinstance(backbone, Backbone):
+        backbone = Backbone(model=backbone, tokenizer=None, shape=introspect(backbone), head=head)
+    model = backbone.model
     # Saved prefixes are folded: rebuild them as plain parameters whatever the training option.
     apply(model, design, reparameterize_prefix=False)
-    tensors = {**load_file(str(src / PEFT_FILE)), **load_file(str(src / HEAD_FILE))}
-    result = model.load_state_dict(tensors, strict=False)
-    if result.unexpected_keys:
-        raise ValueError(f"{src}: tensors that do not fit the design: {result.unexpected_keys[:5]}")
-    missing = set(tensors) & set(result.missing_keys)
-    if missing:
-        raise ValueError(f"{src}: tensors not loaded: {sorted(missing)[:5]}")
+    _load_strictly(model, tensors, source)
     model.eval()
-    return model
+    return backbone
+
+
+def _load_strictly(model: nn.Module, tensors: Mapping[str, Any], source: str) -> None:
+    """Load the design's tensors (PEFT and head): every saved key used, every needed key saved.
+
+    The frozen backbone comes from its checkpoint, so a plain ``strict=True`` (which would ask
+    the file for every backbone weight too) is not the check; the design's own keys are.
+    """
+    needed = {**peft_state_dict(model), **head_state_dict(model)}
+    mismatched = {
+        key: (tuple(tensors[key].shape), tuple(value.shape))
+        for key, value in needed.items()
+        if key in tensors and tuple(tensors[key].shape) != tuple(value.shape)
+    }
+    missing, unexpected = sorted(set(needed) - set(tensors)), sorted(set(tensors) - set(needed))
+    if missing or unexpected or mismatched:
+        raise WeightsMismatch(source, missing, unexpected, mismatched)
+    result = model.load_state_dict(dict(tensors), strict=False)
+    if result.unexpected_keys:  # a stored key that is not a parameter path: never loaded
+        raise WeightsMismatch(source, [], sorted(result.unexpected_keys), {})
 
 
 def _not_expressible_parts(design: Design) -> list[str]:

@@ -121,3 +121,69 @@ def test_save_and_export_check_the_given_design_against_the_applied_one(tmp_path
     with pytest.raises(DesignError) as err:
         save(backbone.model, other, tmp_path / "saved")
     assert err.value.field == "design"
+
+
+def saved_lora_bert(tmp_path):
+    """A LoRA + BitFit design on a tiny BERT, saved; returns (fresh copy of the backbone, design)."""
+    backbone = tiny_backbone("bert")
+    fresh = copy.deepcopy(backbone.model)
+    design = design_from_sizes(backbone.shape, {0: {"lora": 2}, 1: {"bitfit": 1}}, seed=0)
+    apply(backbone, design)
+    save(backbone.model, design, tmp_path)
+    return fresh, design
+
+
+@pytest.mark.parametrize("change", ["missing", "extra", "reshaped"])
+def test_load_is_strict_and_names_the_keys(change, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from tasks.peft.persistence import WeightsMismatch
+
+    fresh, _ = saved_lora_bert(tmp_path)
+    tensors = load_file(str(tmp_path / PEFT_FILE))
+    key = sorted(tensors)[0]
+    if change == "missing":
+        del tensors[key]
+    elif change == "extra":
+        tensors["bert.encoder.layer.2.attention.self.query.lora.lora_A.weight"] = torch.zeros(2, 32)
+    else:
+        tensors[key] = torch.zeros(*tensors[key].shape, 1)
+    save_file(tensors, str(tmp_path / PEFT_FILE))
+
+    with pytest.raises(WeightsMismatch) as err:
+        load(tmp_path, fresh)
+
+    named = {"missing": err.value.missing, "extra": err.value.unexpected,
+             "reshaped": list(err.value.mismatched)}[change]
+    expected = "bert.encoder.layer.2.attention.self.query.lora.lora_A.weight" if change == "extra" else key
+    assert named == [expected]
+    assert expected in str(err.value)
+
+
+def test_load_result_reads_one_weights_file_and_refuses_a_missing_head(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from tasks.peft.persistence import WeightsMismatch, load_result
+
+    backbone = tiny_backbone("bert")
+    fresh = copy.deepcopy(backbone.model)
+    design = design_from_sizes(backbone.shape, {0: {"lora": 2}, 2: {"adapter": 2}}, seed=0)
+    inputs, expected = apply_and_train(backbone, design, "bert", copy.deepcopy(fresh))
+    save(backbone.model, design, tmp_path / "saved")
+    with safe_open(str(tmp_path / "saved" / HEAD_FILE), "pt") as f:
+        meta = f.metadata()
+    combined = {**load_file(str(tmp_path / "saved" / PEFT_FILE)),
+                **load_file(str(tmp_path / "saved" / HEAD_FILE))}
+    save_file(combined, str(tmp_path / "weights.safetensors"), metadata=meta)
+
+    result = load_result(tmp_path / "saved" / DESIGN_FILE, tmp_path / "weights.safetensors",
+                         copy.deepcopy(fresh))
+
+    torch.testing.assert_close(logits(result.model, inputs), expected, rtol=0, atol=1e-5)
+    assert result.head.num_labels == 3 and result.tokenizer is None
+    without_head = {k: v for k, v in combined.items() if not k.startswith("classifier.")}
+    save_file(without_head, str(tmp_path / "no-head.safetensors"), metadata=meta)
+    with pytest.raises(WeightsMismatch) as err:
+        load_result(design.to_dict(), tmp_path / "no-head.safetensors", copy.deepcopy(fresh))
+    assert err.value.missing == ["classifier.bias", "classifier.weight"]
