@@ -130,23 +130,62 @@
     if (row && event.key === "Enter" && event.target === row) window.location.href = row.dataset.href;
   });
 
-  // Preset select: copy the chosen preset's values into every editable field it governs.
+  // Preset select: a preset writes its own fields only (designs per stage, epochs, data sizes,
+  // ...), never what describes the search itself (name, tasks, backbone, budget, layer groups,
+  // seed, auto-approve), and never a field the person edited by hand: such a field is marked
+  // data-user-set and, where the preset would have changed it, says "kept your value" (issue 12:
+  // a search started with 4 groups after the user chose 2).
+  const NOT_PRESET_FIELDS = ["name", "tasks", "backbone", "budget_kind", "budget_value", "groups", "seed",
+                             "auto_approve", "preset"];
+
+  function presetValueShown(input, value) {
+    if (input.type === "checkbox") return input.checked === Boolean(value);
+    if (input.type === "radio") return !input.checked || input.value === String(value);
+    return input.value === (value === null ? "" : String(value));
+  }
+
+  function keptNote(input, value) {
+    const note = document.createElement("span");
+    note.className = "kept-note";
+    note.dataset.keptNote = input.name;
+    note.textContent = "kept your value (the preset has " + (value === null ? "none" : value) + ")";
+    (input.closest(".field") || input.parentNode).appendChild(note);
+  }
+
   function bindPresets(root) {
     (root || document).querySelectorAll("select[data-presets]").forEach(function (select) {
       if (select.dataset.bound) return;
       select.dataset.bound = "1";
+      const form = select.form;
       const presets = JSON.parse(document.getElementById(select.dataset.presets).textContent);
+      // Only what a person does counts as their value: the preset's own writes are not trusted events.
+      function markUserSet(event) {
+        const input = event.target;
+        if (!event.isTrusted || !input.name || input === select) return;
+        form.querySelectorAll('[name="' + input.name + '"]').forEach(function (el) { el.dataset.userSet = "1"; });
+      }
+      form.addEventListener("input", markUserSet);
+      form.addEventListener("change", markUserSet);
       select.addEventListener("change", function () {
         const values = presets[select.value] || {};
+        form.querySelectorAll("[data-kept-note]").forEach(function (note) { note.remove(); });
         Object.keys(values).forEach(function (key) {
-          const inputs = select.form.querySelectorAll('[name="' + key + '"]');
+          if (NOT_PRESET_FIELDS.indexOf(key) !== -1) return;
+          const inputs = form.querySelectorAll('[name="' + key + '"]');
+          if (!inputs.length) return;
+          const value = values[key];
+          if (inputs[0].dataset.userSet) {
+            if (!Array.prototype.every.call(inputs, function (input) { return presetValueShown(input, value); })) {
+              keptNote(inputs[0], value);
+            }
+            return;
+          }
           inputs.forEach(function (input) {
-            const value = values[key];
             if (input.type === "checkbox") input.checked = Boolean(value);
             else if (input.type === "radio") input.checked = input.value === String(value);
             else input.value = value === null ? "" : value;
           });
-          if (inputs.length) inputs[0].dispatchEvent(new Event("change", { bubbles: true }));
+          inputs[0].dispatchEvent(new Event("change", { bubbles: true }));
         });
       });
     });
