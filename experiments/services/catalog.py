@@ -188,6 +188,58 @@ def task_upload(*, owner: AbstractBaseUser, name: str, uploaded_file: UploadedFi
     return task
 
 
+_TASK_FILE_KEYS = ("train_path", "eval_path", "selection_path")
+
+
+def _hub_offline() -> bool:
+    """Whether hub access is switched off here: the flag tasks.data.hub.load_hub refuses on."""
+    import datasets  # already loaded by the pages (tasks.data); the loader's own reading of the flag
+
+    return bool(datasets.config.HF_HUB_OFFLINE)
+
+
+def _task_files(task: Task) -> list[Path]:
+    """The files a bundled or uploaded task's trials read (its TaskSpec's paths, resolved)."""
+    spec = task.spec or {}
+    if task.source == Task.Source.BUNDLED:
+        from tasks.data import BUNDLED_DIR  # tasks.data imports datasets: not for every request
+
+        root = BUNDLED_DIR
+    else:
+        root = Path(settings.UPLOAD_ROOT)
+    return [root / spec[key] for key in _TASK_FILE_KEYS if spec.get(key)]
+
+
+def task_unavailable_reason(task: Task) -> str | None:
+    """Why a search cannot use ``task`` on this server, or None when it can (as far as can be known
+    without loading the data: this runs on every new-search page, so it only looks at the
+    environment and whether files exist).
+
+    A hub task (MNLI, QQP) needs the Hugging Face Hub, which HF_HUB_OFFLINE switches off; a bundled
+    or uploaded task needs its files. Whether an online hub answers is only known when a trial
+    loads the data.
+
+    Example (with HF_HUB_OFFLINE=1):
+        >>> task_unavailable_reason(Task.objects.get(owner=None, name="mnli"))
+        'needs the Hugging Face Hub, which is switched off here (HF_HUB_OFFLINE); upload ...'
+    """
+    if task.source == Task.Source.HUB:
+        if _hub_offline():
+            return ("needs the Hugging Face Hub, which is switched off here (HF_HUB_OFFLINE); "
+                    "upload its data as a file instead")
+        return None
+    files = _task_files(task)
+    if task.source == Task.Source.UPLOAD and not files:
+        return "its uploaded file is not recorded; upload it again"
+    missing = [path for path in files if not path.is_file()]
+    if not missing:
+        return None
+    if task.source == Task.Source.UPLOAD:
+        return "its uploaded file is no longer on the server; upload it again"
+    return (f"its data files are missing from this installation "
+            f"({missing[0].name} of {missing[0].parent.name})")
+
+
 # A Hugging Face repository id: an optional owner and a name, each of letters, digits, '-', '_'
 # and '.', at most 96 characters, not starting or ending with '-' or '.' (huggingface_hub's rules).
 _HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
