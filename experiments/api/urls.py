@@ -12,6 +12,7 @@ from pefs_web.login_attempts import RateLimitedLogin
 
 from ..models import Artifact
 from . import views
+from .engine import EngineWheelView
 from .parsers import BoundedJSONParser
 
 app_name = "api"
@@ -42,9 +43,14 @@ class TokenView(RateLimitedLogin, ObtainAuthToken):
     parser_classes = [FormParser, MultiPartParser, BoundedJSONParser]
 
 
+# As every other endpoint (views.PefsViewMixin): token authentication first, so an anonymous
+# request gets 401 with a WWW-Authenticate header, not SessionAuthentication's 403.
+SCHEMA_AUTHENTICATION = views.PefsViewMixin.authentication_classes
+
 urlpatterns = [
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("schema/", SpectacularAPIView.as_view(authentication_classes=SCHEMA_AUTHENTICATION), name="schema"),
+    path("docs/", SwaggerView.as_view(url_name="api:schema", authentication_classes=SCHEMA_AUTHENTICATION),
+         name="docs"),
     path("auth/token/", login_not_required(TokenView.as_view()), name="token"),
 
     path("tasks/", views.TaskListView.as_view(), name="task-list"),
@@ -67,6 +73,7 @@ urlpatterns = [
     path("searches/<int:pk>/downloads/peft/<slug:task>.zip",
          views.SearchTaskDownloadView.as_view(kind=Artifact.Kind.PEFT_EXPORT), name="download-peft"),
     path("searches/<int:pk>/downloads/<str:filename>", views.SearchDownloadView.as_view(), name="download"),
+    path("engine/<str:filename>", EngineWheelView.as_view(), name="engine-wheel"),
 
     path("stages/<int:pk>/", views.StageDetailView.as_view(), name="stage-detail"),
     path("stages/<int:pk>/approve/", views.StageApproveView.as_view(), name="stage-approve"),
