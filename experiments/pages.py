@@ -27,6 +27,7 @@ from tasks.peft.budget import STRATEGIES
 
 from . import selectors
 from .models import Artifact, Search, Stage, Trial
+from .reports import final_separation, search_resolution, stage_resolution
 
 SEARCHES_PER_PAGE = 25
 TRIALS_PER_PAGE = 25
@@ -310,6 +311,7 @@ def stage_page(search: Search, stage: Stage) -> dict[str, Any]:
         "diff": space_diff(stage, options),
         "counts": counts, "trials_total": sum(counts.values()),
         "top_trials": selectors.stage_best_trials(stage=stage) if summary else [],
+        "resolution": stage_resolution(stage),
         "timeline": stage_timeline(search, list(search.stages.all())),
         "stage_config": live_config(search, stage=stage.pk, status=stage.status,
                                     detail=reverse("api:stage-detail", args=[stage.pk])),
@@ -422,8 +424,10 @@ def final_report(search: Search) -> dict[str, Any]:
     baselines = [mean for arm, mean in averages.items() if arm not in ("selected", "full") and mean is not None]
     counts = selectors.stage_trial_counts(stage=final) if final is not None else {}
     selected = selectors.search_selected_trial(search)
+    resolution = search_resolution(search)
     return {
-        "final_stage": final, "tasks": table["tasks"], "rows": rows, **best_arm(rows, table["best"]),
+        "final_stage": final, "tasks": table["tasks"], "rows": rows, "resolution": resolution,
+        **final_separation(rows, resolution=resolution["average"]),
         "pending": counts.get(Trial.Status.QUEUED, 0) + counts.get(Trial.Status.RUNNING, 0),
         "selected_average": averages.get("selected"), "best_baseline": max(baselines, default=None),
         "full": averages.get("full"),
@@ -434,15 +438,6 @@ def final_report(search: Search) -> dict[str, Any]:
                          for row in example_set_rows(scores, role)],
         "artifacts": list(selectors.artifact_list(search=search)),
     }
-
-
-def best_arm(rows: list[dict[str, Any]], best: str | None) -> dict[str, Any]:
-    """The best arm, or none when its average ties another arm's: a tie is shown as a tie."""
-    top = next((row["average"]["mean"] for row in rows if row["arm"] == best), None)
-    means = {row["arm"]: row["average"]["mean"] for row in rows}
-    tied = [arm for arm, mean in means.items()
-            if top is not None and mean is not None and abs(mean - top) < TIE_TOLERANCE]
-    return {"best": best if len(tied) < 2 else None, "tied_best": tied if len(tied) > 1 else []}
 
 
 def arm_learning_rate(row: dict[str, Any], plan: Mapping[str, Any]) -> dict[str, Any]:

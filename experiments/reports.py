@@ -1,10 +1,98 @@
 """The final report of a search, as JSON (for tools) and Markdown (for people)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from .models import Search, Trial
-from .selectors import search_tasks, selected_design, stage_example_sets
+from .models import Search, Stage, Trial
+from .selectors import search_role_results, search_tasks, selected_design, stage_example_sets
+
+# Fewer evaluation examples than this cannot separate designs: one example moves an accuracy by
+# more than a point (issue 12: 3 held-out rows, and every design and baseline tied at 66.67).
+SMALL_EVALUATION = 100
+# Metrics on which one example moves the score by 100/n points: accuracy exactly, F1-and-accuracy
+# (their mean) by about as much. Correlations (Matthews, Pearson/Spearman) move in other steps.
+ACCURACY_LIKE = ("accuracy", "f1_accuracy")
+# Means closer than this are equal (float noise).
+TIE_TOLERANCE = 1e-6
+
+
+def one_example_points(examples: int | None, metric: str) -> float | None:
+    """The smallest score difference an evaluation set of ``examples`` can resolve: one example is
+    100/n points of an accuracy-like metric; None for other metrics or an unknown size.
+
+    >>> one_example_points(3, "accuracy"), one_example_points(872, "accuracy")
+    (33.333333333333336, 0.11467889908256881)
+    """
+    if metric not in ACCURACY_LIKE or not isinstance(examples, int) or examples < 1:
+        return None
+    return 100 / examples
+
+
+def _examples(result: Any) -> int | None:
+    """The evaluation set's size in a trial's stored per-task result or a stage's example sets."""
+    if not isinstance(result, Mapping):
+        return None
+    described = result.get("eval_set") or result.get("eval")
+    count = described.get("count") if isinstance(described, Mapping) else None
+    count = count if isinstance(count, int) else result.get("eval_examples")
+    return count if isinstance(count, int) else None
+
+
+def evaluation_resolution(results: Mapping[str, Any], metrics: Mapping[str, str]) -> dict[str, Any]:
+    """Per task, how many examples its scores were computed on, what one example is worth
+    (``points``) and whether the set is too small to separate designs; and ``average``: one example's
+    worth in the mean over the tasks (the finest task's points over the number of tasks; None when a
+    task's metric has no such step); ``too_small``: the tasks whose set is too small.
+
+    ``results``: per task, a trial's stored result (``eval_set``/``eval_examples``) or a stage's
+    example sets (``eval``), as selectors.search_role_results and stage_example_sets give them.
+    """
+    tasks = []
+    for task, result in results.items():
+        examples = _examples(result)
+        tasks.append({"task": task, "examples": examples, "points": one_example_points(examples, metrics.get(task, "")),
+                      "too_small": examples is not None and examples < SMALL_EVALUATION})
+    points = [t["points"] for t in tasks]
+    average = min(points) / len(points) if points and None not in points else None
+    return {"tasks": tasks, "by_task": {t["task"]: t for t in tasks}, "average": average,
+            "too_small": [t for t in tasks if t["too_small"]]}
+
+
+def search_resolution(search: Search, *, role: str = Trial.Role.REPORT) -> dict[str, Any]:
+    """evaluation_resolution of the search's latest scores in ``role`` (the final table's: report)."""
+    metrics = {task.name: task.metric for task in search_tasks(search)}
+    return evaluation_resolution(search_role_results(search=search).get(role) or {}, metrics)
+
+
+def stage_resolution(stage: Stage) -> dict[str, Any]:
+    """evaluation_resolution of the examples a stage's trials were scored on (the selection set)."""
+    metrics = {task.name: task.metric for task in search_tasks(stage.search)}
+    return evaluation_resolution(stage_example_sets(stage=stage), metrics)
+
+
+def final_separation(rows: list[Mapping[str, Any]], *, resolution: float | None) -> dict[str, Any]:
+    """Whether one arm of the final table is best, by its average: ``{"best": arm or None,
+    "tied_best": [arms], "separation": "best" | "tie" | "not_separable" | None}``.
+
+    An arm is best only when every other average is lower by at least ``resolution`` (one example
+    of the evaluation set, evaluation_resolution's ``average``): arms with the same mean are a
+    "tie"; arms closer than one example are "not_separable". Either way none is badged best.
+
+    >>> rows = [{"arm": "selected", "average": {"mean": 66.7}}, {"arm": "lora", "average": {"mean": 55.6}}]
+    >>> final_separation(rows, resolution=33.3)["separation"], final_separation(rows, resolution=1.0)["best"]
+    ('not_separable', 'selected')
+    """
+    means = {row["arm"]: row["average"]["mean"] for row in rows if row["average"]["mean"] is not None}
+    if not means:
+        return {"best": None, "tied_best": [], "separation": None}
+    top = max(means.values())
+    margin = max(resolution or 0.0, TIE_TOLERANCE)
+    close = [arm for arm, mean in means.items() if top - mean < margin]
+    if len(close) == 1:
+        return {"best": close[0], "tied_best": [], "separation": "best"}
+    equal = all(top - means[arm] < TIE_TOLERANCE for arm in close)
+    return {"best": None, "tied_best": close, "separation": "tie" if equal else "not_separable"}
 
 
 def report_json(search: Search) -> dict[str, Any]:
@@ -40,7 +128,8 @@ def report_json(search: Search) -> dict[str, Any]:
         ],
         "untrained_decisions": list(search.untrained_decisions or []),
         "final": {"plan": final.plan, "results": final.summary,
-                  "scored_on": stage_example_sets(stage=final, role=Trial.Role.REPORT)} if final else None,
+                  "scored_on": stage_example_sets(stage=final, role=Trial.Role.REPORT),
+                  "resolution": search_resolution(search)} if final else None,
         "design": selected_design(search),
     }
 
@@ -64,6 +153,18 @@ def _scored_on_lines(report: dict[str, Any]) -> list[str]:
         training = (sets.get("train") or {}).get("description")
         lines.append(f"- {where}, {task}: {evaluation}" + (f"; trained on {training}" if training else ""))
     return lines
+
+
+def _resolution_lines(resolution: Mapping[str, Any], separation: Mapping[str, Any]) -> list[str]:
+    """What one example of the report set is worth, a set too small to separate designs, and arms
+    that no example separates."""
+    lines = [f"- {t['task']}: {t['examples']:,} report examples; one example = {t['points']:.2f} points"
+             + (" (too small to separate designs)" if t["too_small"] else "")
+             for t in resolution.get("tasks") or [] if t["examples"] is not None and t["points"] is not None]
+    if separation.get("tied_best"):
+        how = "the same average" if separation["separation"] == "tie" else "averages less than one example apart"
+        lines.append(f"- No best arm: {', '.join(separation['tied_best'])} have {how}.")
+    return ["", *lines] if lines else []
 
 
 def _learning_rate_lines(plan: dict[str, Any]) -> list[str]:
@@ -127,6 +228,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         lines.append("| arm | stored parameters | optimised parameters | learning rate | "
                      + " | ".join(table["tasks"]) + " | average |")
         lines.append("| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in table["tasks"]) + " | ---: |")
+        resolution = final.get("resolution") or {}
+        separation = final_separation(table["rows"], resolution=resolution.get("average"))
         for row in table["rows"]:
             cells = []
             for task in table["tasks"]:
@@ -137,9 +240,11 @@ def report_markdown(report: dict[str, Any]) -> str:
             params = f"{row['parameters']:,}" if row.get("parameters") is not None else "-"
             optimised = f"{row['optimised_parameters']:,}" if row.get("optimised_parameters") is not None else "-"
             rate = f"{row['learning_rate']:g}" if row.get("learning_rate") else "-"
-            marker = " **best**" if row["arm"] == table.get("best") else ""
+            marker = (" **best**" if row["arm"] == separation["best"] else
+                      f" ({separation['separation'].replace('_', ' ')})" if row["arm"] in separation["tied_best"] else "")
             lines.append(f"| {row['arm']}{marker} | {params} | {optimised} | {rate} | " + " | ".join(cells)
                          + f" | {_fmt(avg['mean'])} ± {_fmt(avg['std'])} |")
+        lines += _resolution_lines(resolution, separation)
         lines += _learning_rate_lines(final["plan"])
         for note in final["plan"].get("notes", []):
             lines += ["", f"Note: {note}"]

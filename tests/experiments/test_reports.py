@@ -70,7 +70,9 @@ def test_report_json_says_which_examples_each_number_was_scored_on(finished_sear
 def test_report_markdown_shows_both_counts_the_rates_and_the_examples(finished_search):
     text = report_markdown(report_json(finished_search))
     assert "| stored parameters | optimised parameters | learning rate |" in text
-    assert "| selected **best** | 2,000 | 5,000 | 0.003 |" in text
+    # both arms average 75.0: a tie, never "best" (issue 12)
+    assert "| selected (tie) | 2,000 | 5,000 | 0.003 |" in text and "**best**" not in text
+    assert "No best arm: selected, lora have the same average." in text
     assert "| lora | 0.001, 0.003 | 0.001: 80.00, 0.003: n/a | 0.001 |" in text
     assert "S2, sst2: selection: 64 of 6,735 examples held out of train" in text
     assert "final (report runs), sst2: report: 64 of 872 examples from validation" in text
