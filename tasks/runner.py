@@ -11,12 +11,31 @@ Reproducibility: the seed (``train_config.seed``, or the design's own ``seed`` w
 is set before the model is built, so the task head and the PEFT modules are initialised the same
 way every time, and it then drives dropout and data order in the trainer.
 
-:class:`BackboneCache` keeps a backbone's pretrained weights (a state dict of everything the
-checkpoint had, BERT's pooler included) and tokenizer in memory, so a long-lived worker reads each
-checkpoint from disk once. Every model is built the same way, cache or not: a fresh model from the
-pretrained config (its new classifier initialised under the trial's seed), then the cached
-pretrained weights copied in. A warm cache therefore changes nothing but the time it takes, and
-every arm of a comparison with the same seed starts from the same head.
+:class:`~tasks.backbone_cache.BackboneCache` (re-exported here) keeps pretrained backbones in
+memory between trials; a warm cache changes nothing but the time a trial takes.
+
+Rungs and checkpoints (successive halving): ``train_config.epochs`` is always the full count E,
+so the warm-up and linear decay span all E epochs whether or not the run stops early.
+
+- ``until_epoch=k`` (1..E, None: E) stops each task after k epochs in total; the outcome's scores
+  and metrics are those of the evaluation at the end of epoch k, and ``outcome.epochs_done`` (and
+  each ``per_task`` entry's ``epochs_done``) is k.
+- ``checkpoint_dir``: after every task has trained to k, each task's resumable state (trainable
+  parameters only, optimizer, scheduler, step, RNG and data-order states, evaluations) is in
+  ``checkpoint_dir/<task>/`` (format in :mod:`tasks.checkpoint`), listed in
+  ``outcome.checkpoints``. The directories appear together, by rename, only when the whole design
+  succeeded: a cancelled or failed run leaves none.
+- ``resume_from``: a directory written that way, by the same design (content hash, provenance
+  aside), tasks, role and training settings (seed, epochs, batch size, examples, max length...;
+  the device may differ). Each task's model is built as always, its state loaded, and training
+  goes on from epoch k+1 with global step numbers continuing (the first ``on_step`` is the
+  checkpoint's step + 1); ``until_epoch`` must then be above k. On CPU, stopping and resuming
+  gives exactly the losses and scores of one uninterrupted run.
+- Anything missing or mismatched raises :class:`CheckpointError` (a ``TrainConfigError``, so a
+  ``ValueError``) whose ``field`` names it: ``resume_from`` (no or unreadable checkpoint),
+  ``tasks`` (a task without one), ``design``, a setting (``epochs``, ``batch_size``, ``seed``...),
+  ``role``, ``train_size``, ``parameters``. A bad ``until_epoch`` raises ``TrainConfigError``
+  naming it. Full fine-tuning refuses all three arguments (CheckpointError naming the argument).
 
 Example:
     >>> outcome = run_design(design_dict, ["sst2", "rte"],                      # doctest: +SKIP
@@ -28,27 +47,37 @@ Example:
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from tasks import checkpoint
+from tasks.backbone_cache import BackboneCache
+from tasks.checkpoint import CheckpointError
 from tasks.data import DataError, ExampleSet, Role, TaskSpec, encode_task, resolve_task
 from tasks.peft.design import Design, DesignError, HeadSpec
 from tasks.peft.engine import HEAD_GROUP, parameter_groups
-from tasks.train import ALL_PARAMETERS, Callbacks, Cancelled, TrainConfig, train
+from tasks.train import (
+    ALL_PARAMETERS,
+    Callbacks,
+    Cancelled,
+    TrainConfig,
+    TrainConfigError,
+    rung_end,
+    train,
+)
 
 __all__ = [
     "FULL_FINETUNING_MAX_LR",
     "BackboneCache",
     "Cancelled",
+    "CheckpointError",
     "DesignOutcome",
     "FullFineTuning",
+    "TrainConfigError",
     "design_learning_rates",
     "run_design",
     "trainable_parameters",
@@ -83,6 +112,8 @@ class DesignOutcome:
     seconds: float = 0.0
     saved: dict[str, str] = field(default_factory=dict)
     trainable_parameters: dict[str, int] = field(default_factory=dict)
+    epochs_done: int = 0
+    checkpoints: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,127 +126,9 @@ class DesignOutcome:
             "seed": self.seed,
             "seconds": self.seconds,
             "saved": dict(self.saved),
+            "epochs_done": self.epochs_done,
+            "checkpoints": dict(self.checkpoints),
         }
-
-
-# --- backbone cache -----------------------------------------------------------------------
-
-
-@dataclass
-class _CachedBackbone:
-    config: Any
-    tokenizer: Any
-    shape: Any
-    weights: dict[str, torch.Tensor]
-
-
-def _default_names() -> set[str]:
-    from tasks.peft.backbones import DEFAULT_BACKBONE, default_backbone_path
-
-    return {DEFAULT_BACKBONE, str(default_backbone_path())}
-
-
-def _load_name(name_or_path: str | None) -> str | None:
-    """The argument for load_backbone: None (the bundled MiniLM, offline) for the default's names."""
-    if not name_or_path or name_or_path in _default_names():
-        return None
-    return name_or_path
-
-
-class BackboneCache:
-    """Pretrained weights, config and tokenizer per backbone, kept in memory between trials.
-
-    Holds at most ``max_backbones`` backbones (least recently used goes first). Thread-safe.
-
-    Example:
-        >>> cache = BackboneCache()
-        >>> backbone = cache.load(None, head=HeadSpec(problem="regression", num_labels=1), seed=0)  # doctest: +SKIP
-    """
-
-    def __init__(self, max_backbones: int = 2) -> None:
-        if max_backbones < 1:
-            raise ValueError("max_backbones: must be at least 1")
-        self.max_backbones = max_backbones
-        self._entries: OrderedDict[str, _CachedBackbone] = OrderedDict()
-        self._lock = threading.Lock()
-        self.disk_loads = 0  # how often a checkpoint was read from disk (tests, worker metrics)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def _entry(self, name_or_path: str | None) -> _CachedBackbone:
-        from tasks.peft.backbones import load_backbone
-
-        key = _load_name(name_or_path) or "<default>"
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
-                return entry
-            # Fixed RNG for the disk load: the throwaway head (and anything the checkpoint lacks)
-            # is initialised identically in every process, and the caller's RNG is left alone.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                loaded = load_backbone(
-                    _load_name(name_or_path), head=HeadSpec(problem="classification", num_labels=2)
-                )
-            self.disk_loads += 1
-            return self._store(key, loaded)
-
-    def _store(self, key: str, backbone: Any) -> _CachedBackbone:
-        from tasks.peft.backbones import head_parameters
-
-        # Keep every weight the checkpoint had, the pretrained pooler included; only what loading
-        # initialised (the classifier) is left out, to be initialised under each trial's seed.
-        # A backbone built from a config has no checkpoint: its whole head is left out.
-        fresh = getattr(backbone, "fresh_parameters", None)
-        if fresh is None:
-            fresh = {name for name, _ in head_parameters(backbone.model)}
-        # state_dict tensors outlive a discarded model; load_state_dict copies them into each new
-        # model, so the cached weights are never trained in place.
-        weights = {k: v for k, v in backbone.model.state_dict().items() if k not in fresh}
-        entry = _CachedBackbone(backbone.model.config, backbone.tokenizer, backbone.shape, weights)
-        self._entries[key] = entry
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_backbones:
-            self._entries.popitem(last=False)
-        return entry
-
-    def put(self, name_or_path: str, backbone: Any) -> None:
-        """Register a backbone already in memory (before ``apply``) under ``name_or_path``.
-
-        Its weights are copied, so later training of ``backbone`` does not leak into the cache.
-        Used for models built from a config (tests) or fetched by other means.
-        """
-        if backbone.tokenizer is None:
-            raise ValueError("backbone: has no tokenizer; set backbone.tokenizer before caching it")
-        with self._lock:
-            entry = self._store(_load_name(name_or_path) or "<default>", backbone)
-            entry.weights = {k: v.clone() for k, v in entry.weights.items()}
-
-    def tokenizer(self, name_or_path: str | None) -> Any:
-        """The backbone's tokenizer (loads the backbone into the cache if needed)."""
-        return self._entry(name_or_path).tokenizer
-
-    def load(self, name_or_path: str | None, *, head: HeadSpec, seed: int) -> Any:
-        """A fresh ``tasks.peft.Backbone`` with pretrained weights and a head initialised under ``seed``."""
-        from tasks.peft.backbones import Backbone, head_parameters, load_backbone
-
-        entry = self._entry(name_or_path)
-        torch.manual_seed(seed)
-        built = load_backbone(head=head, config=entry.config)
-        missing, unexpected = built.model.load_state_dict(entry.weights, strict=False)
-        head_names = {name for name, _ in head_parameters(built.model)}
-        if unexpected or set(missing) - head_names:
-            raise RuntimeError(
-                f"cached weights do not fit the rebuilt model: missing {sorted(set(missing) - head_names)}, "
-                f"unexpected {sorted(unexpected)}"
-            )
-        return Backbone(model=built.model, tokenizer=entry.tokenizer, shape=entry.shape, head=head)
 
 
 # --- running a design ---------------------------------------------------------------------
@@ -336,6 +249,9 @@ def run_design(
     backbone_cache: BackboneCache | None = None,
     output_dir: str | Path | None = None,
     role: Role | None = None,
+    until_epoch: int | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume_from: str | Path | None = None,
 ) -> DesignOutcome:
     """Train and score ``design`` on each of ``tasks``; return the mean score and details.
 
@@ -357,8 +273,14 @@ def run_design(
     parameter count, the learning rate is capped at :data:`FULL_FINETUNING_MAX_LR` unless the
     document gives one, and ``output_dir`` receives whole models (``save_pretrained``).
 
+    Rungs (see the module docstring): ``until_epoch`` stops every task after that many of
+    ``train_config.epochs`` epochs; ``checkpoint_dir`` receives each task's resumable state
+    (``checkpoint_dir/<task>/``, listed in ``outcome.checkpoints``) once every task has trained;
+    ``resume_from`` continues from such a directory. PEFT designs only.
+
     Raises ``DesignError`` (bad design, or a fixed head that does not fit a task), ``DataError``
-    (bad task), ``TrainConfigError`` and ``TrainingDiverged``, each naming the problem.
+    (bad task), ``TrainConfigError`` (``until_epoch`` among its fields), :class:`CheckpointError`
+    (a checkpoint missing or from another run) and ``TrainingDiverged``, each naming the problem.
     """
     from tasks.peft import apply
 
@@ -380,6 +302,7 @@ def run_design(
     if repeated:
         raise DataError("tasks", f"task(s) listed more than once: {', '.join(repeated)}")
 
+    _check_rung_arguments(full, train_config, until_epoch, checkpoint_dir, resume_from)
     own_seed = full.seed if full is not None else design.seed
     seed = own_seed if train_config.seed is None else train_config.seed
     config = replace(train_config, seed=seed)
@@ -409,65 +332,38 @@ def run_design(
         )
         spec = encoded.spec  # hub tasks learn their label set when loaded
         head = HeadSpec(problem=spec.problem, num_labels=spec.num_labels)
+        meta = None
         if full is None:
             _check_head(design, spec, head)
-        prepared.append((spec, encoded, head))
+            meta = checkpoint.fingerprint(
+                design, config, task=spec.name, role=role, train_size=len(encoded.train)
+            )
+        prepared.append((spec, encoded, head, meta))
+    epochs_before = 0 if resume_from is None else _resumed_epochs(Path(resume_from), prepared)
+    stop = rung_end(config, until_epoch, epochs_before)
 
-    for spec, encoded, head in prepared:
-        if should_stop is not None and should_stop():
-            raise Cancelled(spec.name, 0)
-        backbone = cache.load(backbone_name, head=head, seed=seed)
-        groups: dict[str, list[Any]] | None = None
-        rates: dict[str, float] = {ALL_PARAMETERS: config.learning_rate}
-        if full is None:
-            counts = apply(backbone, design).to_dict()
-            groups = parameter_groups(backbone.model)
-            rates = design_learning_rates(design, config.learning_rate)
-        else:
-            counts = _counts_for_full_finetuning(backbone)
-        peft_total = counts["peft_total"]
-        result = train(
-            backbone.model,
-            encoded,
-            config,
-            task_name=spec.name,
-            callbacks=callbacks,
-            should_stop=should_stop,
-            groups=groups,
-            learning_rates=rates,
-        )
-        per_task[spec.name] = {
-            "metrics": result.metrics,
-            "score": result.score,
-            "steps": result.steps,
-            "seconds": result.seconds,
-            "train_examples": len(encoded.train),
-            "eval_examples": len(encoded.eval),
-            "head_params": counts["head"],
-            "trainable_total": counts["trainable_total"],
-            "training_only": counts["training_only"],
-            "trainable_parameters": trainable_parameters(counts),
-            "learning_rates": rates,
-            "train_set": _described(encoded.train_set),
-            "eval_set": _described(encoded.eval_set),
-        }
-        notes.extend(note for note in encoded.notes if note not in notes)
-        if output_dir is not None:
-            from tasks.peft import save
-
-            directory = Path(output_dir) / _directory_name(spec.name)
-            backbone.model.to("cpu")
-            if full is None:
-                save(backbone.model, design, directory)
-            else:
-                _save_full_model(backbone, directory)
-            saved[spec.name] = str(directory)
-        del backbone  # free the trained model before building the next task's
+    checkpoints: dict[str, str] = {}
+    staging = checkpoint.staged(checkpoint_dir) if checkpoint_dir is not None else nullcontext()
+    with staging as stage:
+        for spec, encoded, head, meta in prepared:
+            per_task[spec.name], peft_total, saved_to = _run_task(
+                design if full is None else full, spec, encoded, head, config,
+                cache=cache, callbacks=callbacks, should_stop=should_stop,
+                until_epoch=stop, resume_from=resume_from, stage=stage, meta=meta,
+                output_dir=output_dir,
+            )  # fmt: skip
+            notes.extend(note for note in encoded.notes if note not in notes)
+            if saved_to is not None:
+                saved[spec.name] = saved_to
+            if stage is not None:
+                checkpoints[spec.name] = str(Path(checkpoint_dir) / _directory_name(spec.name))
 
     seed_source = "the design's seed" if train_config.seed is None else "train_config.seed"
     if full is not None and train_config.seed is None:
         seed_source = "the baseline's seed"
     notes.append(f"seed {seed} ({seed_source}) for initialisation, dropout and data order")
+    if stop < config.epochs:
+        notes.append(f"stopped after epoch {stop} of {config.epochs} (a rung of successive halving)")
     largest_head = max(per_task.values(), key=lambda entry: entry["head_params"])
     outcome = DesignOutcome(
         score=sum(entry["score"] for entry in per_task.values()) / len(per_task),
@@ -479,8 +375,126 @@ def run_design(
         seed=seed,
         seconds=time.perf_counter() - started,
         saved=saved,
+        epochs_done=stop,
+        checkpoints=checkpoints,
     )
     on_end = getattr(callbacks, "on_end", None)
     if on_end is not None:
         on_end(outcome)
     return outcome
+
+
+def _check_rung_arguments(
+    full: FullFineTuning | None,
+    config: TrainConfig,
+    until_epoch: Any,
+    checkpoint_dir: Any,
+    resume_from: Any,
+) -> None:
+    """Refuse rungs for full fine-tuning; check until_epoch's range before anything trains."""
+    if full is not None:
+        given = {"until_epoch": until_epoch, "checkpoint_dir": checkpoint_dir, "resume_from": resume_from}
+        for name, value in given.items():
+            if value is not None:
+                raise CheckpointError(
+                    name, "full fine-tuning trains all its epochs in one run; rungs and "
+                    "checkpoints are for PEFT designs",
+                )  # fmt: skip
+    rung_end(config, until_epoch)  # checked again against the resumed epoch once it is known
+
+
+def _resumed_epochs(resume_from: Path, prepared: Sequence[tuple[Any, ...]]) -> int:
+    """The epochs done in ``resume_from``; every task's checkpoint must be there and match."""
+    if not resume_from.is_dir():
+        raise CheckpointError("resume_from", f"{resume_from} is not a directory")
+    epochs = {}
+    for spec, _, _, meta in prepared:
+        directory = resume_from / _directory_name(spec.name)
+        if not (directory / checkpoint.META_FILE).is_file():
+            raise CheckpointError("tasks", f"no checkpoint of task {spec.name!r} in {resume_from}")
+        epochs[spec.name] = checkpoint.read_meta(directory, meta)["epochs_done"]
+    if len(set(epochs.values())) > 1:
+        raise CheckpointError("resume_from", f"the tasks' checkpoints are at different epochs: {epochs}")
+    return next(iter(epochs.values()))
+
+
+def _run_task(
+    design: Design | FullFineTuning,
+    spec: TaskSpec,
+    encoded: Any,
+    head: HeadSpec,
+    config: TrainConfig,
+    *,
+    cache: BackboneCache,
+    callbacks: Any,
+    should_stop: Callable[[], bool] | None,
+    until_epoch: int,
+    resume_from: str | Path | None,
+    stage: Path | None,
+    meta: dict[str, Any] | None,
+    output_dir: str | Path | None,
+) -> tuple[dict[str, Any], int, str | None]:
+    """Build, apply, (resume,) train and (checkpoint,) save one task: its per_task entry, the
+    stored PEFT count and where its weights were saved."""
+    from tasks.peft import apply
+
+    if should_stop is not None and should_stop():
+        raise Cancelled(spec.name, 0)
+    full = isinstance(design, FullFineTuning)
+    backbone_name = design.backbone if full else design.backbone.name_or_path
+    backbone = cache.load(backbone_name, head=head, seed=config.seed)
+    groups: dict[str, list[Any]] | None = None
+    rates: dict[str, float] = {ALL_PARAMETERS: config.learning_rate}
+    if not full:
+        counts = apply(backbone, design).to_dict()
+        groups = parameter_groups(backbone.model)
+        rates = design_learning_rates(design, config.learning_rate)
+    else:
+        counts = _counts_for_full_finetuning(backbone)
+    directory_name = _directory_name(spec.name)
+    state = None
+    if resume_from is not None:
+        state = checkpoint.read_task(Path(resume_from) / directory_name, backbone.model)
+    result = train(
+        backbone.model,
+        encoded,
+        config,
+        task_name=spec.name,
+        callbacks=callbacks,
+        should_stop=should_stop,
+        groups=groups,
+        learning_rates=rates,
+        until_epoch=until_epoch,
+        resume=state,
+        keep_state=stage is not None,
+    )
+    if stage is not None:
+        checkpoint.write_task(stage / directory_name, backbone.model, result.state, meta or {})
+    entry = {
+        "metrics": result.metrics,
+        "score": result.score,
+        "steps": result.steps,
+        "epochs_done": result.epochs,
+        "seconds": result.seconds,
+        "train_examples": len(encoded.train),
+        "eval_examples": len(encoded.eval),
+        "head_params": counts["head"],
+        "trainable_total": counts["trainable_total"],
+        "training_only": counts["training_only"],
+        "trainable_parameters": trainable_parameters(counts),
+        "learning_rates": rates,
+        "train_set": _described(encoded.train_set),
+        "eval_set": _described(encoded.eval_set),
+    }
+    saved_to = None
+    if output_dir is not None:
+        from tasks.peft import save
+
+        directory = Path(output_dir) / directory_name
+        backbone.model.to("cpu")
+        if full:
+            _save_full_model(backbone, directory)
+        else:
+            save(backbone.model, design, directory)
+        saved_to = str(directory)
+    return entry, counts["peft_total"], saved_to

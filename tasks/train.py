@@ -16,6 +16,14 @@ data order (an explicit ``torch.Generator``); deterministic algorithms are switc
 duration of a CPU run (cheap there) and restored afterwards. On CUDA, bf16 autocast is used when
 the device supports it, and results are only approximately reproducible.
 
+Stopping and resuming at an epoch boundary (successive halving's rungs): ``until_epoch=k`` trains
+only until ``k`` of the ``config.epochs`` epochs are done (the schedule still spans all of them),
+and ``keep_state=True`` returns the :class:`TrainState` there (optimizer, scheduler, step, RNG and
+data-order states, evaluations so far). ``resume=state`` continues such a run, in a fresh process
+with the model rebuilt and its trainable parameters restored by the caller, exactly where it
+stopped: on CPU the losses are identical to an uninterrupted run's. ``tasks.checkpoint`` writes the
+state to disk and reads it back.
+
 Example:
     >>> config = TrainConfig(batch_size=16, epochs=1, learning_rate=1e-3)       # doctest: +SKIP
     >>> result = train(model, encode_task("sst2", tok, max_length=64, train_examples=512),
@@ -200,8 +208,34 @@ class Callbacks:
 
 
 @dataclass
+class TrainState:
+    """Everything besides the trainable parameters that a run needs to continue exactly.
+
+    ``epochs_done`` epochs and ``step`` optimiser steps are behind it; ``optimizer`` and
+    ``scheduler`` are their ``state_dict()``s; ``cpu_rng`` (dropout), ``cuda_rng`` (the training
+    device's, when it is CUDA) and ``order_rng`` (the data-order generator) are RNG states;
+    ``evaluations`` are those made so far. Tensors only reference the live ones: write the state
+    out (``tasks.checkpoint.save``) before training the model further.
+    """
+
+    epochs_done: int
+    step: int
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    cpu_rng: torch.Tensor
+    order_rng: torch.Tensor
+    cuda_rng: torch.Tensor | None = None
+    evaluations: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
 class TrainResult:
-    """What one training run produced; ``metrics``/``score`` come from the last evaluation."""
+    """What one training run produced; ``metrics``/``score`` come from the last evaluation.
+
+    ``steps``: the global step count (a resumed run's steps included); ``epochs``: the epochs done
+    (``until_epoch`` when the run stopped at a rung); ``state``: the state to resume from, when
+    ``keep_state`` was asked for.
+    """
 
     task: str
     steps: int
@@ -211,6 +245,7 @@ class TrainResult:
     evaluations: list[dict[str, float]]
     final_loss: float
     seconds: float
+    state: TrainState | None = None
 
 
 # --- batches ------------------------------------------------------------------------------
@@ -389,6 +424,9 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     groups: Mapping[str, Sequence[nn.Parameter]] | None = None,
     learning_rates: Mapping[str, float] | None = None,
+    until_epoch: int | None = None,
+    resume: TrainState | None = None,
+    keep_state: bool = False,
 ) -> TrainResult:
     """Train ``model``'s trainable parameters on ``encoded.train``; evaluate on ``encoded.eval``.
 
@@ -401,6 +439,11 @@ def train(
     this function reseeds with ``config.seed`` (None: 0) before the first step. ``model`` is moved
     to the configured device. Raises :class:`Cancelled` when ``should_stop()`` returns True and
     :class:`TrainingDiverged` when the loss stops being finite.
+
+    ``until_epoch`` (None: ``config.epochs``) stops after that many epochs in total; ``resume``
+    continues from a :class:`TrainState` of the same model, data and config (step numbers go on
+    from its ``step``); ``keep_state`` puts the state at the end into ``TrainResult.state``.
+    ``TrainConfigError`` names ``until_epoch`` or ``resume`` when they do not fit.
     """
     name = task_name or encoded.spec.name
     seed = 0 if config.seed is None else config.seed
@@ -413,6 +456,14 @@ def train(
     steps_per_epoch = math.ceil(batches.size / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = math.ceil(config.warmup_ratio * total_steps)
+    start_epoch = 0 if resume is None else resume.epochs_done
+    stop_epoch = rung_end(config, until_epoch, start_epoch)
+    if resume is not None and resume.step != start_epoch * steps_per_epoch:
+        raise TrainConfigError(
+            "resume",
+            f"state has {resume.step} steps after {start_epoch} epoch(s), but this training set "
+            f"gives {steps_per_epoch} steps per epoch",
+        )
 
     model.to(device)
     model.train()
@@ -423,6 +474,9 @@ def train(
     )
     schedule = _linear_warmup(warmup_steps, total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    if resume is not None:
+        optimizer.load_state_dict(resume.optimizer)
+        scheduler.load_state_dict(resume.scheduler)
     trainable = [p for p in model.parameters() if p.requires_grad]
 
     deterministic_before = torch.are_deterministic_algorithms_enabled()
@@ -431,8 +485,13 @@ def train(
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(seed)
     order_rng = torch.Generator().manual_seed(seed)
-
     evaluations: list[dict[str, float]] = []
+    if resume is not None:
+        torch.set_rng_state(resume.cpu_rng)
+        order_rng.set_state(resume.order_rng)
+        if device.type == "cuda" and resume.cuda_rng is not None:
+            torch.cuda.set_rng_state(resume.cuda_rng, device)
+        evaluations = [dict(e) for e in resume.evaluations]
 
     def run_eval(step: int, epoch: float) -> dict[str, float]:
         metrics = evaluate(
@@ -452,10 +511,10 @@ def train(
         return metrics
 
     started = time.perf_counter()
-    step = 0
+    step = 0 if resume is None else resume.step
     loss_value = math.nan
     try:
-        for epoch in range(config.epochs):
+        for epoch in range(start_epoch, stop_epoch):
             order = torch.randperm(batches.size, generator=order_rng).tolist()
             for start in range(0, batches.size, config.batch_size):
                 if should_stop is not None and should_stop():
@@ -500,13 +559,41 @@ def train(
             torch.use_deterministic_algorithms(deterministic_before, warn_only=warn_only_before)
     final = evaluations[-1]
     metrics = {k: v for k, v in final.items() if k not in ("score", "epoch", "step")}
+    state = None
+    if keep_state:
+        state = TrainState(
+            epochs_done=stop_epoch,
+            step=step,
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            cpu_rng=torch.get_rng_state(),
+            order_rng=order_rng.get_state(),
+            cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            evaluations=[dict(e) for e in evaluations],
+        )
     return TrainResult(
         task=name,
         steps=step,
-        epochs=config.epochs,
+        epochs=stop_epoch,
         metrics=metrics,
         score=final["score"],
         evaluations=evaluations,
         final_loss=loss_value,
         seconds=time.perf_counter() - started,
+        state=state,
     )
+
+
+def rung_end(config: TrainConfig, until_epoch: Any, epochs_done: int = 0) -> int:
+    """The epoch to stop after: ``until_epoch`` checked against the config and the resumed state."""
+    if until_epoch is None:
+        until_epoch = config.epochs
+    if not isinstance(until_epoch, int) or isinstance(until_epoch, bool):
+        raise TrainConfigError("until_epoch", f"must be an integer or None, got {until_epoch!r}")
+    if not epochs_done < until_epoch <= config.epochs:
+        raise TrainConfigError(
+            "until_epoch",
+            f"must be in [{epochs_done + 1}, {config.epochs}] ({epochs_done} epoch(s) done of "
+            f"{config.epochs}), got {until_epoch}",
+        )
+    return until_epoch
