@@ -17,6 +17,9 @@ from .models import Backbone, Search, Task
 # SearchConfig fields the main form shows under its own names; every other one the service accepts
 # is an editable "preset field" (designs per stage, epochs, ...).
 MAIN_CONFIG_FIELDS = ("budget", "num_groups", "auto_approve", "seed")
+# SearchConfig fields the form does not edit: a {strategy: rate} mapping has no single input (the
+# measured defaults apply; the API's overrides and the CLI's --set change it).
+FORM_OMITTED_FIELDS = ("strategy_learning_rates",)
 
 
 def preset_values(config: SearchConfig) -> dict[str, Any]:
@@ -96,7 +99,7 @@ class SearchForm(forms.Form):
         self.fields["preset"].choices = [(name, name) for name in presets]
         helps = SearchConfig.help()
         self.advanced_names = [spec.name for spec in dataclasses.fields(SearchConfig)
-                               if spec.name not in MAIN_CONFIG_FIELDS
+                               if spec.name not in MAIN_CONFIG_FIELDS and spec.name not in FORM_OMITTED_FIELDS
                                and spec.name not in services.UNSCHEDULED_SETTINGS]
         for spec in dataclasses.fields(SearchConfig):
             if spec.name in self.advanced_names:

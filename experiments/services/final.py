@@ -2,7 +2,8 @@
 
 Two phases in one stage (experiments.space.final). *Tuning*: each arm tries the configured grid
 of learning rates on the selection set; when those runs are final each arm keeps its best rate
-(Stage.plan["tuning"]: the grid, each rate's mean selection score, the chosen rate and why).
+(Stage.plan["tuning"]: the grid, each rate's mean selection score, the chosen rate and why; the
+chosen rate scales the arm's per-strategy rates alike, Stage.plan["strategy_learning_rates"]).
 *Report*: each arm trains with its rate and every report seed, scored on the report set; when
 those are final the results table is stored and the search completes. A grid of one rate skips
 tuning. Only report runs count in the results, the downloads and the selected design.
@@ -41,7 +42,8 @@ def _final_plan(search: Search, space: DesignSpace) -> FinalPlan:
     try:
         return final_plan(space, shape=shape, budget=config.budget,
                           tasks=[t.name for t in selectors.search_tasks(search)], seeds=config.final_seeds,
-                          learning_rate=config.learning_rate, grid=config.final_lr_grid)
+                          learning_rate=config.learning_rate, grid=config.final_lr_grid,
+                          learning_rates=config.learning_rates())
     except SpaceError as exc:
         raise space_error(exc) from None
 
@@ -69,7 +71,8 @@ def final_stage_open(*, search: Search, space: DesignSpace, order: int) -> Stage
     plan_dict = plan.to_dict()
     plan_dict.pop("runs")
     phase = TUNE if plan.tuning else REPORT_PHASE
-    untuned = {} if plan.tuning else {"learning_rates": {run.arm: run.learning_rate for run in plan.runs}}
+    untuned = {} if plan.tuning else {"learning_rates": {run.arm: run.learning_rate for run in plan.runs},
+                                      "strategy_learning_rates": plan.chosen_strategy_rates({})}
     stage = Stage.objects.create(search=search, order=order, key="final", component="", space=space.to_dict(),
                                  plan={"title": "Final: the selected design against baselines", **plan_dict,
                                        "phase": phase, **untuned})
@@ -91,8 +94,9 @@ def final_stage_tuned(*, search: Search, stage: Stage) -> Stage:
     plan = _final_plan(search, DesignSpace.from_dict(stage.space))
     tuning = choose_learning_rates(results, plan.grids)
     runs = plan.report_runs({arm: entry["chosen"] for arm, entry in tuning.items()})
-    stage.plan = {**stage.plan, "phase": REPORT_PHASE, "tuning": tuning,
-                  "learning_rates": {arm: entry["chosen"] for arm, entry in tuning.items()}}
+    chosen = {arm: entry["chosen"] for arm, entry in tuning.items()}
+    stage.plan = {**stage.plan, "phase": REPORT_PHASE, "tuning": tuning, "learning_rates": chosen,
+                  "strategy_learning_rates": plan.chosen_strategy_rates(chosen)}
     stage.save(update_fields=["plan"])
     start = stage.trials.count()
     stage_trials_add(search=search, stage=stage, trials=_run_trials(search, stage, runs, start=start))
@@ -105,7 +109,8 @@ def search_complete(*, search: Search, stage: Stage) -> Stage:
                for c, score in _scored_runs(stage, Trial.Role.REPORT)]
     stage.summary = results_table(results, parameters=stage.plan.get("parameters"),
                                   learning_rates=stage.plan.get("learning_rates"),
-                                  optimised=selectors.final_stage_optimised(stage=stage))
+                                  optimised=selectors.final_stage_optimised(stage=stage),
+                                  strategy_learning_rates=stage.plan.get("strategy_learning_rates"))
     stage.status = Stage.Status.COMPLETED
     stage.finished_at = timezone.now()
     stage.save(update_fields=["summary", "status", "finished_at"])

@@ -9,14 +9,17 @@ Compilation of one set of choices on a backbone (``compile_choices``):
 4. ``tasks.peft.budget.solve_sizes`` -> integer sizes (raises ``InfeasibleBudget`` when the budget
    cannot be met, e.g. BitFit alone cannot spend it);
 5. ``tasks.peft.design.design_from_sizes`` -> the validated design, with the choices recorded in its
-   provenance.
+   provenance, and each strategy it uses at its own learning rate (``options.<strategy>.
+   learning_rate``; :func:`rate_options`): the rate the caller's options give, else the search's
+   ``learning_rates``, else the measured default (``tasks.peft.strategies.default_learning_rates``).
+   The engine trains each strategy's parameters in its own optimizer group at that rate.
 The package docstring (``experiments.space``) shows a full example.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +30,7 @@ from experiments.space.space import assignment_component, component_names
 from experiments.space.subsets import parse_groups, parse_strategies
 from tasks.peft.budget import BackboneShape, solve_sizes
 from tasks.peft.design import Design, DesignOptions, design_from_sizes
+from tasks.peft.strategies import default_learning_rates
 
 Choices = Mapping[str, "str | None"]
 
@@ -154,6 +158,44 @@ def effective_choices(choices: Choices, num_groups: int) -> dict[str, str | None
     return result
 
 
+def rate_options(
+    options: DesignOptions | Mapping[str, Any] | None,
+    used: Iterable[str],
+    learning_rates: Mapping[str, float] | None = None,
+) -> DesignOptions:
+    """``options`` with a learning rate for every strategy in ``used`` and none for the others.
+
+    A rate ``options`` already gives is kept; otherwise ``learning_rates[name]``, else the
+    strategy's measured default. A strategy without either trains at the trial's base rate.
+
+    >>> rate_options(None, ["lora"], {"lora": 1e-3}).to_dict()["lora"]["learning_rate"]
+    0.001
+    >>> "learning_rate" in rate_options({"adapter": {"learning_rate": 0.1}}, []).to_dict().get(
+    ...     "adapter", {})
+    False
+    """
+    written = (
+        options.to_dict() if isinstance(options, DesignOptions) else dict(options or {})
+    )
+    used = set(used)
+    rates = {**default_learning_rates(), **dict(learning_rates or {})}
+    result: dict[str, Any] = {}
+    for name, group in written.items():
+        group = dict(group) if isinstance(group, Mapping) else group
+        if isinstance(group, dict) and name not in used:
+            group.pop("learning_rate", None)
+        result[name] = group
+    for name in sorted(used):
+        group = result.setdefault(name, {})
+        if isinstance(group, dict) and group.get("learning_rate") is None and name in rates:
+            group["learning_rate"] = rates[name]
+    return DesignOptions.from_dict(result)
+
+
+def _used_strategies(sizes: Mapping[int, Mapping[str, int]]) -> set[str]:
+    return {name for entry in sizes.values() for name, size in entry.items() if size}
+
+
 def compile_choices(
     choices: Choices,
     *,
@@ -163,8 +205,12 @@ def compile_choices(
     seed: int,
     options: DesignOptions | Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    learning_rates: Mapping[str, float] | None = None,
 ) -> CompiledDesign:
     """Compile one full set of choices on ``shape`` (see the module docstring).
+
+    ``learning_rates``: per-strategy rates for the strategies ``options`` leaves without one
+    (None: the measured defaults).
 
     Raises ``SpaceError`` for bad choices or ``num_groups`` > layers, and
     ``tasks.peft.budget.InfeasibleBudget`` when the budget cannot be met.
@@ -192,7 +238,7 @@ def compile_choices(
         shape,
         solved.sizes,
         seed=seed,
-        options=options,
+        options=rate_options(options, _used_strategies(solved.sizes), learning_rates),
         provenance={
             **dict(provenance or {}),
             "grouping": effective["grouping"],

@@ -26,10 +26,17 @@ run favours the lower rate, the stabler one), and only then trains its report ru
 *report* set at that rate (``report_runs``). The grid is ``learning_rate_grid``: rates a factor 3
 apart around the arm's base rate, the extra one below for an even ``k`` (too high a rate, not too
 low, is what makes short runs unstable). The base is the search's rate for the PEFT arms and
-``min(rate, FULL_FINETUNING_RATE)`` for full fine-tuning (the paper's "up to 5e-5"). A rate
-scales the whole arm: the head and every strategy train at ``rate``, and a strategy with its own
-rate in the design's options has it scaled by ``rate / base``. ``grid=1`` (or no
-``learning_rate``) skips tuning: the report runs use the base rate.
+``min(rate, FULL_FINETUNING_RATE)`` for full fine-tuning (the paper's "up to 5e-5").
+
+Per strategy, the grid is a grid of *factors*: every design is compiled with each strategy it uses
+at its own rate (the search's ``strategy_learning_rates``, else the measured defaults of
+``tasks.peft.strategies``; compiling.rate_options), and a grid point ``rate`` multiplies the
+head's base rate and every strategy's rate by the same ``rate / base``. So a mixed design's
+strategies keep their measured ratio while the arm's overall scale is tuned, and a single-strategy
+baseline's grid is centred on its strategy's measured rate. The plan keeps each arm's
+strategy rates at the base (``FinalPlan.strategy_rates``); ``arm_rates`` gives them at a grid
+point, and the report shows the chosen head rate and the chosen strategy rates per arm.
+``grid=1`` (or no ``learning_rate``) skips tuning: the report runs use the base rates.
 
 >>> learning_rate_grid(3e-3, 2)
 (0.001, 0.003)
@@ -44,7 +51,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from experiments.space.compiling import Budget, CompiledDesign, compile_choices
+from experiments.space.compiling import Budget, CompiledDesign, compile_choices, rate_options
 from experiments.space.errors import SpaceError
 from experiments.space.space import DesignSpace
 from experiments.space.stages import final_choices
@@ -83,13 +90,32 @@ def arm_base_rate(arm: str, learning_rate: float) -> float:
     return min(learning_rate, FULL_FINETUNING_RATE) if arm == FULL else learning_rate
 
 
+def strategy_rates(design: Mapping[str, Any] | None) -> dict[str, float]:
+    """``{strategy: learning_rate}`` of a design document (full fine-tuning, None: empty)."""
+    return {
+        name: values["learning_rate"]
+        for name, values in ((design or {}).get("options") or {}).items()
+        if isinstance(values, Mapping) and values.get("learning_rate") is not None
+    }
+
+
+def arm_rates(base_rates: Mapping[str, float], base: float, rate: float) -> dict[str, float]:
+    """An arm's strategy rates (``base_rates``, at head rate ``base``) at head rate ``rate``.
+
+    >>> arm_rates({"lora": 0.01, "prefix": 0.001}, 0.003, 0.001)
+    {'lora': 0.00333, 'prefix': 0.000333}
+    """
+    return {name: float(f"{value * rate / base:.3g}") for name, value in base_rates.items()}
+
+
 def _design_at_rate(design: dict[str, Any] | None, factor: float) -> dict[str, Any] | None:
     """``design`` with every strategy's own learning rate (where it has one) scaled by ``factor``."""
     if design is None or factor == 1:
         return design
     options = {
         name: (
-            {**values, "learning_rate": values["learning_rate"] * factor}
+            # Capped at 1, the bound every design's rate keeps (tasks.peft.strategies).
+            {**values, "learning_rate": min(1.0, float(f"{values['learning_rate'] * factor:.3g}"))}
             if isinstance(values, dict) and values.get("learning_rate") is not None
             else values
         )
@@ -151,6 +177,20 @@ class FinalPlan:
     # Learning-rate tuning (module docstring): each arm's grid and its runs on the selection set.
     grids: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     tuning: tuple[FinalRun, ...] = ()
+    # Per arm, each strategy's rate at the arm's base rate (empty for full fine-tuning).
+    strategy_rates: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    base_rates: Mapping[str, float] = field(default_factory=dict)  # per arm: the head's base
+
+    def chosen_strategy_rates(self, chosen: Mapping[str, float]) -> dict[str, dict[str, float]]:
+        """Per arm, each strategy's rate at the arm's ``chosen`` head rate (else its base)."""
+        return {
+            arm: (
+                arm_rates(rates, self.base_rates[arm], chosen[arm])
+                if arm in chosen and arm in self.base_rates
+                else dict(rates)
+            )
+            for arm, rates in self.strategy_rates.items()
+        }
 
     def report_runs(self, chosen: Mapping[str, float]) -> tuple[FinalRun, ...]:
         """The report runs, each arm at its ``chosen`` rate (arms left out: their base rate)."""
@@ -167,6 +207,7 @@ class FinalPlan:
             "parameters": dict(self.parameters),
             "notes": list(self.notes),
             "grids": {arm: list(rates) for arm, rates in self.grids.items()},
+            "strategy_rates": {arm: dict(rates) for arm, rates in self.strategy_rates.items()},
             "tuning_runs": len(self.tuning),
             "report_runs": len(self.runs),
             "runs": [r.to_dict() for r in self.runs],
@@ -180,6 +221,7 @@ def baseline_design(
     budget: Budget,
     seed: int,
     options: DesignOptions | Mapping[str, Any] | None = None,
+    learning_rates: Mapping[str, float] | None = None,
 ) -> tuple[CompiledDesign, str | None]:
     """``strategy`` alone on every layer at ``budget``; returns the design and a note, if any.
 
@@ -204,6 +246,7 @@ def baseline_design(
             seed=seed,
             options=options,
             provenance=provenance,
+            learning_rates=learning_rates,
         ), None
     except InfeasibleBudget:
         if strategy != "bitfit":
@@ -213,7 +256,7 @@ def baseline_design(
         shape,
         {i: {"bitfit": 1} for i in range(shape.num_layers)},
         seed=seed,
-        options=options,
+        options=rate_options(options, ["bitfit"], learning_rates),
         provenance={
             **provenance,
             "grouping": "uniform",
@@ -243,10 +286,12 @@ def final_plan(
     options: DesignOptions | Mapping[str, Any] | None = None,
     learning_rate: float | None = None,
     grid: int = 1,
+    learning_rates: Mapping[str, float] | None = None,
 ) -> FinalPlan:
     """Every run of the final stage: each arm on each task with each seed (``runs``, at each arm's
     base rate) and, with ``learning_rate`` and ``grid`` > 1, the tuning runs that choose each
-    arm's rate on the selection set (module docstring)."""
+    arm's rate on the selection set (module docstring). ``learning_rates``: per-strategy rates
+    (None: the measured defaults)."""
     if learning_rate is not None:
         learning_rate_grid(learning_rate, grid)  # validates both
     if not tasks:
@@ -276,11 +321,17 @@ def final_plan(
                 seed=seed,
                 options=options,
                 provenance={"final": SELECTED},
+                learning_rates=learning_rates,
             )
         )
         for strategy in baselines:
             compiled, note = baseline_design(
-                strategy, shape=shape, budget=budget, seed=seed, options=options
+                strategy,
+                shape=shape,
+                budget=budget,
+                seed=seed,
+                options=options,
+                learning_rates=learning_rates,
             )
             arms[strategy].append(compiled)
             if note and note not in notes:
@@ -312,6 +363,7 @@ def final_plan(
             f"the best kept for the {len(seeds)} report seeds: {len(tuning)} tuning runs before "
             f"{len(runs)} report runs"
         )
+    first_design = {arm: (c[0].design.to_dict() if c[0] else None) for arm, c in arms.items()}
     return FinalPlan(
         runs=runs,
         arms=tuple(arms),
@@ -322,6 +374,10 @@ def final_plan(
         notes=tuple(notes),
         grids=grids,
         tuning=tuple(tuning),
+        strategy_rates={arm: strategy_rates(design) for arm, design in first_design.items()},
+        base_rates=(
+            {} if learning_rate is None else {arm: arm_base_rate(arm, learning_rate) for arm in arms}
+        ),
     )
 
 
@@ -386,14 +442,16 @@ def results_table(
     parameters: Mapping[str, int] | None = None,
     learning_rates: Mapping[str, float] | None = None,
     optimised: Mapping[str, int] | None = None,
+    strategy_learning_rates: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Mean and std per task and arm, and the average over tasks (module docstring).
 
     Shape: ``{"tasks": [...], "arms": [...], "rows": [{"arm", "parameters",
-    "optimised_parameters", "learning_rate", "per_task": {task: {"mean", "std", "n", "failed"}},
+    "optimised_parameters", "learning_rate", "strategy_learning_rates", "per_task": {task: {"mean", "std", "n", "failed"}},
     "average": {"mean", "std", "seeds"}}], "best": arm}``. ``parameters`` is the stored count
     (the budget), ``optimised_parameters`` what the optimiser updated (head and reparameterisation
-    included), ``learning_rate`` the arm's rate; each None when not given.
+    included), ``learning_rate`` the arm's (head's) rate and ``strategy_learning_rates`` each of its
+strategies' rates (``{}`` for full fine-tuning); each None when not given.
     """
     results = list(results)
     arms = list(dict.fromkeys(r.arm for r in results))
@@ -419,6 +477,11 @@ def results_table(
                 "parameters": (parameters or {}).get(arm),
                 "optimised_parameters": (optimised or {}).get(arm),
                 "learning_rate": (learning_rates or {}).get(arm),
+                "strategy_learning_rates": (
+                    None
+                    if strategy_learning_rates is None
+                    else dict(strategy_learning_rates.get(arm) or {})
+                ),
                 "per_task": per_task,
                 "average": {
                     "mean": statistics.fmean(task_means) if None not in task_means else None,

@@ -24,6 +24,8 @@ from typing import Any
 from experiments.space.compiling import Budget
 from experiments.space.errors import SpaceError
 from experiments.space.space import MAX_GROUPS
+from tasks.peft.strategies import default_learning_rates
+from tasks.peft.strategies import names as strategy_names
 
 
 # Upper bounds of every number a user can type (form, API and CLI all validate through
@@ -46,6 +48,36 @@ LIMITS: dict[str, int | float] = {
     # Seeds are stored as 32-bit signed integers, and final-stage seeds add small offsets.
     "seed": 2_000_000_000,
 }
+
+
+# Bounds of a per-strategy learning rate a search sets (SearchConfig.strategy_learning_rates).
+STRATEGY_RATE_BOUNDS = (1e-6, 1.0)
+
+
+def _check_strategy_rates(rates: Any) -> dict[str, float] | None:
+    if rates is None:
+        return None
+    name = "strategy_learning_rates"
+    if not isinstance(rates, Mapping):
+        raise SpaceError(name, f"must be an object {{strategy: rate}} or null, got {_shown(rates)}")
+    low, high = STRATEGY_RATE_BOUNDS
+    checked: dict[str, float] = {}
+    for strategy, rate in rates.items():
+        if strategy not in strategy_names():
+            raise SpaceError(
+                f"{name}.{str(strategy)[:40]}", f"unknown strategy; known: {list(strategy_names())}"
+            )
+        if (
+            isinstance(rate, bool)
+            or not isinstance(rate, (int, float))
+            or not math.isfinite(rate)
+            or not low <= rate <= high
+        ):
+            raise SpaceError(
+                f"{name}.{strategy}", f"must be a number from {low:g} to {high:g}, got {_shown(rate)}"
+            )
+        checked[strategy] = float(rate)
+    return checked
 
 
 # Below two successes a choice has no spread, so its confidence interval is undefined and
@@ -93,7 +125,16 @@ class SearchConfig:
         default=None, metadata={"help": "evaluation examples per task (null: all)"}
     )
     max_length: int = field(default=128, metadata={"help": "tokens per training example (pairs included)"})
-    learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate"})
+    learning_rate: float = field(
+        default=5e-5, metadata={"help": "peak learning rate of the task head (pooler, classifier)"}
+    )
+    strategy_learning_rates: Mapping[str, float] | None = field(
+        default=None,
+        metadata={
+            "help": "peak learning rate of each strategy's parameters, e.g. {\"prefix\": 0.001} "
+            "(null or a strategy left out: its measured default, tasks.peft.strategies)"
+        },
+    )
     batch_size: int = field(default=128, metadata={"help": "training batch size"})
     reference_stage: bool = field(
         default=True,
@@ -156,6 +197,9 @@ class SearchConfig:
             raise SpaceError(
                 "learning_rate", f"must be a number in (0, {LIMITS['learning_rate']}], got {_shown(lr)}"
             )
+        object.__setattr__(
+            self, "strategy_learning_rates", _check_strategy_rates(self.strategy_learning_rates)
+        )
         _int("batch_size", self.batch_size, 1)
         for flag in ("reference_stage", "balance", "auto_approve"):
             if not isinstance(getattr(self, flag), bool):
@@ -175,6 +219,15 @@ class SearchConfig:
         _int("final_lr_grid", self.final_lr_grid, 1)
         _int("seed", self.seed, 0)
 
+    def learning_rates(self) -> dict[str, float]:
+        """Each strategy's rate: the configured one, else its measured default."""
+        return {**default_learning_rates(), **(self.strategy_learning_rates or {})}
+
+    def design_options(self) -> dict[str, dict[str, float]]:
+        """``options`` for the designs this search compiles: ``{strategy: {"learning_rate": r}}``
+        (compiling.rate_options keeps the rates of the strategies a design uses)."""
+        return {name: {"learning_rate": rate} for name, rate in self.learning_rates().items()}
+
     def replace(self, **overrides: Any) -> SearchConfig:
         """A copy with ``overrides`` applied (validated; unknown names rejected)."""
         return SearchConfig.from_dict({**self.to_dict(), **overrides})
@@ -182,6 +235,8 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["budget"] = self.budget.to_dict()
+        if self.strategy_learning_rates is not None:
+            data["strategy_learning_rates"] = dict(self.strategy_learning_rates)
         return data
 
     @classmethod
