@@ -240,6 +240,25 @@ def task_unavailable_reason(task: Task) -> str | None:
             f"({missing[0].name} of {missing[0].parent.name})")
 
 
+def task_evaluation_sizes(task: Task) -> dict[str, int]:
+    """How many examples a bundled or uploaded task's selection and report sets hold (whole pools,
+    before a search's max_eval_examples), read from its files: for the upload's answer, once, not
+    on every page. Empty for a hub task or files that cannot be read."""
+    from tasks.data import DataError, TaskSpec, example_sets  # tasks.data imports datasets
+
+    if task.source == Task.Source.HUB:
+        return {}
+    spec = dict(task.spec or {})
+    if task.source == Task.Source.UPLOAD:
+        spec.update({key: str(Path(settings.UPLOAD_ROOT) / spec[key]) for key in _TASK_FILE_KEYS if spec.get(key)})
+    try:
+        sets = example_sets(TaskSpec.from_dict(spec))
+    except (DataError, OSError, ValueError):
+        logger.warning("evaluation sizes of task %s", task.pk, exc_info=True)
+        return {}
+    return {role: sets[role].pool for role in ("selection", "report") if role in sets}
+
+
 # A Hugging Face repository id: an optional owner and a name, each of letters, digits, '-', '_'
 # and '.', at most 96 characters, not starting or ending with '-' or '.' (huggingface_hub's rules).
 _HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
