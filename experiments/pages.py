@@ -22,6 +22,7 @@ from experiments.api.downloads import FILENAMES, PEFT_STRATEGIES, artifact_downl
 from experiments.space.final import results_table
 from experiments.space.space import all_choices, component_names
 from experiments.space.stages import stage_order
+from pefs_web.engine_wheel import wheel_name
 from tasks.data.roles import ExampleSet
 from tasks.peft.budget import STRATEGIES
 
@@ -476,4 +477,6 @@ def report_downloads(search: Search, report: dict[str, Any]) -> list[dict[str, A
     rows.append({"label": "Usage snippet (Python)", "name": "usage.py",
                  "url": reverse("api:download", args=[search.pk, "usage.py"]) if selected else "", "size": None,
                  "why": "" if selected else "available once the final design exists"})
+    rows.append({"label": "PEFS engine (Python wheel: pip install it, then run usage.py)", "name": wheel_name(),
+                 "url": reverse("api:engine-wheel", args=[wheel_name()]), "size": None, "why": ""})
     return rows

@@ -1,4 +1,5 @@
-"""Result files of a search: which Artifact row answers which download, and the usage snippet.
+"""Result files of a search: which Artifact row answers which download, the usage snippet and
+the engine wheel the snippet installs.
 
 Every file comes from an Artifact row (path relative to MEDIA_ROOT, written by
 experiments.services.artifacts when the search completes) and is sent as an attachment. When a file
@@ -8,14 +9,18 @@ downloaded before the search has its final design (409).
 """
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.urls import reverse
 
+from pefs_web.engine_wheel import EngineBuildError, engine_wheel, wheel_name
+
 from .. import selectors
 from ..models import Artifact, Search
+from ..services.artifacts import design_document
 
 # Files of the search as a whole; weights and PEFT exports are per task.
 FILENAMES = {
@@ -25,6 +30,9 @@ FILENAMES = {
 }
 PER_TASK = {Artifact.Kind.WEIGHTS: ("weights", "safetensors"), Artifact.Kind.PEFT_EXPORT: ("peft", "zip")}
 PEFT_STRATEGIES = {"lora"}
+# tasks.peft.backbones.DEFAULT_BACKBONE (not imported: that module imports torch); the engine's
+# [minilm] extra installs it.
+BUNDLED_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 class DownloadUnavailable(Exception):
@@ -83,41 +91,101 @@ def artifact_resolve(*, search: Search, kind: str, task: str = "") -> tuple[Path
     return path, f"search{search.pk}-{FILENAMES[Artifact.Kind(kind)]}"
 
 
+def engine_wheel_file() -> Path:
+    """The PEFS engine wheel (pefs-engine, import package pefs_engine), built once per version and
+    engine change into DATA_DIR/engine (pefs_web.engine_wheel)."""
+    try:
+        return engine_wheel(Path(settings.DATA_DIR) / "engine")
+    except EngineBuildError as exc:
+        raise DownloadUnavailable(409, f"The engine wheel cannot be built on this server: {exc}") from None
+
+
+def _example(columns: list[str]) -> list[str]:
+    return [f"An example {column}." for column in columns] or ["An example sentence."]
+
+
+# The usage snippet's fixed part: read the task's usage from the design JSON, load, predict, print.
+_PREDICT = """
+usage = json.loads(DESIGN.read_text())["provenance"]["tasks"][TASK]  # labels, text fields, token limit
+columns, texts = usage["text_columns"], sys.argv[1:] or EXAMPLE
+if len(texts) != len(columns):
+    sys.exit(f"{TASK} reads {len(columns)} text field(s), {', '.join(columns)}; got {len(texts)}")
+
+# Strict: every tensor in the weights file fits the design, every tensor the design needs is there.
+result = load_result(DESIGN, WEIGHTS, backbone=BACKBONE)
+inputs = result.tokenizer(*texts, truncation=True, max_length=usage["max_length"], return_tensors="pt")
+with torch.no_grad():
+    logits = result.model(**inputs).logits[0]
+if usage["problem"] == "regression":
+    print(f"{float(logits[0]):.4f}")
+else:
+    index = int(logits.argmax())
+    print(usage["labels"].get(str(index), index))  # the label name (the index if the task has none)"""
+
+
 def usage_snippet(*, search: Search) -> str:
-    """Python that loads the search's selected design and weights (and its PEFT export, if any)."""
-    design = final_design(search)
+    """A complete script: install the engine wheel, load the selected design and one task's weights
+    (strictly), tokenise the text fields given on the command line and print the predicted label name.
+
+    The label map, the text fields and the token limit come from the downloaded design JSON
+    (provenance.tasks, experiments.services.artifacts.design_document), so the script and the JSON agree.
+    """
+    design = design_document(search)
+    if design is None:
+        final_design(search)  # raises the 409 saying why
     task_rows = selectors.search_tasks(search)
     weights = {a.task for a in selectors.artifact_list(search=search) if a.kind == Artifact.Kind.WEIGHTS}
     task = next((t for t in task_rows if t.name in weights), task_rows[0] if task_rows else None)
     task_name = task.name if task else "<task>"
-    problem = task.problem if task else "classification"
-    num_labels = max(1, len(task.labels)) if task and problem == "classification" else 1
+    usage = design["provenance"]["tasks"].get(task_name, {"problem": "classification", "text_columns": []})
+    columns = list(usage["text_columns"])
     backbone = design.get("backbone", {}).get("name_or_path") or search.backbone.name_or_path
     peft_total = design.get("trainable_parameters", {}).get("peft_total", 0)
-    prefix = f"search{search.pk}"
-    lines = [
-        f"# PEFS search #{search.pk} ({search.name}): the selected design, {peft_total:,} trainable PEFT parameters.",
-        f"# Files from the search's downloads: {prefix}-design.json, {prefix}-weights-{task_name}.safetensors.",
-        "import json",
+    prefix, wheel = f"search{search.pk}", wheel_name()
+    extra = "[minilm]" if backbone == BUNDLED_BACKBONE else ""
+    example = " ".join(shlex.quote(text) for text in _example(columns))
+    others = sorted(weights - {task_name})
+    header = [
+        f"PEFS search #{search.pk}: the selected design, {peft_total:,} trainable PEFT parameters, predicting "
+        f"task {task_name}" + (f" (weights for {', '.join(others)} too: change TASK)." if others else "."),
         "",
-        "from safetensors.torch import load_file",
-        "",
-        "from tasks.peft import Design, HeadSpec, apply, load_backbone",
-        "",
-        f'design = Design.from_dict(json.load(open("{prefix}-design.json")))',
-        f"backbone = load_backbone({backbone!r}, head=HeadSpec(problem={problem!r}, num_labels={num_labels}))",
-        "# freeze the backbone and add the PEFT modules; stored prefixes are already folded",
-        "apply(backbone.model, design, reparameterize_prefix=False)",
-        f'backbone.model.load_state_dict(load_file("{prefix}-weights-{task_name}.safetensors"), strict=False)',
-        "backbone.model.eval()",
+        "Put these files from the search's downloads page in one folder:",
+        f"    {prefix}-design.json  {prefix}-weights-{task_name}.safetensors  {wheel}",
+        "then, in a fresh virtual environment (Python 3.11+):",
+        "    python -m venv .venv",
+        f'    .venv/bin/pip install "./{wheel}{extra}"',
+        f"    .venv/bin/python {prefix}-usage.py {example}",
+        f"Text fields, in order: {', '.join(columns) or '(see the design JSON)'}.",
     ]
+    # A comment ends at a line break, whatever an uploaded column name holds.
+    lines = [f"# {' '.join(line.splitlines())}".rstrip() for line in header] + [
+        "import json",
+        "import sys",
+        "from pathlib import Path",
+        "",
+        "import torch",
+        "",
+        "from pefs_engine.peft.persistence import load_result",
+        "",
+        "HERE = Path(__file__).resolve().parent",
+        f"TASK = {task_name!r}",
+        f'DESIGN = HERE / "{prefix}-design.json"',
+        f'WEIGHTS = HERE / f"{prefix}-weights-{{TASK}}.safetensors"',
+    ]
+    if backbone != BUNDLED_BACKBONE and not backbone.startswith("config:"):
+        lines += ["# The backbone the design was trained on (a folder on the PEFS server: copy it, give its path)",
+                  f"BACKBONE = {backbone!r}"]
+    else:
+        lines.append("BACKBONE = None  # the design's own backbone")
+    lines += [f"EXAMPLE = {_example(columns)!r}", _PREDICT]
     if design_strategies(design) <= PEFT_STRATEGIES:
         lines += [
             "",
             f"# LoRA-only: {prefix}-peft-{task_name}.zip also loads with Hugging Face PEFT alone:",
             "# from peft import PeftModel",
             "# from transformers import AutoModelForSequenceClassification",
-            f"# base = AutoModelForSequenceClassification.from_pretrained({backbone!r}, num_labels={num_labels})",
+            f"# base = AutoModelForSequenceClassification.from_pretrained({backbone!r}, "
+            f"num_labels={max(1, len(usage.get('labels', {})))})",
             '# model = PeftModel.from_pretrained(base, "<the unzipped export folder>")',
         ]
     return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ from pefs_web.login_attempts import RateLimitedLogin
 
 from ..models import Artifact
 from . import views
+from .engine import EngineWheelView
 from .parsers import BoundedJSONParser
 
 app_name = "api"
@@ -72,6 +73,7 @@ urlpatterns = [
     path("searches/<int:pk>/downloads/peft/<slug:task>.zip",
          views.SearchTaskDownloadView.as_view(kind=Artifact.Kind.PEFT_EXPORT), name="download-peft"),
     path("searches/<int:pk>/downloads/<str:filename>", views.SearchDownloadView.as_view(), name="download"),
+    path("engine/<str:filename>", EngineWheelView.as_view(), name="engine-wheel"),
 
     path("stages/<int:pk>/", views.StageDetailView.as_view(), name="stage-detail"),
     path("stages/<int:pk>/approve/", views.StageApproveView.as_view(), name="stage-approve"),

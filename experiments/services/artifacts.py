@@ -1,7 +1,8 @@
 """A completed search's files under MEDIA_ROOT: design JSON, weights, PEFT exports and the report.
 
 Each file is recorded as an Artifact row (path relative to MEDIA_ROOT, size, sha256), which is
-what the downloads serve.
+what the downloads serve. The design JSON says, per task, how to use the weights outside PEFS
+(``provenance.tasks``: the label map, index -> label name; the text fields; the token limit).
 """
 from __future__ import annotations
 
@@ -9,19 +10,42 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from .. import selectors
-from ..models import Artifact, Search, Trial
+from ..models import Artifact, Search, Task, Trial
 from ..reports import report_json, report_markdown
 
 
 def trial_artifact_dir(trial: Trial) -> Path:
     """Where a worker saves the weights of a run that stands for the search."""
     return Path(settings.MEDIA_ROOT) / "searches" / str(trial.search_id) / "trials" / str(trial.pk)
+
+
+def task_usage(task: Task, *, max_length: int) -> dict[str, Any]:
+    """How a task's weights are used: its problem, text fields in order, the token limit it was trained
+    with and its label map (output index -> label name; empty for regression, or for a hub task whose
+    labels were read from the hub at training time)."""
+    spec = task.spec or {}
+    labels = list(spec.get("labels") or task.labels or [])
+    names = list(spec.get("label_names") or [])
+    names = names if len(names) == len(labels) else labels
+    return {"problem": task.problem, "text_columns": list(spec.get("text_columns") or task.text_columns),
+            "max_length": max_length, "labels": {str(index): str(name) for index, name in enumerate(names)}}
+
+
+def design_document(search: Search) -> dict[str, Any] | None:
+    """The selected design as downloaded: the design, with ``provenance.tasks`` for using it."""
+    design = selectors.selected_design(search)
+    if design is None:
+        return None
+    max_length = int((search.config or {}).get("max_length", 128))
+    tasks = {task.name: task_usage(task, max_length=max_length) for task in selectors.search_tasks(search)}
+    return {**design, "provenance": {**design.get("provenance", {}), "tasks": tasks}}
 
 
 def _artifact_record(search: Search, kind: str, path: Path | str, *, task: str = "",
@@ -39,7 +63,7 @@ def artifacts_write(*, search: Search) -> None:
     """Design JSON, weights, PEFT exports and the report (JSON and Markdown), under MEDIA_ROOT."""
     root = Path(settings.MEDIA_ROOT) / "searches" / str(search.pk)
     root.mkdir(parents=True, exist_ok=True)
-    design = selectors.selected_design(search)
+    design = design_document(search)
     if design is not None:
         path = root / "design.json"
         path.write_text(json.dumps(design, indent=2) + "\n")

@@ -144,13 +144,14 @@ def load(directory: str | os.PathLike, backbone: Backbone | nn.Module | None = N
 def load_result(
     design: Design | Mapping[str, Any] | str | os.PathLike,
     weights: str | os.PathLike,
-    backbone: Backbone | nn.Module | None = None,
+    backbone: Backbone | nn.Module | str | os.PathLike | None = None,
 ) -> Backbone:
     """Rebuild a downloaded result: ``design`` (a pefs.design/1 document or its JSON file) and
     one task's ``weights`` file (PEFT tensors and head together, metadata: problem, num_labels).
 
-    Returns the Backbone (model in eval mode, tokenizer of ``design.backbone``); a ``backbone``
-    passed in is used instead of loading one (a bare module comes back without a tokenizer).
+    Returns the Backbone (model in eval mode, with its tokenizer). ``backbone``: None loads
+    ``design.backbone``; a name or folder loads that checkpoint instead (a copy of the backbone
+    elsewhere); a loaded Backbone or module is used as it is (a bare module has no tokenizer).
     """
     if not isinstance(design, (Design, Mapping)):
         design = Design.from_json(Path(design).read_text())
@@ -164,14 +165,14 @@ def _rebuild(
     design: Design,
     tensors: dict[str, Any],
     meta: Mapping[str, str],
-    backbone: Backbone | nn.Module | None,
+    backbone: Backbone | nn.Module | str | os.PathLike | None,
     source: str,
 ) -> Backbone:
     head = design.head or HeadSpec(
         meta.get("problem", "classification"), int(meta.get("num_labels", 2))
     )
-    if backbone is None:
-        name = design.backbone.name_or_path
+    if backbone is None or isinstance(backbone, (str, os.PathLike)):
+        name = str(backbone or design.backbone.name_or_path)
         if name.startswith("config:"):
             raise ValueError(
                 f"{source}: the backbone was built from a config; pass backbone= to load it"

@@ -488,7 +488,8 @@ def test_usage_snippet_is_python(api, world):
     assert response.status_code == 200 and response["Content-Disposition"].startswith("attachment")
     source = response.content.decode()
     compile(source, "usage.py", "exec")
-    assert "load_backbone" in source and "weights-mine.safetensors" in source and "PeftModel" in source
+    assert "load_result" in source and "weights-{TASK}.safetensors" in source and "TASK = 'mine'" in source
+    assert "PeftModel" in source and "pefs_engine" in source and "tasks.peft" not in source
 
 
 def selected_trial(search, design):

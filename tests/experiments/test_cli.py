@@ -44,8 +44,7 @@ def tiny_task(user, settings, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_pefs_search_local_runs_a_whole_search_and_writes_results(user, tiny_backbone, tiny_task, media, tmp_path,
-                                                                 monkeypatch):
+def test_pefs_search_local_runs_a_whole_search_and_writes_results(user, tiny_backbone, tiny_task, media, tmp_path):
     # Given a tiny model and a tiny uploaded task, when the CLI runs a quick auto-approved search in-process
     out_dir = tmp_path / "results"
     stdout, stderr = run("pefs_search", "--backbone", str(tiny_backbone.pk), "--tasks", "tiny", "--preset", "quick",
@@ -72,20 +71,18 @@ def test_pefs_search_local_runs_a_whole_search_and_writes_results(user, tiny_bac
     assert (out_dir / "report.md").read_text().startswith(f"# PEFS search #{search.pk}")
     assert any(p.name.startswith("weights-tiny") for p in out_dir.iterdir())
     assert f"Search #{search.pk} completed" in stdout
-    # ...and the usage snippet the API serves loads that design and those weights
-    from experiments.api.downloads import usage_snippet
-
-    (out_dir / f"search{search.pk}-design.json").write_bytes((out_dir / "design.json").read_bytes())
-    (out_dir / f"search{search.pk}-weights-tiny.safetensors").write_bytes(
-        next(out_dir.glob("weights-tiny*")).read_bytes())
-    monkeypatch.chdir(out_dir)
-    namespace: dict = {}
-    exec(compile(usage_snippet(search=search), "usage.py", "exec"), namespace)
+    # ...and the design says how to use the weights (label map, text fields), which then load strictly
+    # (the usage snippet itself runs in a fresh venv with the engine wheel: tests/platform/test_takeaway.py)
+    tiny_usage = design["provenance"]["tasks"]["tiny"]
+    assert tiny_usage["text_columns"] == ["text"] and sorted(tiny_usage["labels"]) == ["0", "1"]
     import torch
     from safetensors.torch import load_file
 
-    stored = load_file(f"search{search.pk}-weights-tiny.safetensors")
-    state = namespace["backbone"].model.state_dict()
+    from tasks.peft.persistence import load_result
+
+    weights = next(out_dir.glob("weights-tiny*"))
+    stored = load_file(str(weights))
+    state = load_result(out_dir / "design.json", weights).model.state_dict()
     assert stored and all(torch.equal(state[key], tensor) for key, tensor in stored.items())
 
 
