@@ -88,7 +88,7 @@ def search_plan_preview(request: HttpRequest) -> HttpResponse:
         return render(request, "experiments/partials/search_plan.html", context)
     try:
         context["plan"] = pages.plan_preview(services.search_plan_preview(
-            owner=request.user, tasks=len(form.cleaned_data["tasks"]), **form.config_arguments()))
+            owner=request.user, tasks=list(form.cleaned_data["tasks"]), **form.config_arguments()))
     except ValidationError as error:
         attach_errors(form, error)
     return render(request, "experiments/partials/search_plan.html", context)

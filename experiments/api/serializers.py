@@ -258,7 +258,10 @@ class StagePlanSerializer(serializers.Serializer):
     designs = serializers.IntegerField(help_text="Trials the stage trains.")
     raised_from = serializers.IntegerField(allow_null=True)
     epochs = serializers.IntegerField()
-    task_epochs = serializers.IntegerField()
+    task_epochs = serializers.IntegerField(help_text="With successive halving, where the stage halves.")
+    full_task_epochs = serializers.IntegerField(help_text="The same trials without halving.")
+    halving = serializers.DictField(allow_null=True, help_text="{eta, rungs (epochs), per_rung_trials, "
+                                    "trial_epochs, full_trial_epochs}; null without halving.")
     upper_bound = serializers.BooleanField(help_text="Runs only for a group S3 tunes.")
     note = serializers.CharField(allow_blank=True)
 
@@ -269,8 +272,14 @@ class SearchPlanSerializer(serializers.Serializer):
     stages = StagePlanSerializer(many=True)
     tasks = serializers.IntegerField()
     trials = serializers.IntegerField()
-    task_epochs = serializers.IntegerField()
+    task_epochs = serializers.IntegerField(help_text="With successive halving (halving_eta), if set.")
+    full_task_epochs = serializers.IntegerField(help_text="The same trials, each trained for every epoch.")
+    halving_eta = serializers.IntegerField(allow_null=True)
     upper_bound = serializers.BooleanField(help_text="Totals assume S3 tunes every group (the most it can).")
+    example_sets = serializers.ListField(child=serializers.DictField(), help_text=(
+        "Per task: its training examples, selection set and report set (split, pool, count, seed)."))
+    estimate = serializers.DictField(help_text="Duration: {minutes, workers, workers_counted, seconds_per_step, "
+                                               "step_source, steps, text}; an estimate.")
     limits = serializers.DictField(child=serializers.IntegerField())
     problems = serializers.ListField(child=serializers.CharField(),
                                      help_text="The limits the search passes; empty: it may start.")

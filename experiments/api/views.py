@@ -184,7 +184,7 @@ class SearchListView(PefsViewMixin, generics.ListAPIView):
         if data.pop("dry_run"):
             data.pop("name")
             tasks = data.pop("tasks")
-            plan = services.search_plan_preview(owner=request.user, tasks=len(tasks), **data)
+            plan = services.search_plan_preview(owner=request.user, tasks=tasks, **data)
             return Response(s.SearchPlanSerializer(plan).data)
         search = services.search_create(owner=request.user, **data)
         detail = selectors.search_detail(user=request.user, search_id=search.pk)

@@ -8,11 +8,14 @@ a person is shown is what is enforced:
     config, budget_params = search_config_build(backbone=backbone, groups=4, preset="quick")
     plan = search_plan_check(owner=user, config=config, backbone=backbone, tasks=2)
     plan.trials, plan.task_epochs   # ValidationError {"plan": [...]} when over a limit
-    search_plan_preview(owner=user, backbone=backbone, tasks=2, groups=4, preset="quick")
-    # -> {"stages": [...], "trials": 180, "task_epochs": 384, "problems": [], "limits": {...}}
+    search_plan_preview(owner=user, backbone=backbone, tasks=[sst2, rte], groups=4, preset="quick")
+    # -> {"stages": [...], "trials": 180, "task_epochs": 384, "full_task_epochs": 384,
+    #     "example_sets": [...], "estimate": {"text": "about 40 min on 1 worker (estimate)", ...},
+    #     "problems": [], "limits": {...}}
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -24,15 +27,13 @@ from experiments.space import preset as make_preset
 from experiments.space.planning import SearchPlan, search_plan
 
 from .. import selectors
-from ..models import Backbone, Trial
+from ..models import Backbone, Task, Trial
+from .estimate import search_estimate, task_example_sets
 
 # SearchConfig fields the library knows but the workers do not schedule: a search that sets one is
-# refused, since accepting it would silently ignore it. The library plans successive halving and
-# replays it on recorded stages; the workers do not yet pause and resume trials between rungs.
-UNSCHEDULED_SETTINGS: dict[str, str] = {
-    "halving_eta": "Successive halving is not scheduled on the workers yet; leave it empty "
-                   "(replay it on finished stages instead).",
-}
+# refused, since accepting it would silently ignore it. None today: successive halving
+# (halving_eta) runs on the workers, rung by rung (experiments.space.halving).
+UNSCHEDULED_SETTINGS: dict[str, str] = {}
 
 
 def space_error(exc: Exception) -> ValidationError:
@@ -113,15 +114,23 @@ def search_plan_check(*, owner: AbstractBaseUser, config: SearchConfig, backbone
     return plan
 
 
-def search_plan_preview(*, owner: AbstractBaseUser, backbone: Backbone, tasks: int, **inputs: Any) -> dict[str, Any]:
+def search_plan_preview(*, owner: AbstractBaseUser, backbone: Backbone, tasks: int | Sequence[Task],
+                        **inputs: Any) -> dict[str, Any]:
     """What a search with these inputs (search_config_build's) would train, shown before it starts.
 
-    The plan (experiments.space.planning.SearchPlan.to_dict: stages, trials, task_epochs,
-    upper_bound), the limits and the sentences saying which it passes (`problems`, empty: it may
-    start). ValidationError naming the field for inputs search_create would refuse."""
+    The plan (experiments.space.planning.SearchPlan.to_dict: stages, trials, task_epochs with
+    halving and full_task_epochs without, upper_bound), the limits and the sentences saying which
+    it passes (`problems`, empty: it may start). Given the Task rows (not just their number): each
+    task's example sets (`example_sets`, estimate.task_example_sets) and the duration
+    (`estimate`, estimate.search_estimate). ValidationError naming the field for inputs
+    search_create would refuse."""
     config, _ = search_config_build(backbone=backbone, **inputs)
-    plan = _plan(config, backbone=backbone, tasks=tasks)
-    return {**plan.to_dict(), "problems": search_plan_limits(owner=owner, plan=plan),
+    rows = [] if isinstance(tasks, int) else list(tasks)
+    plan = _plan(config, backbone=backbone, tasks=tasks if isinstance(tasks, int) else len(rows))
+    sets = [task_example_sets(task=task, config=config) for task in rows]
+    return {**plan.to_dict(), "example_sets": sets,
+            "estimate": search_estimate(plan=plan, config=config, backbone=backbone, example_sets=sets),
+            "problems": search_plan_limits(owner=owner, plan=plan),
             "limits": {"trials_per_search": settings.PEFS_MAX_TRIALS_PER_SEARCH,
                        "task_epochs_per_search": settings.PEFS_MAX_TASK_EPOCHS_PER_SEARCH,
                        "active_trials_per_user": settings.PEFS_MAX_ACTIVE_TRIALS_PER_USER}}

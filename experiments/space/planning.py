@@ -12,6 +12,18 @@ when it was raised (the form shows "raised from 8 to 30"). The designs are sampl
 trains ``designs_per_stage``. A pattern component whose every choice is an alias of one on this
 backbone (aliases.py) is decided without training: its stage plans 0 trials.
 
+With successive halving (``config.halving_eta`` = eta, halving.py), a deciding stage trains its
+designs to the first rung, keeps the best 1/eta of each choice, and so on to the last rung at
+``epochs``; so that ``min_successes`` designs of every choice survive to the last rung it draws
+
+    min_per_choice = min_successes x eta ** (rungs - 1)      (rungs: halving.rung_epochs)
+
+designs per choice (quick's E = 1 has one rung: nothing changes). ``StagePlan.halving`` gives the
+rungs, the trials that reach each and the trial-epochs with halving and without it (the same
+trials trained for every epoch); ``task_epochs`` counts with halving, ``full_task_epochs``
+without. The S0 reference stage decides nothing, so it has no choice to halve within: it trains
+in full.
+
 Before the search, S4 stages depend on S3's decision: the plan counts one per group (every group
 tuned, the most S3 can choose) and marks them ``upper_bound``. Work is counted in *task-epochs*:
 a stage trial trains every task of the search for ``epochs`` epochs; a final-stage run trains one
@@ -37,6 +49,7 @@ from typing import Any
 
 from experiments.space.errors import SpaceError
 from experiments.space.final import ARMS
+from experiments.space.halving import HalvingPlan, plan_halving, rung_epochs
 from experiments.space.presets import SearchConfig
 from experiments.space.space import DesignSpace, all_choices
 from experiments.space.stages import (
@@ -67,6 +80,7 @@ class StagePlan:
     upper_bound: bool = False  # S4 before S3 has decided: runs only for a group S3 tunes
     trained: bool = True  # False: decided without training (all choices alias one)
     note: str = ""
+    halving: HalvingPlan | None = None  # successive halving inside the stage (module docstring)
 
     @property
     def raised_from(self) -> int | None:
@@ -75,7 +89,31 @@ class StagePlan:
 
     @property
     def task_epochs(self) -> int:
+        """Task-epochs the stage trains (with halving, if it halves)."""
+        if self.halving is not None:
+            return self.halving.trial_epochs * self.tasks_per_trial
+        return self.full_task_epochs
+
+    @property
+    def full_task_epochs(self) -> int:
+        """Task-epochs of the same trials, each trained for every epoch (no halving)."""
         return self.designs * self.epochs * self.tasks_per_trial
+
+    def halving_dict(self) -> dict[str, Any] | None:
+        """``{eta, rungs, per_rung_trials, trial_epochs, full_trial_epochs}``; None: no halving.
+
+        ``rungs`` are the cumulative epochs at the end of each rung (halving.rung_epochs), what
+        the workers stop and promote at; ``per_rung_trials`` the trials that train to each."""
+        plan = self.halving
+        if plan is None:
+            return None
+        return {
+            "eta": plan.eta,
+            "rungs": [rung.epochs for rung in plan.rungs],
+            "per_rung_trials": [rung.trials for rung in plan.rungs],
+            "trial_epochs": plan.trial_epochs,
+            "full_trial_epochs": plan.full_trial_epochs,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +128,8 @@ class StagePlan:
             "epochs": self.epochs,
             "tasks_per_trial": self.tasks_per_trial,
             "task_epochs": self.task_epochs,
+            "full_task_epochs": self.full_task_epochs,
+            "halving": self.halving_dict(),
             "balance": self.balance,
             "stratify": self.stratify,
             "upper_bound": self.upper_bound,
@@ -114,6 +154,15 @@ class SearchPlan:
         return sum(s.task_epochs for s in self.stages)
 
     @property
+    def full_task_epochs(self) -> int:
+        """Task-epochs of the same trials without halving."""
+        return sum(s.full_task_epochs for s in self.stages)
+
+    @property
+    def halving_eta(self) -> int | None:
+        return next((s.halving.eta for s in self.stages if s.halving is not None), None)
+
+    @property
     def upper_bound(self) -> bool:
         """True when the totals assume the most stages S3 can lead to."""
         return any(s.upper_bound for s in self.stages)
@@ -128,17 +177,49 @@ class SearchPlan:
             "tasks": self.tasks,
             "trials": self.trials,
             "task_epochs": self.task_epochs,
+            "full_task_epochs": self.full_task_epochs,
+            "halving_eta": self.halving_eta,
             "upper_bound": self.upper_bound,
         }
+
+
+def min_per_choice(config: SearchConfig) -> int:
+    """Designs a deciding stage draws per open choice: ``min_successes``, times eta for every rung
+    after the first when the stage halves (module docstring).
+
+    >>> from experiments.space.presets import preset
+    >>> min_per_choice(preset("quick")), min_per_choice(preset("quick", epochs=3, halving_eta=3))
+    (2, 6)
+    """
+    if config.halving_eta is None:
+        return config.min_successes
+    rungs = rung_epochs(config.epochs, eta=config.halving_eta)
+    return config.min_successes * config.halving_eta ** (len(rungs) - 1)
+
+
+def _halving(config: SearchConfig, choices: int, designs: int) -> HalvingPlan | None:
+    """The stage's halving plan, its designs spread evenly over its choices (as balanced and
+    stratified sampling draws them)."""
+    if config.halving_eta is None or choices < 1:
+        return None
+    share, extra = divmod(designs, choices)
+    per_choice = {f"choice{i}": share + (i < extra) for i in range(choices)}
+    return plan_halving(per_choice, epochs=config.epochs, eta=config.halving_eta)
 
 
 def _deciding(
     config: SearchConfig, spec: StageSpec, choices: int, *, tasks: int, upper_bound: bool = False
 ) -> StagePlan:
-    designs = max(config.designs_per_stage, choices * config.min_successes)
+    per_choice = min_per_choice(config)
+    designs = max(config.designs_per_stage, choices * per_choice)
+    each = (
+        f"{per_choice} designs each ({config.min_successes} to survive "
+        f"{per_choice // config.min_successes}x halving)"
+        if per_choice != config.min_successes
+        else f"{per_choice} designs each"
+    )
     note = (
-        f"raised from {config.designs_per_stage} to {designs}: {choices} open choices x "
-        f"{config.min_successes} designs each"
+        f"raised from {config.designs_per_stage} to {designs}: {choices} open choices x {each}"
         if designs > config.designs_per_stage
         else ""
     )
@@ -152,13 +233,14 @@ def _deciding(
         choices=choices,
         requested=config.designs_per_stage,
         designs=designs,
-        min_per_choice=config.min_successes,
+        min_per_choice=per_choice,
         epochs=config.epochs,
         tasks_per_trial=tasks,
         balance=spec.component if config.balance else None,
         stratify=spec.component,
         upper_bound=upper_bound,
         note=note,
+        halving=_halving(config, choices, designs),
     )
 
 
@@ -279,4 +361,4 @@ def search_plan(config: SearchConfig, *, num_layers: int, tasks: int = 1) -> Sea
     return SearchPlan(stages=tuple(stages), tasks=tasks)
 
 
-__all__ = ["SearchPlan", "StagePlan", "search_plan", "stage_plan"]
+__all__ = ["SearchPlan", "StagePlan", "min_per_choice", "search_plan", "stage_plan"]

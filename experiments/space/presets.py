@@ -1,4 +1,14 @@
-"""Search configurations and the two presets, "paper" and "quick".
+"""Search configurations and the three presets, "paper", "quick" and "study".
+
+- "paper": the paper's regime (100 designs per stage, 3 epochs, G = 4, batch 128, 10 final
+  epochs).
+- "quick": a laptop-sized look at the search (one short epoch, a few hundred examples per task).
+- "study": sized for a 2-core CPU study on the bundled MiniLM over several bundled GLUE tasks
+  (e.g. sst2, mrpc, rte, cola) with successive halving on: G = 2, 3 epochs with halving eta 3
+  (rungs at 1 and 3 epochs), so each deciding stage draws min_successes x 3 = 6 designs per open
+  choice and 2 of each survive to the last rung (planning.min_per_choice); 256 training and 200
+  selection examples per task, batch 16, length 64; no reference stage; 3 final seeds after a
+  2-rate grid per arm, 3 final epochs.
 
 Every field can be overridden; each is validated on construction and a bad value raises
 ``SpaceError`` naming the field.
@@ -146,7 +156,12 @@ class SearchConfig:
     )
     halving_eta: int | None = field(
         default=None,
-        metadata={"help": "successive halving inside stages: keep 1/eta per rung (null: off)"},
+        metadata={
+            "help": "successive halving inside each deciding stage: train every design to the first "
+            "rung, keep the best 1/eta of each choice, continue them to the next (rungs at "
+            "epochs/eta^k); stages draw min_successes x eta^(rungs-1) designs per choice so "
+            "min_successes reach the last rung (2 to 16; empty: off)"
+        },
     )
     min_successes: int = field(
         default=2,
@@ -287,6 +302,19 @@ PRESETS: dict[str, SearchConfig] = {
         final_lr_grid=2,
     ),
 }
+# Sized for a 2-core CPU study (module docstring): quick's short-run recipe (length 64, batch 16,
+# lr 3e-3, no reference stage, 3 final seeds after a 2-rate grid) with halving and 3 epochs.
+# designs_per_stage 18 is what the three-choice stages need anyway (3 choices x 6); the
+# strategy-set stages are raised to 15 x 6 = 90.
+PRESETS["study"] = PRESETS["quick"].replace(
+    designs_per_stage=18,
+    epochs=3,
+    halving_eta=3,
+    num_groups=2,
+    max_train_examples=256,
+    max_eval_examples=200,
+    final_epochs=3,
+)
 
 
 def preset(name: str, **overrides: Any) -> SearchConfig:

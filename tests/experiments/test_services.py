@@ -142,7 +142,8 @@ def test_search_create_names_the_bad_field(user):
         ({"preset": "fast"}, "preset"),
         ({"overrides": {"epochs": 0}}, "epochs"),
         ({"overrides": {"colour": "red"}}, "colour"),
-        ({"overrides": {"halving_eta": 3}}, "halving_eta"),
+        ({"overrides": {"halving_eta": 1}}, "halving_eta"),
+        ({"overrides": {"halving_eta": 17}}, "halving_eta"),
     ]
     for change, field in cases:
         with pytest.raises(ValidationError) as error:

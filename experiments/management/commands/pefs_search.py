@@ -114,7 +114,8 @@ class Command(BaseCommand):
         parser.add_argument("--budget", type=float, default=0.005,
                             help="below 1: fraction of the backbone's parameters (0.005 = 0.5%%); "
                                  "otherwise a parameter count (default 0.005)")
-        parser.add_argument("--groups", type=int, default=4, help="layer groups G (default 4)")
+        parser.add_argument("--groups", type=int, help="layer groups G (default: the preset's, 4 for paper "
+                                                         "and quick, 2 for study)")
         parser.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
         parser.add_argument("--name", help="search name (default: the tasks and preset)")
         parser.add_argument("--user", help=f"owner of the search (default: the only superuser, else {DEFAULT_USER})")
@@ -149,10 +150,11 @@ class Command(BaseCommand):
                                                         ("max_train_examples", o["train_examples"]))
                           if value is not None})
         budget_kind = Search.BudgetKind.FRACTION if o["budget"] < 1 else Search.BudgetKind.ABSOLUTE
-        inputs = {"backbone": backbone, "budget_kind": budget_kind, "budget_value": o["budget"], "groups": o["groups"],
+        groups = o["groups"] if o["groups"] is not None else PRESETS[o["preset"]].num_groups
+        inputs = {"backbone": backbone, "budget_kind": budget_kind, "budget_value": o["budget"], "groups": groups,
                   "preset": o["preset"], "overrides": overrides, "auto_approve": o["auto_approve"], "seed": o["seed"]}
         try:
-            self.print_plan(services.search_plan_preview(owner=user, tasks=len(tasks), **inputs))
+            self.print_plan(services.search_plan_preview(owner=user, tasks=tasks, **inputs))
             if o["dry_run"]:
                 return
             search = services.search_create(
@@ -207,15 +209,30 @@ class Command(BaseCommand):
         return tasks
 
     def print_plan(self, plan: dict[str, Any]) -> None:
-        """The trials and task-epochs of every stage, the totals and the limits they must fit."""
+        """The trials and task-epochs of every stage (with and without halving), each task's example
+        sets, the duration estimate, the totals and the limits they must fit."""
         at_most = "at most " if plan["upper_bound"] else ""
         self.stdout.write(f"Plan: {at_most}{plan['trials']:,} trials, {at_most}{plan['task_epochs']:,} task-epochs "
                           f"(limits {plan['limits']['trials_per_search']:,} and "
                           f"{plan['limits']['task_epochs_per_search']:,} per search).")
+        if plan.get("halving_eta"):
+            self.stdout.write(f"  with successive halving (eta {plan['halving_eta']}): {plan['task_epochs']:,} "
+                              f"task-epochs; without it the same trials: {plan['full_task_epochs']:,}")
         for stage in plan["stages"]:
             note = f"  ({stage['note']})" if stage["note"] else ""
+            halving = stage.get("halving")
+            rungs = (f" [rungs at {', '.join(map(str, halving['rungs']))} epochs: "
+                     f"{' -> '.join(map(str, halving['per_rung_trials']))} trials; "
+                     f"{stage['full_task_epochs']:,} without halving]" if halving else "")
             self.stdout.write(f"  {stage['name']:<8} {stage['designs']:>6,} trials x {stage['epochs']} epochs "
-                              f"= {stage['task_epochs']:,} task-epochs{note}")
+                              f"= {stage['task_epochs']:,} task-epochs{rungs}{note}")
+        for sets in plan.get("example_sets") or []:
+            roles = "; ".join(sets[role]["description"] for role in ("train", "selection", "report") if sets[role])
+            error = f" ({sets['error']})" if sets["error"] else ""
+            self.stdout.write(f"  {sets['task']}: {roles}{error}")
+        if plan.get("estimate"):
+            self.stdout.write(f"Duration: {plan['estimate']['text']}; {plan['estimate']['seconds_per_step']:g} s per "
+                              f"step ({plan['estimate']['step_source']}).")
         for problem in plan["problems"]:
             self.stdout.write(f"  over a limit: {problem}")
 
