@@ -169,7 +169,7 @@ def search_estimate(*, plan: SearchPlan, config: SearchConfig, backbone: Backbon
     minutes = None if steps is None else max(1, round(steps * step_s / workers / 60))
     on = f"{counted} worker{'s' if counted != 1 else ''}" if counted else "at least 1 worker"
     at_most = "at most " if plan.upper_bound else ""
-    text = (f"about {at_most}{minutes:,} min on {on} (estimate)" if minutes is not None
+    text = (f"{at_most}about {minutes:,} min on {on} (estimate)" if minutes is not None
             else "duration unknown until every task's size is known")
     return {"minutes": minutes, "workers": workers, "workers_counted": bool(counted), "steps": steps,
             "seconds_per_step": float(f"{step_s:.3g}"), "step_source": source, "text": text}
