@@ -148,6 +148,9 @@ class Stage(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     override_reason = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    rung = models.PositiveSmallIntegerField(
+        default=0, help_text="Successive halving: the rung the stage's trials are training to (0 without "
+                             "halving; the rungs' epochs are in plan['halving']).")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -214,6 +217,17 @@ class Trial(models.Model):
     duration_s = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True)
     notes = models.JSONField(default=list, blank=True)
+    rung = models.PositiveSmallIntegerField(
+        default=0, help_text="Successive halving: the rung this trial trains (or trained) to; 0 without halving.")
+    rung_scores = models.JSONField(
+        default=list, blank=True, help_text='One {"rung", "epochs", "score"} per rung the trial finished.')
+    halted = models.BooleanField(
+        default=False, help_text="Stopped by successive halving after its rung: not among the best 1/eta "
+                                 "of its choice. Its score is from fewer epochs; the stage's statistics "
+                                 "leave it out.")
+    checkpoint = models.JSONField(
+        null=True, blank=True,
+        help_text='The last rung checkpoint: {"attempt", "step", "epochs"}; a survivor resumes from it.')
 
     class Meta:
         ordering = ["stage", "index"]

@@ -217,6 +217,7 @@ TRIAL_LIST_FIELDS = (
     "id", "search_id", "stage_id", "stage__key", "index", "kind", "eval_role", "label", "choices", "seed", "status",
     "attempt", "worker", "queued_at", "started_at", "finished_at", "cancel_requested", "score",
     "trainable_params", "optimised_params", "head_params", "duration_s", "error",
+    "rung", "halted", "rung_scores", "stage__plan",  # successive halving: the rung column (experiments.rungs)
     "design",  # a few hundred bytes per trial: the table draws its layer x strategy strip from it
 )
 TRIAL_ORDERINGS = ("index", "score", "trainable_params", "duration_s", "started_at", "finished_at")

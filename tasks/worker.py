@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -176,9 +177,14 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
     if final:  # a final-stage run trains one task
         task_rows = [t for t in task_rows if t.name == trial.choices.get("task")]
     output_dir = services.trial_artifact_dir(trial) if selectors.trial_stands_for_search(trial) else None
+    rung = services.trial_rung_plan(trial)  # successive halving: which epochs this delivery trains
     try:
         config = TrainConfig(**train_config_fields(search.config, seed=trial_data_seed(trial), final=final,
                                                    learning_rate=trial.choices.get("learning_rate")))
+        if rung is not None and rung["checkpoint_dir"] is not None:  # left by a superseded attempt
+            shutil.rmtree(rung["checkpoint_dir"], ignore_errors=True)
+        if rung is not None and rung["resume_from"] is not None:
+            _carry_points(trial, attempt)
         outcome = run_design(
             trial.design,
             [task_spec(task) for task in task_rows],
@@ -188,6 +194,7 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
             backbone_cache=backbone_cache,
             output_dir=output_dir,
             role=trial.eval_role,
+            **_rung_arguments(rung),
         )
         if output_dir is not None:
             outcome.notes.extend(export_peft(outcome.saved, trial.design))
@@ -207,7 +214,30 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
     result = services.TrialResult(score=outcome.score, scores=outcome.per_task, trainable_params=outcome.peft_total,
                                   head_params=outcome.head_params, notes=list(outcome.notes),
                                   optimised_params=outcome.trainable_parameters.get("optimised_total"))
+    if rung is not None:
+        result.rung_epochs = rung["until_epoch"]
+        if rung["checkpoint_dir"] is not None:
+            result.checkpoint = {"attempt": attempt, "epochs": rung["until_epoch"],
+                                 "steps": {task: entry["steps"] for task, entry in outcome.per_task.items()}}
     return services.trial_finish(trial_id=trial.pk, attempt=attempt, status=Trial.Status.SUCCEEDED, result=result)
+
+
+def _rung_arguments(rung: dict[str, Any] | None) -> dict[str, Any]:
+    """run_design's halving arguments: train to the rung's epoch, from and to rung checkpoints."""
+    if rung is None:
+        return {}
+    return {"until_epoch": rung["until_epoch"], "resume_from": rung["resume_from"],
+            "checkpoint_dir": rung["checkpoint_dir"]}
+
+
+def _carry_points(trial: Trial, attempt: int) -> None:
+    """A new attempt resuming from a rung checkpoint written by an earlier one: copy that attempt's
+    points up to the checkpoint, so the curve is whole (services.halving)."""
+    checkpoint = trial.checkpoint or {}
+    if checkpoint.get("attempt") not in (None, attempt):
+        services.metric_points_carry(trial_id=trial.pk, from_attempt=checkpoint["attempt"], to_attempt=attempt,
+                                     steps=checkpoint.get("steps") or {}, search_id=trial.search_id,
+                                     stage_id=trial.stage_id)
 
 
 def export_peft(saved: dict[str, str], design: dict[str, Any]) -> list[str]:

@@ -14,6 +14,7 @@ from rest_framework import serializers
 
 from .. import selectors
 from ..models import Artifact, Backbone, Search, Stage, Task, Trial
+from ..rungs import rung_label
 from .downloads import artifact_download_path
 from .query import MAX_ID
 
@@ -303,12 +304,14 @@ class TrialSerializer(serializers.ModelSerializer):
     stage_key = serializers.CharField(source="stage.key", read_only=True)
     strategies = serializers.SerializerMethodField(help_text="Per layer, strategy codes: A, P, B, L.")
     error = serializers.SerializerMethodField()
+    rung_label = serializers.SerializerMethodField(
+        help_text="Successive halving: the trial's rung, or the rung it was halted after; empty without halving.")
 
     class Meta:
         model = Trial
         fields = ["id", "stage", "stage_key", "index", "kind", "eval_role", "label", "choices", "strategies", "seed",
                   "status", "attempt", "cancel_requested", "score", "trainable_params", "optimised_params",
-                  "head_params", "duration_s",
+                  "head_params", "duration_s", "rung", "halted", "rung_scores", "rung_label",
                   "queued_at", "started_at", "finished_at", "error"]
         read_only_fields = fields
 
@@ -317,6 +320,9 @@ class TrialSerializer(serializers.ModelSerializer):
 
     def get_error(self, trial: Trial) -> str:
         return trial.error[:ERROR_PREVIEW_CHARS]
+
+    def get_rung_label(self, trial: Trial) -> str:
+        return rung_label(trial)
 
 
 class TrialDetailSerializer(TrialSerializer):

@@ -12,6 +12,8 @@ the field. One module per sub-domain, each importing only those before it:
 - limits: a search's configuration and plan (trials, task-epochs) before it starts, and the
   per-user limits it must fit;
 - stage_trials: a stage's trial rows, inserted in bounded batches, counted and queued;
+- halving: successive halving's rungs: promotion of each choice's best 1/eta between rungs (the
+  others halted), rung checkpoints, and what halving saved;
 - final: the final stage: each arm's learning-rate grid on the selection set, then its report runs;
 - searches: create a search, draw stages (outside the write transaction), open/complete/approve
   stages, cancel, complete;
@@ -24,7 +26,8 @@ trial (running the engine, the recorder, the heartbeat thread) is tasks.worker, 
 from .artifacts import artifacts_write, trial_artifact_dir
 from .catalog import IntrospectionError, backbone_introspect, backbone_register, seed_bundled, task_preview, task_upload
 from .limits import search_config_build, search_plan_check, search_plan_preview
-from .metrics import metric_points_record
+from .halving import trial_rung_plan
+from .metrics import metric_points_carry, metric_points_record
 from .queue import trial_message_id, trials_enqueue
 from .searches import (
     UNSCHEDULED_SETTINGS,
@@ -52,7 +55,7 @@ from .users import user_ensure
 
 __all__ = [
     "UNSCHEDULED_SETTINGS", "IntrospectionError", "TrialResult", "artifacts_write", "backbone_introspect",
-    "backbone_register", "final_stage_open", "metric_points_record", "search_cancel",
+    "backbone_register", "final_stage_open", "metric_points_carry", "metric_points_record", "trial_rung_plan", "search_cancel",
     "search_complete", "search_config", "search_config_build", "search_create", "search_plan_check",
     "search_plan_preview", "seed_bundled", "stage_approve", "stage_check_complete",
     "stage_open", "task_preview", "task_upload", "trial_artifact_dir", "trial_became_final", "trial_cancel",

@@ -40,7 +40,15 @@ from tasks.peft.budget import BackboneShape
 
 from .. import events
 from ..models import Backbone, Search, Stage, Task, Trial
+from .catalog import task_unavailable_reason
 from .final import final_stage_check, final_stage_open, search_complete
+from .halving import (
+    halving_stage_plan,
+    search_checkpoints_remove,
+    stage_checkpoints_remove,
+    stage_halving_summary,
+    stage_rung_advance,
+)
 from .limits import UNSCHEDULED_SETTINGS, search_config_build, search_plan_check
 from .limits import space_error as _space_error
 from .stage_trials import stage_trials_add
@@ -65,6 +73,8 @@ def search_create(*, owner: AbstractBaseUser, name: str, tasks: list[Task], back
     for task in tasks:
         if not isinstance(task, Task) or (task.owner_id not in (None, owner.pk)):
             errors.setdefault("tasks", []).append(f"Unknown task {getattr(task, 'pk', task)!r}.")
+        elif (reason := task_unavailable_reason(task)) is not None:
+            errors.setdefault("tasks", []).append(f"{task.display_name or task.name} cannot run here: {reason}.")
     if not isinstance(backbone, Backbone) or backbone.owner_id not in (None, owner.pk):
         errors["backbone"] = ["Unknown backbone."]
     if errors:
@@ -140,7 +150,8 @@ def stage_open(*, search: Search, space: DesignSpace, order: int, draft: StageDr
               "duplicates": batch.duplicates, "infeasible_fields": dict(batch.infeasible_fields),
               "shortfall": batch.shortfall, "seed": batch.seed, "stage_plan": plan.to_dict(),
               "untried": dict(batch.untried), "infeasible_choices": list(batch.infeasible_choices),
-              "data_seed": batch.designs[0].data_seed if batch.designs else None},
+              "data_seed": batch.designs[0].data_seed if batch.designs else None,
+              "halving": halving_stage_plan(search_config(search), spec.component)},
     )
     stage_trials_add(search=search, stage=stage, trials=[
         Trial(search=search, stage=stage, index=d.index, kind=Trial.Kind.SAMPLE, choices=dict(d.choices),
@@ -164,7 +175,8 @@ def _choices_label(choices: dict[str, Any]) -> str:
 
 
 def _outcomes(stage: Stage) -> list[TrialOutcome]:
-    rows = stage.trials.values_list("pk", "choices", "score", "status")
+    # Trials halted by successive halving scored after fewer epochs than the survivors: left out.
+    rows = stage.trials.filter(halted=False).values_list("pk", "choices", "score", "status")
     return [TrialOutcome(choices, score if status == Trial.Status.SUCCEEDED else None, pk)
             for pk, choices, score, status in rows]
 
@@ -181,6 +193,9 @@ def stage_check_complete(*, stage_id: int) -> Stage | None:
     now = timezone.now()
     if stage.key == "final":
         return final_stage_check(search=search, stage=stage)
+    if stage_rung_advance(stage):  # successive halving: the survivors train on to the next rung
+        return None
+    stage_checkpoints_remove(stage)
     space = DesignSpace.from_dict(stage.space)
     try:
         summary = summarise(_outcomes(stage), component=stage.component or None,
@@ -194,6 +209,9 @@ def stage_check_complete(*, stage_id: int) -> Stage | None:
     else:
         stage.summary = summary.to_dict()
         stage.recommendation = summary.recommendation.to_dict() if summary.recommendation else None
+    halving = stage_halving_summary(stage)
+    if halving is not None:
+        stage.summary = {**stage.summary, "halving": halving}
     stage.finished_at = now
     if not stage.component:  # the S0 reference stage decides nothing: go straight on
         stage.status = Stage.Status.COMPLETED
@@ -277,6 +295,7 @@ def search_cancel(*, search: Search) -> Search:
             status=Stage.Status.CANCELLED, finished_at=now)
         Search.objects.filter(pk=search.pk).update(status=Search.Status.CANCELLED, finished_at=now,
                                                    trials_done=F("trials_done") + cancelled)
+        search_checkpoints_remove(search)
         search.refresh_from_db()
         events.search_changed(search)
     return search

@@ -68,6 +68,10 @@ class TrialResult:
     head_params: int
     notes: list[str] = field(default_factory=list)
     optimised_params: int | None = None
+    # Successive halving (services.halving): the epochs this rung ended at, and the checkpoint it
+    # wrote ({"attempt", "epochs", "steps": {task: global step}}; None at the last rung).
+    rung_epochs: int | None = None
+    checkpoint: dict[str, Any] | None = None
 
 
 def trial_finish(*, trial_id: int, attempt: int, status: str, result: TrialResult | None = None,
@@ -81,7 +85,10 @@ def trial_finish(*, trial_id: int, attempt: int, status: str, result: TrialResul
             return None
         trial.status = status
         trial.finished_at = now
-        trial.duration_s = (now - trial.started_at).total_seconds() if trial.started_at else None
+        seconds = (now - trial.started_at).total_seconds() if trial.started_at else None
+        # A survivor of successive halving ran once per rung: its duration is the sum of them.
+        earlier = sum(r.get("seconds") or 0 for r in trial.rung_scores if r.get("rung", 0) < trial.rung)
+        trial.duration_s = None if seconds is None else earlier + seconds
         trial.error = error
         fields = ["status", "finished_at", "duration_s", "error"]
         if result is not None:
@@ -90,6 +97,12 @@ def trial_finish(*, trial_id: int, attempt: int, status: str, result: TrialResul
             trial.optimised_params = result.optimised_params
             trial.notes = [*trial.notes, *(n for n in result.notes if n not in trial.notes)]  # keep crash notes
             fields += ["score", "scores", "trainable_params", "head_params", "optimised_params", "notes"]
+            if result.rung_epochs is not None:
+                trial.rung_scores = [*(r for r in trial.rung_scores if r.get("rung") != trial.rung),
+                                     {"rung": trial.rung, "epochs": result.rung_epochs, "score": result.score,
+                                      "seconds": seconds}]
+                trial.checkpoint = result.checkpoint
+                fields += ["rung_scores", "checkpoint"]
         trial.save(update_fields=fields)
         trial_became_final(trial)
     return trial
@@ -134,6 +147,9 @@ def trial_retry(*, trial: Trial) -> Trial:
             raise ValidationError({"search": ["The search was cancelled; start a new one."]})
         if stage.status not in (Stage.Status.RUNNING, Stage.Status.AWAITING):
             raise ValidationError({"stage": [f"Stage {stage.key} is already {stage.status}; its trials are final."]})
+        if trial.halted or trial.rung != stage.rung:
+            raise ValidationError({"status": [f"Successive halving has moved stage {stage.key} past this trial's "
+                                              f"rung ({trial.rung + 1}); it cannot be retried."]})
         if stage.status == Stage.Status.AWAITING:
             stage.status, stage.summary, stage.recommendation = Stage.Status.RUNNING, None, None
             stage.save(update_fields=["status", "summary", "recommendation"])
@@ -152,7 +168,7 @@ def trials_retry_failed(*, search: Search) -> int:
     stage = search.current_stage
     if stage is None:
         return 0
-    failed = list(stage.trials.filter(status=Trial.Status.FAILED))
+    failed = list(stage.trials.filter(status=Trial.Status.FAILED, rung=stage.rung, halted=False))
     for trial in failed:
         trial_retry(trial=trial)
     return len(failed)
@@ -193,8 +209,9 @@ def trials_sweep(*, now: datetime | None = None, broker_ids: set[str] | None = N
                 requeued += 1
     if broker_ids is not None:
         lost = Trial.objects.filter(status=Trial.Status.QUEUED, queued_at__lt=stale_before,
-                                    cancel_requested=False).values_list("pk", "attempt")
-        pairs = [(pk, attempt) for pk, attempt in lost if queue.trial_message_id(pk, attempt) not in broker_ids]
+                                    cancel_requested=False).values_list("pk", "attempt", "rung")
+        pairs = [(pk, attempt, rung) for pk, attempt, rung in lost
+                 if queue.trial_message_id(pk, attempt, rung) not in broker_ids]
         if pairs:
             with transaction.atomic():
                 queue.enqueue_on_commit(pairs)

@@ -14,6 +14,7 @@ from django import template
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join, json_script
 
+from experiments.rungs import rung_label
 from tasks.peft.strategies import registered as registered_strategies
 from tasks.peft.strategies import ui_description
 
@@ -107,6 +108,12 @@ def localtime(value, style: str = "datetime"):
     value = timezone.localtime(value, dt.UTC)
     return format_html('<time datetime="{}" data-style="{}">{} UTC</time>',
                        value.isoformat(), style, value.strftime("%Y-%m-%d %H:%M"))
+
+
+@register.filter(name="rung_label")
+def rung_label_filter(trial) -> str:
+    """Successive halving: 'rung 2 of 2 (3 epochs)', 'halted after rung 1 of 2 (1 epoch)', or ''."""
+    return rung_label(trial)
 
 
 @register.filter

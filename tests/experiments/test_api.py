@@ -301,7 +301,7 @@ def test_retry_and_cancel_trial(api, world, monkeypatch):
     response = api.post(reverse("api:trial-retry", args=[trial.pk]))
     assert response.status_code == 200, response.json()
     assert response.json()["status"] == "queued" and response.json()["attempt"] == 2
-    assert sent == [(trial.pk, 2)]
+    assert sent == [(trial.pk, 2, 0)]  # (trial, attempt, rung): a retry is a new attempt at the trial's rung
     assert api.post(reverse("api:trial-cancel", args=[trial.pk])).json()["status"] == "cancelled"
     again = api.post(reverse("api:trial-cancel", args=[trial.pk]))
     assert again.status_code == 400 and "status" in again.json()

@@ -144,3 +144,22 @@ def test_killed_worker_mid_trial_is_completed_by_a_restarted_worker_without_dupl
     # The killed attempt's points stay apart (attempt number) and the API serves only the latest
     assert MetricPoint.objects.filter(trial=trial, attempt=first_attempt).count() == points_before
     services.search_cancel(search=Search.objects.get(pk=search.pk))
+
+
+def test_successive_halving_runs_its_rungs_on_a_real_worker(user, tiny_backbone, bundled_tasks, worker_factory):
+    # Issue 11: a stage with halving_eta trains every design to rung 1 on the worker, then only each
+    # choice's best continue, from their checkpoints, under the same attempt
+    worker = worker_factory()
+    search = services.search_create(owner=user, name="halving", tasks=[bundled_tasks["sst2"]], backbone=tiny_backbone,
+                                    budget_kind="absolute", budget_value=6000, groups=2, preset="quick",
+                                    overrides={**SYSTEM_OVERRIDES, "epochs": 2, "halving_eta": 2},
+                                    auto_approve=False, seed=5)
+    stage = wait_for(lambda: search.stages.filter(order=0, status="awaiting").first(), timeout=600,
+                     what="the first stage to wait for approval", logs=[worker])
+    trials = list(stage.trials.all())
+    survivors = [t for t in trials if not t.halted]
+    assert stage.rung == 1 and 0 < len(survivors) < len(trials)
+    assert all(t.rung == 1 and len(t.rung_scores) == 2 and t.attempt == 1 for t in survivors)
+    assert all(t.rung == 0 and len(t.rung_scores) == 1 for t in trials if t.halted)
+    assert {t.worker for t in survivors} != {""}
+    assert stage.summary["halving"]["saved_trial_epochs"] == len(trials) - len(survivors)

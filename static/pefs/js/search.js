@@ -115,6 +115,7 @@
       cancel.disabled = Boolean(trial.cancel_requested);
       cancel.textContent = trial.cancel_requested ? "Stopping…" : "Cancel";
     }
+    if (trial.rung_label !== undefined) { const rung = row.querySelector('[data-col="rung"]'); if (rung) rung.textContent = trial.rung_label; }
     if (trial.score !== null && trial.score !== undefined) set("score", Number(trial.score).toFixed(2));
     if (trial.trainable_params) set("params", PEFS.formatParams(trial.trainable_params, trial.optimised_params));
     if (trial.duration_s !== null && trial.duration_s !== undefined) set("duration", PEFS.formatDuration(trial.duration_s));

@@ -67,7 +67,6 @@ def test_the_new_search_form_shows_unavailable_tasks_disabled_with_the_reason(cl
     assert "disabled" not in sst2
 
 
-@pytest.mark.xfail(strict=True, reason="lead wires task_unavailable_reason into search_create")
 def test_the_api_refuses_a_search_on_an_unavailable_task(user, glue, offline):
     api = APIClient()
     api.force_authenticate(user)

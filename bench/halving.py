@@ -1,0 +1,172 @@
+"""Would successive halving have decided a stage like training every design in full? (issue 11)
+
+Two steps:
+
+``record`` trains real stages in full on the bundled MiniLM (offline) and a bundled GLUE task,
+with a score on the selection set after every epoch, exactly as a search's stage would draw them
+(experiments.space: the first stage S1 decides grouping, then S2 allocation after S1's choice as
+the full stage decided it; stratified sampling, common random numbers), and writes the per-epoch
+scores to a JSON file (bench/data/halving_stages.json by default, committed, so the replay runs
+in seconds anywhere).
+
+``replay`` (the default) replays each recorded stage with experiments.space.halving.replay: the
+full stage's decision is the choice with the best mean final score; halving's decision the choice
+whose survivors of the rungs (``rung_epochs(E, eta)``) have the best mean final score; agreement
+is the fraction of stratified bootstrap resamples of the stage's trials (redrawn within each
+choice) in which both decide alike. It reports the trial-epochs halving spends against the full
+stage. Target (issue 11): the same decision in at least 90% of replays at no more than a third of
+the trial-epochs.
+
+Usage::
+
+    .venv/bin/python bench/halving.py record --epochs 9 --per-choice 8      # ~40 min on 2 CPU cores
+    .venv/bin/python bench/halving.py                                       # replay, seconds
+
+The last printed line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DEFAULT_FILE = ROOT / "bench" / "data" / "halving_stages.json"
+
+
+def _stage(space, spec, *, per_choice: int, seed: int, shape, budget):
+    from experiments.space import sample, stage_seed
+
+    choices = len(space.open(spec.component))
+    return sample(space, per_choice * choices, seed=stage_seed(seed, spec.name), shape=shape, budget=budget,
+                  balance=spec.component, stratify=spec.component, min_per_choice=per_choice,
+                  provenance={"stage": spec.name, "bench": "halving"})
+
+
+def record(args: argparse.Namespace) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from experiments.space import DesignSpace, next_stage, refine
+    from experiments.space.compiling import Budget
+    from tasks.peft import HeadSpec
+    from tasks.runner import BackboneCache, run_design
+    from tasks.train import Callbacks, TrainConfig
+
+    cache = BackboneCache()
+    shape = cache.load(None, head=HeadSpec("classification", 2), seed=0).shape
+    budget = Budget(fraction=args.budget)
+    space = DesignSpace.initial(num_groups=args.groups, num_layers=shape.num_layers)
+    stages = []
+    started = time.perf_counter()
+    for _ in range(args.stages):
+        spec = next_stage(space)
+        batch = _stage(space, spec, per_choice=args.per_choice, seed=args.seed, shape=shape, budget=budget)
+        trials = []
+        for i, drawn in enumerate(batch.designs):
+            per_epoch: list[float] = []
+            config = TrainConfig(batch_size=16, epochs=args.epochs, max_length=64, learning_rate=args.learning_rate,
+                                 train_examples=args.train_examples, eval_examples=args.eval_examples,
+                                 seed=drawn.data_seed, device="cpu")
+            callbacks = Callbacks(on_eval=lambda task, step, metrics: per_epoch.append(round(metrics["score"], 4)))
+            try:
+                run_design(drawn.design, [args.task], train_config=config, callbacks=callbacks,
+                           backbone_cache=cache, role="selection")
+            except Exception as exc:  # a diverged design is a failed trial, as in a search
+                print(f"{spec.name} #{i}: {type(exc).__name__}: {exc}", flush=True)
+                per_epoch = [None] * args.epochs
+            choice = drawn.choices[spec.component]
+            trials.append({"choice": choice, "scores": per_epoch})
+            print(f"{spec.name} #{i} {choice}: {per_epoch}", flush=True)
+        full = _decide(trials)
+        stages.append({"stage": spec.name, "component": spec.component, "trials": trials, "full_decision": full})
+        space, _ = refine(space, spec.component, full, decided_by="bench", reason="full stage's best mean")
+    payload = {"task": args.task, "epochs": args.epochs, "per_choice": args.per_choice, "groups": args.groups,
+               "train_examples": args.train_examples, "eval_examples": args.eval_examples, "eval_role": "selection",
+               "learning_rate": args.learning_rate, "budget_fraction": args.budget, "seed": args.seed,
+               "backbone": "all-MiniLM-L6-v2 (bundled)", "seconds": round(time.perf_counter() - started, 1),
+               "stages": stages}
+    Path(args.file).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.file).write_text(json.dumps(payload, indent=1) + "\n")
+    print(json.dumps({"benchmark": "halving", "recorded": str(args.file), "stages": len(stages),
+                      "seconds": payload["seconds"]}))
+
+
+def _decide(trials: list[dict]) -> str | None:
+    finals: dict[str, list[float]] = {}
+    for t in trials:
+        finals.setdefault(t["choice"], [])
+        if t["scores"] and t["scores"][-1] is not None:
+            finals[t["choice"]].append(t["scores"][-1])
+    means = {c: statistics.fmean(v) for c, v in finals.items() if v}
+    return max(means, key=lambda c: means[c]) if means else None
+
+
+def replay_all(args: argparse.Namespace) -> None:
+    from experiments.space.halving import RecordedTrial, replay
+
+    data = json.loads(Path(args.file).read_text())
+    results = []
+    for stage in data["stages"]:
+        trials = [RecordedTrial(t["choice"], t["scores"]) for t in stage["trials"]]
+        for eta in args.eta:
+            report = replay(trials, eta=eta, resamples=args.resamples, seed=args.seed)
+            plan = report.plan
+            row = {"stage": stage["stage"], "component": stage["component"], "eta": eta,
+                   "rungs": [r.epochs for r in plan.rungs], "trials": len(trials),
+                   "full_decision": report.full_decision, "halving_decision": report.halving_decision,
+                   "agreement": report.agreement, "trial_epochs": plan.trial_epochs,
+                   "full_trial_epochs": plan.full_trial_epochs,
+                   "cost_fraction": round(plan.trial_epochs / plan.full_trial_epochs, 3)}
+            results.append(row)
+            print(f"{row['stage']:6s} {row['component']:10s} eta {eta}: rungs {row['rungs']}, agreement "
+                  f"{row['agreement']:.2f}, {row['trial_epochs']}/{row['full_trial_epochs']} trial-epochs "
+                  f"({row['cost_fraction']:.2f}), full {row['full_decision']} / halving {row['halving_decision']}",
+                  flush=True)
+    summary = {}
+    for eta in args.eta:
+        rows = [r for r in results if r["eta"] == eta]
+        summary[str(eta)] = {
+            "min_agreement": min(r["agreement"] for r in rows),
+            "mean_agreement": round(statistics.fmean(r["agreement"] for r in rows), 3),
+            "cost_fraction": round(sum(r["trial_epochs"] for r in rows) / sum(r["full_trial_epochs"] for r in rows), 3),
+            "meets_target": all(r["agreement"] >= 0.9 for r in rows)
+            and sum(r["trial_epochs"] for r in rows) * 3 <= sum(r["full_trial_epochs"] for r in rows),
+        }
+    print(json.dumps({"benchmark": "halving", "recorded": {k: data[k] for k in (
+        "task", "epochs", "per_choice", "groups", "train_examples", "eval_examples", "eval_role", "backbone")},
+        "resamples": args.resamples, "target": {"agreement": 0.9, "cost_fraction": round(1 / 3, 3)},
+        "by_eta": summary, "stages": results}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("mode", nargs="?", choices=["replay", "record"], default="replay")
+    parser.add_argument("--file", default=str(DEFAULT_FILE))
+    parser.add_argument("--task", default="sst2")
+    parser.add_argument("--epochs", type=int, default=9)
+    parser.add_argument("--per-choice", type=int, default=8)
+    parser.add_argument("--stages", type=int, default=2, help="record: S1, then S2, ...")
+    parser.add_argument("--groups", type=int, default=2)
+    parser.add_argument("--budget", type=float, default=0.005)
+    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--train-examples", type=int, default=128)
+    parser.add_argument("--eval-examples", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eta", type=int, nargs="+", default=[3])
+    parser.add_argument("--resamples", type=int, default=1000)
+    args = parser.parse_args()
+    for name in ("epochs", "per_choice", "stages", "groups", "train_examples", "eval_examples", "resamples"):
+        if not 1 <= getattr(args, name) <= 100_000:
+            parser.error(f"--{name.replace('_', '-')} must be from 1 to 100000")
+    (record if args.mode == "record" else replay_all)(args)
+
+
+if __name__ == "__main__":
+    main()

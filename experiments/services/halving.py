@@ -1,0 +1,153 @@
+"""Successive halving on the workers: a stage's rungs, promotion between them, rung checkpoints.
+
+A stage of a search with ``halving_eta`` trains in rungs (experiments.space.halving; epochs ends
+``rung_epochs(E, eta)``, e.g. 1 and 3 of E = 3 at eta = 3). Every design of the stage trains to
+the first rung. When every trial of a rung is final, the best ``ceil(n / eta)`` of each choice
+(``promote``: n counts the choice's trials of that rung, failed ones included) continue from their
+rung checkpoint to the next rung; the others are *halted*: they keep their rung score, flagged,
+and the stage's statistics leave them out, because a score after fewer epochs is not comparable.
+The last rung's survivors are the stage's evidence. Only a stage that decides a component halves
+(S0 and the final stage train every run in full).
+
+Continuing is not a new attempt: the survivor is queued again under the same attempt with a
+rung-specific message id (queue.trial_message_id), so its metric curve continues at the next step
+rather than restarting. A *new* attempt of a trial past rung 0 (its worker was lost, or a person
+retried it) resumes from the last rung checkpoint, and the checkpoint attempt's metric points up
+to the checkpoint's step are copied into the new attempt (services.metrics), so its curve still
+starts at step 1.
+
+Rung checkpoints (PEFT parameters, head, optimizer and scheduler state, data order and RNG, written
+by tasks.runner) live under ``PEFS_DATA_DIR/checkpoints/<search>/<trial>/rung-<k>/`` and are
+removed when the trial is halted, when its stage has finished its last rung, or when the search is
+cancelled.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+
+from experiments.space import DesignSpace, SearchConfig, promote, rung_epochs
+
+from .. import events
+from ..models import Search, Stage, Trial
+from .queue import trials_continue
+
+
+def halving_stage_plan(config: SearchConfig, component: str | None) -> dict[str, Any] | None:
+    """The halving entry of a stage's plan ({"eta", "rungs"}), or None when the stage trains in full."""
+    if config.halving_eta is None or not component:
+        return None
+    rungs = rung_epochs(config.epochs, eta=config.halving_eta)
+    if len(rungs) < 2:  # one rung: nothing to halve (e.g. 1 epoch)
+        return None
+    return {"eta": config.halving_eta, "rungs": list(rungs)}
+
+
+def stage_halving(stage: Stage) -> dict[str, Any] | None:
+    return (stage.plan or {}).get("halving")
+
+
+def checkpoint_root(search_id: int) -> Path:
+    return Path(settings.DATA_DIR) / "checkpoints" / str(search_id)
+
+
+def trial_checkpoint_dir(trial: Trial, rung: int) -> Path:
+    """Where the checkpoint written at the end of ``rung`` of ``trial`` lives."""
+    return checkpoint_root(trial.search_id) / str(trial.pk) / f"rung-{rung}"
+
+
+def trial_rung_plan(trial: Trial) -> dict[str, Any] | None:
+    """How the worker trains this trial: {"until_epoch", "resume_from", "checkpoint_dir"} or None (in full).
+
+    ``resume_from`` is the previous rung's checkpoint (None at rung 0); ``checkpoint_dir`` is where
+    to save this rung's state (None at the last rung, which nothing continues from).
+    """
+    halving = stage_halving(trial.stage)
+    if not halving or trial.stage.key == "final":
+        return None
+    rungs = halving["rungs"]
+    rung = min(trial.rung, len(rungs) - 1)
+    return {
+        "rung": rung,
+        "rungs": len(rungs),
+        "until_epoch": rungs[rung],
+        "resume_from": trial_checkpoint_dir(trial, rung - 1) if rung else None,
+        "checkpoint_dir": trial_checkpoint_dir(trial, rung) if rung < len(rungs) - 1 else None,
+    }
+
+
+def _remove_checkpoints(search_id: int, trial_ids: list[int]) -> None:
+    def remove() -> None:
+        for trial_id in trial_ids:
+            shutil.rmtree(checkpoint_root(search_id) / str(trial_id), ignore_errors=True)
+
+    if trial_ids:
+        transaction.on_commit(remove)
+
+
+def search_checkpoints_remove(search: Search) -> None:
+    """Every rung checkpoint of a search (cancelled or finished), after the transaction commits."""
+    transaction.on_commit(lambda: shutil.rmtree(checkpoint_root(search.pk), ignore_errors=True))
+
+
+def stage_rung_advance(stage: Stage) -> bool:
+    """Inside stage_check_complete's transaction, every trial of ``stage`` final: start the next rung.
+
+    Returns True when survivors were queued for the next rung (the stage goes on), False when the
+    stage has no next rung (no halving, the last rung done, or no trial scored) and is summarised.
+    """
+    halving = stage_halving(stage)
+    if not halving or stage.rung >= len(halving["rungs"]) - 1:
+        return False
+    space = DesignSpace.from_dict(stage.space)
+    canonical = {alias: choice for choice, names in space.aliases(stage.component).items() for alias in names}
+    rows = list(stage.trials.filter(rung=stage.rung, halted=False))
+    scores = {t.pk: (t.score if t.status == Trial.Status.SUCCEEDED else None) for t in rows}
+    choice_of = {t.pk: canonical.get(t.choices.get(stage.component), str(t.choices.get(stage.component)))
+                 for t in rows}
+    survivors = promote(scores, choice_of, eta=halving["eta"])
+    if not survivors:
+        return False
+    halted = [t.pk for t in rows if t.pk not in survivors]
+    Trial.objects.filter(pk__in=halted).update(halted=True)
+    _remove_checkpoints(stage.search_id, halted)
+    stage.rung += 1
+    stage.save(update_fields=["rung"])
+    continuing = [t for t in rows if t.pk in survivors]
+    for trial in continuing:
+        trial.rung = stage.rung
+        trial.save(update_fields=["rung"])
+    Search.objects.filter(pk=stage.search_id).update(trials_done=F("trials_done") - len(continuing),
+                                                     status=Search.Status.RUNNING, current_stage=stage)
+    trials_continue(trials=continuing)
+    events.stage_changed(stage)
+    for trial in continuing:
+        events.trial_changed(trial)
+    return True
+
+
+def stage_halving_summary(stage: Stage) -> dict[str, Any] | None:
+    """What halving spent and saved on a finished stage, for the wizard and the report."""
+    halving = stage_halving(stage)
+    if not halving:
+        return None
+    rungs = halving["rungs"]
+    trials = list(stage.trials.values_list("rung", "halted", "status"))
+    spent = sum(rungs[min(rung, len(rungs) - 1)] for rung, _, _ in trials)
+    full = len(trials) * rungs[-1]
+    per_rung = [sum(1 for rung, _, _ in trials if rung >= k) for k in range(len(rungs))]
+    return {"eta": halving["eta"], "rungs": rungs, "trials_per_rung": per_rung,
+            "survivors": sum(1 for rung, halted, status in trials
+                             if rung == len(rungs) - 1 and status == Trial.Status.SUCCEEDED),
+            "trial_epochs": spent, "full_trial_epochs": full, "saved_trial_epochs": full - spent}
+
+
+def stage_checkpoints_remove(stage: Stage) -> None:
+    """Every checkpoint of a stage whose last rung is done (nothing continues from them)."""
+    if stage_halving(stage):
+        _remove_checkpoints(stage.search_id, list(stage.trials.values_list("pk", flat=True)))
