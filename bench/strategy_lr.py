@@ -1,20 +1,24 @@
 """Which learning rate suits each strategy: the measurement behind the per-strategy defaults.
 
-On the default MiniLM (offline) and bundled SST-2, each single-strategy design (adapter, prefix,
-LoRA at 0.5% of the backbone on every layer; BitFit on every layer) is trained with its strategy's
-parameters at each rate of a small grid while the head (pooler + classifier) trains at a fixed
-base rate, then scored on the dev sub-sample. The defaults in ``tasks.peft.strategies``
+On the default MiniLM (offline) and a bundled task (``--task``, default SST-2), each
+single-strategy design (adapter, prefix, LoRA at 0.5% of the backbone on every layer; BitFit on
+every layer) is trained with its strategy's parameters at each rate of a small grid while the head
+(pooler + classifier) trains at a fixed base rate, then scored on the *selection* set (held out of
+the training split; tasks.data.roles), never on the dev split that reports use, so the defaults
+carry no information about any report set. The defaults in ``tasks.peft.strategies``
 (``MEASURED_LEARNING_RATES``, each descriptor's ``default_learning_rate``) are the best rate per
-strategy of this run, averaged over seeds; the run they come from is quoted there.
+strategy of a run of this script, by mean over seeds; the run they come from is quoted there.
 
-Small on purpose (a few minutes on 2 CPU cores): 256 training examples, 1 epoch, batch 16,
-length 64, 200 dev examples. It ranks rates, it does not tune them; rerun it with more
+Small on purpose (minutes on 2 CPU cores): by default 256 training examples, 1 epoch, batch 16,
+length 64, 200 selection examples. It ranks rates, it does not tune them; rerun it with more
 examples, epochs and seeds on a GPU for a backbone of your own.
 
 Usage::
 
     .venv/bin/python bench/strategy_lr.py
-    .venv/bin/python bench/strategy_lr.py --rates 1e-3 3e-3 1e-2 --seeds 0 1 --train-examples 512
+    # the run behind the defaults (2026-12-01):
+    .venv/bin/python bench/strategy_lr.py --rates 1e-3 3e-3 1e-2 3e-2 --seeds 0 1 2 \
+        --train-examples 512 --eval-examples 300
 
 The last printed line is one JSON object: the settings, every score and the best rate per
 strategy.
@@ -60,6 +64,8 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--strategies", nargs="+", default=["adapter", "prefix", "bitfit", "lora"])
+    parser.add_argument("--task", default="sst2")
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--head-rate", type=float, default=1e-3)
     parser.add_argument("--train-examples", type=int, default=256)
     parser.add_argument("--eval-examples", type=int, default=200)
@@ -71,7 +77,7 @@ def main() -> None:
 
     config = TrainConfig(
         batch_size=16,
-        epochs=1,
+        epochs=args.epochs,
         max_length=64,
         learning_rate=args.head_rate,
         train_examples=args.train_examples,
@@ -91,7 +97,10 @@ def main() -> None:
             for seed in args.seeds:
                 design = single_strategy_design(shape, strategy, seed, rate)
                 try:
-                    outcome = run_design(design, ["sst2"], train_config=config, backbone_cache=cache)
+                    outcome = run_design(
+                        design, [args.task], train_config=config, backbone_cache=cache,
+                        role="selection",
+                    )
                     runs.append(round(outcome.score, 2))
                 except Exception as exc:  # a diverged rate is a result, not a crash
                     print(f"{strategy} at {rate:g}: {exc}", flush=True)
@@ -106,10 +115,11 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "strategy_lr",
-                "task": "sst2",
+                "task": args.task,
+                "eval_role": "selection",
                 "train_examples": args.train_examples,
                 "eval_examples": args.eval_examples,
-                "epochs": 1,
+                "epochs": args.epochs,
                 "batch_size": 16,
                 "max_length": 64,
                 "head_rate": args.head_rate,

@@ -100,7 +100,7 @@ def test_the_four_strategies_of_the_paper_in_canonical_order():
     # Measured defaults (bench/strategy_lr.py) for every strategy, valid as design options.
     assert list(strategies.default_learning_rates()) == list(strategies.names())
     options = {n: {"learning_rate": r} for n, r in strategies.default_learning_rates().items()}
-    assert DesignOptions.from_dict(options).bitfit.learning_rate == 3e-3
+    assert DesignOptions.from_dict(options).bitfit.learning_rate == strategies.MEASURED_LEARNING_RATES["bitfit"]
 
 
 def test_names_and_codes_are_unique():
