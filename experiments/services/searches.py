@@ -126,7 +126,8 @@ def stage_draft(*, config: SearchConfig, space: DesignSpace, order: int, backbon
         plan = stage_plan(config, space, spec, tasks=tasks)
         batch = sample(space, plan.designs, seed=stage_seed(config.seed, spec.name), shape=shape,
                        budget=config.budget, balance=plan.balance, stratify=plan.stratify,
-                       min_per_choice=plan.min_per_choice, provenance={"stage": spec.name})
+                       min_per_choice=plan.min_per_choice, provenance={"stage": spec.name},
+                       options=config.design_options())  # per-strategy learning rates (the search's or measured)
     except (InfeasibleSpace, SpaceError) as exc:
         raise _space_error(exc) from None
     return StageDraft(spec=spec, plan=plan, batch=batch)

@@ -3,12 +3,12 @@
 - "paper": the paper's regime (100 designs per stage, 3 epochs, G = 4, batch 128, 10 final
   epochs).
 - "quick": a laptop-sized look at the search (one short epoch, a few hundred examples per task).
-- "study": sized for a 2-core CPU study on the bundled MiniLM over several bundled GLUE tasks
-  (e.g. sst2, mrpc, rte, cola) with successive halving on: G = 2, 3 epochs with halving eta 3
-  (rungs at 1 and 3 epochs), so each deciding stage draws min_successes x 3 = 6 designs per open
-  choice and 2 of each survive to the last rung (planning.min_per_choice); 256 training and 200
-  selection examples per task, batch 16, length 64; no reference stage; 3 final seeds after a
-  2-rate grid per arm, 3 final epochs.
+- "study": sized for a 2-core CPU study on the bundled MiniLM over bundled GLUE tasks (the
+  committed one, docs/study/, ran sst2 and mrpc) with successive halving on: G = 2, 2 epochs with
+  halving eta 2 (rungs at 1 and 2 epochs), so each deciding stage draws min_successes x 2 = 4
+  designs per open choice and 2 of each survive to the last rung (planning.min_per_choice); 128
+  training and 200 selection examples per task, batch 16, length 64; no reference stage; 3 final
+  seeds after a 2-rate grid per arm, 2 final epochs.
 
 Every field can be overridden; each is validated on construction and a bad value raises
 ``SpaceError`` naming the field.
@@ -303,17 +303,18 @@ PRESETS: dict[str, SearchConfig] = {
     ),
 }
 # Sized for a 2-core CPU study (module docstring): quick's short-run recipe (length 64, batch 16,
-# lr 3e-3, no reference stage, 3 final seeds after a 2-rate grid) with halving and 3 epochs.
-# designs_per_stage 18 is what the three-choice stages need anyway (3 choices x 6); the
-# strategy-set stages are raised to 15 x 6 = 90.
+# no reference stage, 3 final seeds after a 2-rate grid) with halving at eta 2 over 2 epochs (rungs
+# at 1 and 2). designs_per_stage 12 is what the three-choice stages need anyway (3 choices x
+# min_successes 2 x eta 2); the strategy-set stages are raised to 15 x 4 = 60. On MiniLM with two
+# GLUE tasks (sst2, mrpc) the plan is about 65 min with one S4 stage, 95 with two (docs/study/).
 PRESETS["study"] = PRESETS["quick"].replace(
-    designs_per_stage=18,
-    epochs=3,
-    halving_eta=3,
+    designs_per_stage=12,
+    epochs=2,
+    halving_eta=2,
     num_groups=2,
-    max_train_examples=256,
+    max_train_examples=128,
     max_eval_examples=200,
-    final_epochs=3,
+    final_epochs=2,
 )
 
 
