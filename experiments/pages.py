@@ -190,7 +190,8 @@ def upload_columns_guess(columns: list[str]) -> dict[str, Any]:
 # --- charts --------------------------------------------------------------------------------------
 
 def chart_data(search: Search) -> dict[str, Any]:
-    """Finished trials column-wise: ids, stage and kind codes, scores, parameters, choice codes.
+    """Finished trials column-wise: ids, stage and kind codes, scores, parameters (stored and
+    optimised), choice codes.
 
     Compact on purpose (10,000 trials stay a few hundred kilobytes): stages, kinds and each
     component's choices are indices into their label lists, -1 where a component does not apply;
@@ -203,8 +204,9 @@ def chart_data(search: Search) -> dict[str, Any]:
     stage_index = {key: i for i, key in enumerate(stages)}
     kinds = list(Trial.Kind.values)
     data = {"components": components, "labels": labels, "stages": stages, "kinds": kinds, "id": [], "stage": [],
-            "kind": [], "arm": [], "score": [], "params": [], "codes": {name: [] for name in components}}
-    for trial_id, stage_key, kind, score, params, choices in selectors.trial_chart_rows(search=search):
+            "kind": [], "arm": [], "score": [], "params": [], "optimised": [],
+            "codes": {name: [] for name in components}}
+    for trial_id, stage_key, kind, score, params, optimised, choices in selectors.trial_chart_rows(search=search):
         choices = choices or {}
         data["id"].append(trial_id)
         data["stage"].append(stage_index[stage_key])
@@ -212,6 +214,7 @@ def chart_data(search: Search) -> dict[str, Any]:
         data["arm"].append(choices.get("arm", "") if kind != Trial.Kind.SAMPLE else "")
         data["score"].append(round(score, 3))
         data["params"].append(params)
+        data["optimised"].append(optimised)  # what the optimiser updated (head, reparameterisation); None: unknown
         for name in components:
             data["codes"][name].append(index[name].get(choices.get(name), -1))
     return data

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .models import Search, Stage, Trial
+from .models import Search, Stage, Task, Trial
 from .selectors import search_role_results, search_tasks, selected_design, stage_example_sets
 
 # Fewer evaluation examples than this cannot separate designs: one example moves an accuracy by
@@ -15,6 +15,29 @@ SMALL_EVALUATION = 100
 ACCURACY_LIKE = ("accuracy", "f1_accuracy")
 # Means closer than this are equal (float noise).
 TIE_TOLERANCE = 1e-6
+
+
+
+def task_usage(task: Task, *, max_length: int) -> dict[str, Any]:
+    """How a task's weights are used: its problem, text fields in order, the token limit it was trained
+    with and its label map (output index -> label name; empty for regression, or for a hub task whose
+    labels were read from the hub at training time)."""
+    spec = task.spec or {}
+    labels = list(spec.get("labels") or task.labels or [])
+    names = list(spec.get("label_names") or [])
+    names = names if len(names) == len(labels) else labels
+    return {"problem": task.problem, "text_columns": list(spec.get("text_columns") or task.text_columns),
+            "max_length": max_length, "labels": {str(index): str(name) for index, name in enumerate(names)}}
+
+
+def design_document(search: Search) -> dict[str, Any] | None:
+    """The selected design as downloaded: the design, with ``provenance.tasks`` for using it."""
+    design = selected_design(search)
+    if design is None:
+        return None
+    max_length = int((search.config or {}).get("max_length", 128))
+    tasks = {task.name: task_usage(task, max_length=max_length) for task in search_tasks(search)}
+    return {**design, "provenance": {**design.get("provenance", {}), "tasks": tasks}}
 
 
 def one_example_points(examples: int | None, metric: str) -> float | None:

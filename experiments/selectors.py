@@ -511,10 +511,11 @@ def search_curve_trial_ids(*, search: Search, running: int = 12, finished: int =
 
 
 def trial_chart_rows(*, search: Search) -> QuerySet:
-    """Scored trials as (id, stage key, kind, score, trainable_params, choices), by stage and index."""
-    return (Trial.objects.filter(search=search, status=Trial.Status.SUCCEEDED, score__isnull=False)
+    """Scored trials as (id, stage key, kind, score, trainable_params, optimised_params, choices), by
+    stage and index; trials halted by successive halving (scored after fewer epochs) are left out."""
+    return (Trial.objects.filter(search=search, status=Trial.Status.SUCCEEDED, score__isnull=False, halted=False)
             .order_by("stage__order", "index")
-            .values_list("id", "stage__key", "kind", "score", "trainable_params", "choices"))
+            .values_list("id", "stage__key", "kind", "score", "trainable_params", "optimised_params", "choices"))
 
 
 def stage_example_sets(*, stage: Stage, role: str | None = None) -> dict[str, dict[str, Any]]:

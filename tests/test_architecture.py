@@ -93,6 +93,11 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for module, path in MODULES.items():
         targets = {_internal(name) for name in imported_names(module, path)}
+        # Importing a.b.c from outside package a.b first runs a.b's __init__: that is an edge too
+        # (experiments.api.downloads -> experiments.services.artifacts ran experiments.services,
+        # whose re-exports led back to downloads: a cycle no edge between the two modules shows).
+        ancestors = {".".join(t.split(".")[:end]) for t in targets if t for end in range(1, t.count(".") + 1)}
+        targets |= {a for a in ancestors if a in MODULES and not module.startswith(a + ".")}
         # A package's own __init__ is not a dependency of its submodules' identity; a module
         # importing its parent package counts (that is how cycles through __init__ re-exports arise).
         graph[module] = {t for t in targets if t and t != module}

@@ -20,7 +20,7 @@ from pefs_web.engine_wheel import EngineBuildError, engine_wheel, wheel_name
 
 from .. import selectors
 from ..models import Artifact, Search
-from ..services.artifacts import design_document
+from ..reports import design_document
 
 # Files of the search as a whole; weights and PEFT exports are per task.
 FILENAMES = {
@@ -128,7 +128,7 @@ def usage_snippet(*, search: Search) -> str:
     (strictly), tokenise the text fields given on the command line and print the predicted label name.
 
     The label map, the text fields and the token limit come from the downloaded design JSON
-    (provenance.tasks, experiments.services.artifacts.design_document), so the script and the JSON agree.
+    (provenance.tasks, experiments.reports.design_document), so the script and the JSON agree.
     """
     design = design_document(search)
     if design is None:

@@ -17,35 +17,13 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from .. import selectors
-from ..models import Artifact, Search, Task, Trial
-from ..reports import report_json, report_markdown
+from ..models import Artifact, Search, Trial
+from ..reports import design_document, report_json, report_markdown
 
 
 def trial_artifact_dir(trial: Trial) -> Path:
     """Where a worker saves the weights of a run that stands for the search."""
     return Path(settings.MEDIA_ROOT) / "searches" / str(trial.search_id) / "trials" / str(trial.pk)
-
-
-def task_usage(task: Task, *, max_length: int) -> dict[str, Any]:
-    """How a task's weights are used: its problem, text fields in order, the token limit it was trained
-    with and its label map (output index -> label name; empty for regression, or for a hub task whose
-    labels were read from the hub at training time)."""
-    spec = task.spec or {}
-    labels = list(spec.get("labels") or task.labels or [])
-    names = list(spec.get("label_names") or [])
-    names = names if len(names) == len(labels) else labels
-    return {"problem": task.problem, "text_columns": list(spec.get("text_columns") or task.text_columns),
-            "max_length": max_length, "labels": {str(index): str(name) for index, name in enumerate(names)}}
-
-
-def design_document(search: Search) -> dict[str, Any] | None:
-    """The selected design as downloaded: the design, with ``provenance.tasks`` for using it."""
-    design = selectors.selected_design(search)
-    if design is None:
-        return None
-    max_length = int((search.config or {}).get("max_length", 128))
-    tasks = {task.name: task_usage(task, max_length=max_length) for task in selectors.search_tasks(search)}
-    return {**design, "provenance": {**design.get("provenance", {}), "tasks": tasks}}
 
 
 def _artifact_record(search: Search, kind: str, path: Path | str, *, task: str = "",

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from experiments import services
+from experiments import pages, services
 from experiments.models import MetricPoint, Search, Stage, Trial
 from experiments.services.halving import checkpoint_root
 from experiments.space.halving import keep_count
@@ -94,6 +94,11 @@ def test_a_halving_stage_promotes_each_choices_best_and_survivors_continue_their
     assert "halted after rung 1 of 2 (1 epoch)" in table and "rung 2 of 2 (2 epochs)" in table
     detail = client.get(reverse("trial-detail", args=[search.pk, survivor.pk])).content.decode()
     assert 'id="rungs"' in detail and "curve goes on" in detail
+    # The score-vs-parameters chart leaves halted trials out (their scores are from fewer epochs)
+    # and carries what each plotted trial's optimiser updated next to its stored count
+    data = pages.chart_data(search)
+    assert set(data["id"]) == {t.pk for t in trials if not t.halted}
+    assert all(o > p for o, p in zip(data["optimised"], data["params"]))
     # A trial the stage has moved past (a rung-1 failure, never promoted) cannot be retried into rung 2
     stale = next(t for t in trials if t.halted)
     Trial.objects.filter(pk=stale.pk).update(status=Trial.Status.FAILED, halted=False)

@@ -110,7 +110,11 @@
     const byKind = {};
     data.id.forEach(function (_, i) { const kind = data.kinds[data.kind[i]]; (byKind[kind] = byKind[kind] || []).push(i); });
     const names = { sample: "sampled designs", selected: "selected design", baseline: "baselines" };
-    const describe = function (i) { return [data.id[i], data.stages[data.stage[i]], data.arm[i]]; };
+    const trains = function (i) {
+      const n = data.optimised ? data.optimised[i] : null;
+      return n === null || n === undefined ? "" : "<br>trains " + PEFS.formatNumber(n) + " (head and reparameterisation included)";
+    };
+    const describe = function (i) { return [data.id[i], data.stages[data.stage[i]], data.arm[i], trains(i)]; };
     const traces = Object.keys(byKind).map(function (kind, k) {
       const idx = byKind[kind];
       return {
@@ -119,7 +123,7 @@
         customdata: idx.map(describe),
         marker: { size: kind === "sample" ? 6 : 10, color: COLORS[k % COLORS.length], opacity: kind === "sample" ? 0.55 : 0.95,
                   symbol: kind === "selected" ? "star" : kind === "baseline" ? "diamond" : "circle" },
-        hovertemplate: "trial %{customdata[0]} (%{customdata[1]}) %{customdata[2]}<br>%{x:,} stored parameters<br>score %{y:.2f}<extra></extra>",
+        hovertemplate: "trial %{customdata[0]} (%{customdata[1]}) %{customdata[2]}<br>%{x:,} stored parameters%{customdata[3]}<br>score %{y:.2f}<extra></extra>",
       };
     });
     traces.push({
@@ -127,7 +131,7 @@
       x: front.map(function (i) { return data.params[i]; }), y: front.map(function (i) { return data.score[i]; }),
       line: { color: "#e03131", width: 2, shape: "hv" }, marker: { size: 8, color: "#e03131", symbol: "circle-open" },
       customdata: front.map(describe),
-      hovertemplate: "Pareto: trial %{customdata[0]}<br>%{x:,} stored parameters<br>score %{y:.2f}<extra></extra>",
+      hovertemplate: "Pareto: trial %{customdata[0]}<br>%{x:,} stored parameters%{customdata[3]}<br>score %{y:.2f}<extra></extra>",
     });
     Plotly.react(el, traces, layout({
       xaxis: { title: { text: "stored PEFT parameters, the budget's count (log scale)" }, type: "log", gridcolor: "#eef0f3", tickformat: "~s" },
