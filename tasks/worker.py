@@ -123,7 +123,7 @@ class Heartbeat(threading.Thread):
 def task_spec(task: Task) -> dict[str, Any]:
     """The trainer's TaskSpec for a Task row, with uploaded files resolved to absolute paths."""
     spec = dict(task.spec)
-    for key in ("train_path", "eval_path"):
+    for key in ("train_path", "eval_path", "selection_path"):
         if task.source == task.Source.UPLOAD and spec.get(key):
             spec[key] = str(Path(settings.UPLOAD_ROOT) / spec[key])
     return spec
