@@ -228,6 +228,10 @@ class Trial(models.Model):
     checkpoint = models.JSONField(
         null=True, blank=True,
         help_text='The last rung checkpoint: {"attempt", "step", "epochs"}; a survivor resumes from it.')
+    timing = models.JSONField(
+        default=dict, blank=True,
+        help_text="Phase -> seconds: queued, data, model, first_step, training, evaluation, artifacts, finish "
+                  "(summed over a survivor's rung runs).")
 
     class Meta:
         ordering = ["stage", "index"]
