@@ -201,6 +201,10 @@ class Trial(models.Model):
     worker = models.CharField(max_length=128, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(
+        null=True, blank=True, db_index=True,
+        help_text="When this attempt's message went to the broker; empty while the trial waits its turn "
+                  "(fair queueing: at most PEFS_SENT_PER_SEARCH messages per search at a time).")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
