@@ -13,6 +13,7 @@ from experiments.space.presets import LIMITS, PRESETS, SearchConfig
 
 from . import selectors, services
 from .models import Backbone, Search, Task
+from .services.catalog import UPLOAD_SUFFIXES
 
 # SearchConfig fields the main form shows under its own names; every other one the service accepts
 # is an editable "preset field" (designs per stage, epochs, ...).
@@ -157,13 +158,26 @@ class BudgetPreviewForm(forms.Form):
         return {"backbone": data["backbone"], "budget_kind": data["budget_kind"], "budget_value": value}
 
 
+UPLOAD_ACCEPT = ",".join(UPLOAD_SUFFIXES)
+
+
 class TaskUploadForm(forms.Form):
     name = forms.CharField(max_length=64, label="Task name", help_text="Short id, e.g. my-reviews.")
     file = forms.FileField(label="File", help_text="CSV, TSV or JSON Lines with a header/keys.")
-    text_columns = forms.MultipleChoiceField(choices=(), widget=forms.CheckboxSelectMultiple,
-                                             label="Text columns", help_text="One or two input text columns.")
+    text_columns = forms.MultipleChoiceField(
+        choices=(), widget=forms.CheckboxSelectMultiple, label="Text columns",
+        help_text="One to three input text columns, in this order. With three (word, sentence1, sentence2) "
+                  "the model reads \u201cfirst: second\u201d as the text and the third as its pair.")
     label_column = forms.ChoiceField(choices=(), label="Label column")
     problem = forms.ChoiceField(choices=[("", "Detect from the labels"), *Task.Problem.choices], required=False)
+    selection_file = forms.FileField(
+        required=False, widget=forms.FileInput(attrs={"accept": UPLOAD_ACCEPT}), label="Selection file (optional)",
+        help_text="Examples the search chooses designs by; same format and columns. Without it, "
+                  "10% of the training file is held out.")
+    report_file = forms.FileField(
+        required=False, widget=forms.FileInput(attrs={"accept": UPLOAD_ACCEPT}), label="Report file (optional)",
+        help_text="Examples only the final comparison is scored on; same format and columns. Without it, "
+                  "10% of the training file is held out.")
 
     def __init__(self, *args, columns: list[str] = (), **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -171,6 +185,13 @@ class TaskUploadForm(forms.Form):
         self.fields["text_columns"].choices = options
         # No column is taken for the label unless the person picks it (or it is named like one).
         self.fields["label_column"].choices = [("", "Choose the label column"), *options]
+
+    def service_arguments(self) -> dict[str, Any]:
+        """Keyword arguments for services.task_upload."""
+        data = self.cleaned_data
+        return {"name": data["name"], "uploaded_file": data["file"], "text_columns": data["text_columns"],
+                "label_column": data["label_column"], "problem": data["problem"] or None,
+                "selection_file": data.get("selection_file"), "report_file": data.get("report_file")}
 
 
 class ApproveForm(forms.Form):

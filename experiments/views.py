@@ -120,11 +120,8 @@ def task_upload(request: HttpRequest) -> HttpResponse:
     form = TaskUploadForm(request.POST, request.FILES, prefix="upload", columns=columns)
     task = None
     if form.is_valid():
-        data = form.cleaned_data
         try:
-            task = services.task_upload(owner=request.user, name=data["name"], uploaded_file=data["file"],
-                                        text_columns=data["text_columns"], label_column=data["label_column"],
-                                        problem=data["problem"] or None)
+            task = services.task_upload(owner=request.user, **form.service_arguments())
         except ValidationError as error:
             attach_errors(form, error)
     search_form = None

@@ -76,11 +76,17 @@ class TaskPreviewSerializer(serializers.Serializer):
 
 class TaskUploadSerializer(UploadFileMixin):
     name = serializers.CharField(max_length=64, help_text="Short id used in designs and the CLI.")
-    text_columns = CommaListField(child=serializers.CharField(), min_length=1, max_length=2,
-                                  help_text="One or two text columns (repeat the field or separate by commas).")
+    # The service says "choose one to three" for 4 to 64; the bound keeps a request's list small.
+    text_columns = CommaListField(child=serializers.CharField(max_length=128), min_length=1, max_length=64,
+                                  help_text="One to three text columns, in order (repeat the field or separate by "
+                                            "commas). With three, 'first: second' is the text and the third its pair.")
     label_column = serializers.CharField(max_length=128)
     problem = serializers.ChoiceField(choices=Task.Problem.choices, required=False, allow_blank=True,
                                       help_text="Left out: classification unless the labels are numbers.")
+    selection_file = serializers.FileField(required=False, help_text="Optional selection set (same format and "
+                                           "columns); without it 10% of the file is held out.")
+    report_file = serializers.FileField(required=False, help_text="Optional report set (same format and "
+                                        "columns); without it 10% of the file is held out.")
 
 
 # --- backbones ---------------------------------------------------------------------------------

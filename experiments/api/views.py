@@ -103,7 +103,8 @@ class TaskListView(PefsViewMixin, generics.ListAPIView):
         data = self.validated(s.TaskUploadSerializer, request.data)
         task = services.task_upload(owner=request.user, name=data["name"], uploaded_file=data["file"],
                                     text_columns=data["text_columns"], label_column=data["label_column"],
-                                    problem=data.get("problem") or None)
+                                    problem=data.get("problem") or None, selection_file=data.get("selection_file"),
+                                    report_file=data.get("report_file"))
         return Response(s.TaskSerializer(task).data, status=status.HTTP_201_CREATED)
 
 

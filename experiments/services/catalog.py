@@ -57,34 +57,67 @@ _UNFORESEEN_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, Recursi
                             OverflowError, MemoryError)
 
 
-def _data_error(exc: DataError, *, stored: Path | None = None, shown: str | None = None) -> ValidationError:
+# The upload's files, by form field: the training file, and the optional files of the evaluation
+# roles (tasks.data.roles); a role without a file is held out of the training file.
+UPLOAD_FILE_FIELDS = ("file", "selection_file", "report_file")
+# tasks.data.DataError fields -> the web's field names.
+_DATA_FIELDS = {"path": "file", "file_format": "file", "text_columns": "text_columns",
+                "label_column": "label_column", "problem": "problem", "name": "name",
+                "eval_path": "report_file", "selection_path": "selection_file"}
+
+
+def _data_error(exc: DataError, *, shown: dict[Path, str] | None = None) -> ValidationError:
     """tasks.data.DataError -> a ValidationError for the web's field names.
 
-    Messages name the file as the user uploaded it, never the path it is stored under."""
-    field_map = {"path": "file", "file_format": "file", "text_columns": "text_columns",
-                 "label_column": "label_column", "problem": "problem", "name": "name"}
+    Messages name each file as the user uploaded it (``shown``: stored path -> name), never the path
+    it is stored under."""
     message = exc.message
-    if stored is not None:
-        message = message.replace(str(stored.resolve()), shown or "the file").replace(str(stored), shown or "the file")
-    return ValidationError({field_map.get(exc.field, exc.field): [message]})
+    for stored, name in (shown or {}).items():
+        message = message.replace(str(stored.resolve()), name).replace(str(stored), name)
+    return ValidationError({_DATA_FIELDS.get(exc.field, exc.field): [message]})
 
 
 @contextlib.contextmanager
-def _staged_upload(uploaded_file: UploadedFile) -> Iterator[Path]:
-    """The upload in a private temporary file outside UPLOAD_ROOT, removed on exit whatever happens.
+def _staged_uploads(files: dict[str, UploadedFile]) -> Iterator[dict[str, Path]]:
+    """Each upload (by form field) in a private temporary file outside UPLOAD_ROOT, removed on exit
+    whatever happens.
 
     Files are parsed here and moved under UPLOAD_ROOT only once accepted, so a refused or failing
     upload leaves nothing behind. tasks.data.DataError and parser failures become ValidationErrors
-    on the `file` field (or the field DataError names) that name the file as the user sent it.
+    on the field DataError names (a file's own field for a file that cannot be read) that name the
+    file as the user sent it.
     """
     from tasks.data import DataError  # tasks.data imports datasets: not for every request
 
+    staged: dict[str, Path] = {}
+    shown: dict[Path, str] = {}
+    try:
+        for field, uploaded_file in files.items():
+            path = _stage_one(field, uploaded_file)
+            staged[field] = path
+            shown[path] = Path(uploaded_file.name or "upload").name
+        try:
+            yield staged
+        except DataError as exc:
+            raise _data_error(exc, shown=shown) from None
+        except _UNFORESEEN_PARSE_ERRORS as exc:
+            names = ", ".join(shown.values())
+            logger.warning("upload %s refused by an unforeseen %s", names, type(exc).__name__, exc_info=True)
+            raise ValidationError({"file": [f"{names}: could not be read as CSV, TSV or JSON Lines "
+                                            f"({type(exc).__name__})."]}) from None
+    finally:
+        for path in staged.values():
+            path.unlink(missing_ok=True)
+
+
+def _stage_one(field: str, uploaded_file: UploadedFile) -> Path:
+    """One upload copied to a temporary file (the caller removes it); its suffix and size checked."""
     name = Path(uploaded_file.name or "upload").name
     suffix = Path(name).suffix.lower()
     limit = settings.UPLOAD_MAX_BYTES
-    too_large = ValidationError({"file": [f"{name}: too large: the limit is {limit / 2**20:.0f} MiB."]})
+    too_large = ValidationError({field: [f"{name}: too large: the limit is {limit / 2**20:.0f} MiB."]})
     if suffix not in UPLOAD_SUFFIXES:
-        raise ValidationError({"file": [f"{name}: use a .csv, .tsv or .jsonl file (got {suffix or 'no extension'})."]})
+        raise ValidationError({field: [f"{name}: use a .csv, .tsv or .jsonl file (got {suffix or 'no extension'})."]})
     if uploaded_file.size is not None and uploaded_file.size > limit:
         raise too_large
     descriptor, staged = tempfile.mkstemp(prefix="pefs-upload-", suffix=suffix)
@@ -95,16 +128,17 @@ def _staged_upload(uploaded_file: UploadedFile) -> Iterator[Path]:
                 if out.tell() + len(chunk) > limit:
                     raise too_large
                 out.write(chunk)
-        try:
-            yield path
-        except DataError as exc:
-            raise _data_error(exc, stored=path, shown=name) from None
-        except _UNFORESEEN_PARSE_ERRORS as exc:
-            logger.warning("upload %s refused by an unforeseen %s", name, type(exc).__name__, exc_info=True)
-            raise ValidationError({"file": [f"{name}: could not be read as CSV, TSV or JSON Lines "
-                                            f"({type(exc).__name__})."]}) from None
-    finally:
+    except BaseException:
         path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+@contextlib.contextmanager
+def _staged_upload(uploaded_file: UploadedFile) -> Iterator[Path]:
+    """One upload (the `file` field) staged as by :func:`_staged_uploads`."""
+    with _staged_uploads({"file": uploaded_file}) as staged:
+        yield staged["file"]
 
 
 def task_preview(*, uploaded_file: UploadedFile, owner_id: int, max_rows: int = 5) -> dict[str, Any]:
@@ -132,11 +166,16 @@ def _label_column_check(path: Path, spec: TaskSpec) -> None:
             "holds the labels (for a numeric score, choose regression)."]})
 
 
-def task_upload_validate(*, owner: AbstractBaseUser, name: str, path: Path, text_columns: list[str],
-                         label_column: str, problem: str | None = None) -> TaskSpec:
-    """Every check an upload passes, for the form and the API alike: the name, the columns, the labels.
+MAX_TEXT_COLUMNS = 3
 
-    Raises ValidationError naming the field (tasks.data.DataError inside _staged_upload)."""
+
+def task_upload_validate(*, owner: AbstractBaseUser, name: str, path: Path, text_columns: list[str],
+                         label_column: str, problem: str | None = None, selection_path: Path | None = None,
+                         report_path: Path | None = None) -> TaskSpec:
+    """Every check an upload passes, for the form and the API alike: the name, the columns, the labels,
+    and the optional selection and report files (same format and columns as the training file).
+
+    Raises ValidationError naming the field (tasks.data.DataError inside _staged_uploads)."""
     from tasks.data import user_task  # tasks.data imports datasets: not for every request
 
     slug = slugify(name or "")[:64]
@@ -144,46 +183,73 @@ def task_upload_validate(*, owner: AbstractBaseUser, name: str, path: Path, text
         raise ValidationError({"name": ["Give the task a name (letters, digits, dashes)."]})
     if Task.objects.filter(owner=owner, name=slug).exists() or Task.objects.filter(owner=None, name=slug).exists():
         raise ValidationError({"name": [f"A task named {slug!r} already exists; choose another name."]})
-    if not text_columns:
-        raise ValidationError({"text_columns": ["Choose one or two text columns."]})
+    if not text_columns or len(text_columns) > MAX_TEXT_COLUMNS:
+        raise ValidationError({"text_columns": [f"Choose one to three text columns, got {len(text_columns or ())}."]})
     if not label_column:
         raise ValidationError({"label_column": ["Choose the column that holds the labels."]})
     if problem not in (None, "", "classification", "regression"):
         raise ValidationError({"problem": ["Choose classification or regression."]})
     spec = user_task(path, text_columns=list(text_columns), label_column=label_column,
-                     problem=problem or None, name=slug, max_bytes=settings.UPLOAD_MAX_BYTES)
+                     problem=problem or None, name=slug, max_bytes=settings.UPLOAD_MAX_BYTES,
+                     eval_path=report_path, selection_path=selection_path)
     _label_column_check(path, spec)
     return spec
 
 
-def task_upload(*, owner: AbstractBaseUser, name: str, uploaded_file: UploadedFile, text_columns: list[str],
-                label_column: str, problem: str | None = None) -> Task:
-    """Validate an uploaded CSV/TSV/JSONL file and register it as the owner's task.
+def _role_sources(spec: TaskSpec, names: dict[str, str]) -> str:
+    """Where each role's examples come from and how many there are, in the uploader's file names:
+    'training: 26 examples of train.jsonl; selection: 3 held out of train.jsonl; report: 40 from dev.jsonl'."""
+    from tasks.data import example_sets  # tasks.data imports datasets: not for every request
 
-    The file is validated in a temporary place and moved under UPLOAD_ROOT/<owner>/ only with the
-    Task row that refers to it: a refused upload leaves nothing on disk."""
-    with _staged_upload(uploaded_file) as staged:
-        spec = task_upload_validate(owner=owner, name=name, path=staged, text_columns=text_columns,
-                                    label_column=label_column, problem=problem)
+    sets = example_sets(spec)
+    shown = {"train": names["file"], "selection": names.get("selection_file"), "report": names.get("report_file")}
+    parts = []
+    for role, label in (("train", "training"), ("selection", "selection"), ("report", "report")):
+        if role not in sets:
+            continue
+        count = sets[role].pool
+        where = f"held out of {names['file']}" if sets[role].held_out else f"from {shown[role] or names['file']}"
+        parts.append(f"{label}: {count:,} example{'s' if count != 1 else ''} {where}")
+    return "; ".join(parts) + "."
+
+
+def task_upload(*, owner: AbstractBaseUser, name: str, uploaded_file: UploadedFile, text_columns: list[str],
+                label_column: str, problem: str | None = None, selection_file: UploadedFile | None = None,
+                report_file: UploadedFile | None = None) -> Task:
+    """Validate an uploaded CSV/TSV/JSONL training file (and the optional selection and report files)
+    and register them as the owner's task.
+
+    Without a selection or report file that role is held out of the training file (tasks.data.roles).
+    The files are validated in a temporary place and moved under UPLOAD_ROOT/<owner>/ only with the
+    Task row that refers to them: a refused upload leaves nothing on disk. Task.notes says where each
+    role's examples come from and how many there are."""
+    uploads = {"file": uploaded_file, "selection_file": selection_file, "report_file": report_file}
+    uploads = {field: upload for field, upload in uploads.items() if upload is not None}
+    names = {field: Path(upload.name or "upload").name for field, upload in uploads.items()}
+    with _staged_uploads(uploads) as staged:
+        spec = task_upload_validate(owner=owner, name=name, path=staged["file"], text_columns=text_columns,
+                                    label_column=label_column, problem=problem,
+                                    selection_path=staged.get("selection_file"), report_path=staged.get("report_file"))
+        notes = f"Uploaded {_role_sources(spec, names)}"
         directory = Path(settings.UPLOAD_ROOT) / str(owner.pk)
-        path = directory / f"{uuid.uuid4().hex}{staged.suffix}"
-        relative = str(path.relative_to(settings.UPLOAD_ROOT))
+        stored = {field: directory / f"{uuid.uuid4().hex}{path.suffix}" for field, path in staged.items()}
         spec_dict = spec.to_dict()
-        spec_dict["train_path"] = relative
+        for field, key in (("file", "train_path"), ("selection_file", "selection_path"), ("report_file", "eval_path")):
+            spec_dict[key] = str(stored[field].relative_to(settings.UPLOAD_ROOT)) if field in stored else None
         try:
             with transaction.atomic():
                 task = Task.objects.create(
                     owner=owner, name=spec.name, display_name=name.strip()[:128], source=Task.Source.UPLOAD,
-                    path=relative, text_columns=list(spec.text_columns), label_column=spec.label_column,
-                    problem=spec.problem, labels=list(spec.labels), metric=spec.metric,
-                    notes=f"Uploaded file {uploaded_file.name}; {int(spec.holdout_fraction * 100)}% of it is "
-                          "held out for evaluation.",
-                    spec=spec_dict,
+                    path=spec_dict["train_path"], text_columns=list(spec.text_columns),
+                    label_column=spec.label_column, problem=spec.problem, labels=list(spec.labels),
+                    metric=spec.metric, notes=notes, spec=spec_dict,
                 )
                 directory.mkdir(parents=True, exist_ok=True)
-                shutil.move(staged, path)
+                for field, path in stored.items():
+                    shutil.move(staged[field], path)
         except BaseException:
-            path.unlink(missing_ok=True)
+            for path in stored.values():
+                path.unlink(missing_ok=True)
             raise
     return task
 

@@ -250,8 +250,12 @@ def user_task(
 def _check_other_file(
     path: str, field_name: str, spec: TaskSpec, fmt: str, fmt_given: str | None, max_bytes: float
 ) -> None:
-    """An evaluation or selection file: same format as the training file, only known labels."""
-    other_fmt = detect_format(path, fmt_given)
+    """An evaluation or selection file: same format and columns as the training file, only known
+    labels. Every problem is a DataError on ``field_name``, so the user learns which file it is."""
+    try:
+        other_fmt = detect_format(path, fmt_given)
+    except DataError as exc:
+        raise DataError(field_name, exc.message) from None
     if other_fmt != fmt:
         raise DataError(
             field_name,
@@ -259,4 +263,7 @@ def _check_other_file(
             "every file in the same format",
         )
     keep = (*spec.text_columns, spec.label_column)
-    table_to_dataset(read_table(path, other_fmt, keep=keep, max_bytes=max_bytes), spec, path)
+    try:
+        table_to_dataset(read_table(path, other_fmt, keep=keep, max_bytes=max_bytes), spec, path)
+    except DataError as exc:
+        raise DataError(field_name, exc.message) from None

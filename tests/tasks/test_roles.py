@@ -162,9 +162,10 @@ def test_a_file_too_small_for_a_selection_set_is_refused_at_upload(tmp_path):
 def test_a_selection_file_must_use_known_labels(upload_files, tmp_path):
     odd = tmp_path / "odd.csv"
     odd.write_text("text,label\nfine,meh\n")
-    with pytest.raises(DataError, match="'meh' is not one of"):
+    with pytest.raises(DataError, match="'meh' is not one of") as info:
         user_task(upload_files["train"], text_columns=["text"], label_column="label",
                   selection_path=odd)
+    assert info.value.field == "selection_path"  # the file at fault, not the label column of the training file
 
 
 @settings(max_examples=40, deadline=None)
