@@ -81,6 +81,8 @@ class Search(models.Model):
     class Status(models.TextChoices):
         RUNNING = "running"
         WAITING = "waiting", "Waiting for approval"
+        # A stage's trials are all final but too few succeeded to decide it; Search.error says why.
+        BLOCKED = "blocked"
         COMPLETED = "completed"
         FAILED = "failed"
         CANCELLED = "cancelled"

@@ -97,7 +97,11 @@ def search_status(search: Search) -> dict[str, Any]:
     """The status header and stage timeline (refreshed on its own by htmx)."""
     stages = list(search.stages.all())
     return {"search": search, "timeline": stage_timeline(search, stages),
-            "waiting_stage": next((s for s in stages if s.status == Stage.Status.AWAITING), None),
+            # A blocked search's awaiting stage has nothing to approve: it is offered retry and cancel.
+            "waiting_stage": next((s for s in stages if s.status == Stage.Status.AWAITING
+                                   and search.status != Search.Status.BLOCKED), None),
+            "blocked_stage": next((s for s in stages if s.status == Stage.Status.AWAITING
+                                   and search.status == Search.Status.BLOCKED), None),
             "final_stage": next((s for s in stages if s.key == "final"), None),
             "elapsed_s": selectors.search_elapsed_s(search), "trials_done": search_progress([search])[search.pk]}
 

@@ -142,6 +142,7 @@ class SearchSerializer(serializers.ModelSerializer):
     backbone = serializers.SerializerMethodField()
     tasks = serializers.SerializerMethodField()
     elapsed_s = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField(help_text="Why the search is blocked or failed; empty otherwise.")
 
     class Meta:
         model = Search
@@ -160,6 +161,10 @@ class SearchSerializer(serializers.ModelSerializer):
 
     def get_elapsed_s(self, search: Search) -> float:
         return selectors.search_elapsed_s(search)
+
+    def get_error(self, search: Search) -> str:
+        # A retried search runs again; the reason it was blocked no longer applies.
+        return search.error if search.status in (Search.Status.BLOCKED, Search.Status.FAILED) else ""
 
 
 class StageSerializer(serializers.ModelSerializer):

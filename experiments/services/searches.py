@@ -222,7 +222,9 @@ def stage_check_complete(*, stage_id: int) -> Stage | None:
         return stage
     stage.status = Stage.Status.AWAITING
     stage.save(update_fields=["summary", "recommendation", "finished_at", "status"])
-    Search.objects.filter(pk=search.pk).update(status=Search.Status.WAITING)
+    blocked = stage_blocked_reason(stage, min_successes=config.min_successes)
+    Search.objects.filter(pk=search.pk).update(status=Search.Status.BLOCKED if blocked else Search.Status.WAITING,
+                                               error=blocked or "")
     search.refresh_from_db()
     events.stage_changed(stage)
     events.search_changed(search)
@@ -231,6 +233,43 @@ def stage_check_complete(*, stage_id: int) -> Stage | None:
     if search.auto_approve and (stage.recommendation or {}).get("auto_approvable"):
         stage_approve(stage=stage, user=None)
     return stage
+
+
+# A blocked search quotes the start of its first failing trial's error; the trial page has all of it.
+BLOCKED_ERROR_CHARS = 200
+
+
+def stage_blocked_reason(stage: Stage, *, min_successes: int) -> str | None:
+    """Why a stage whose trials are all final cannot be decided from its results, or None when it can.
+
+    Blocked: some open choice has fewer than ``min_successes`` successful trials (the trials failed:
+    the task cannot load here, the design does not train), so nothing can be recommended and no
+    person has evidence to approve. The search says so (Search.Status.BLOCKED, the reason in
+    Search.error) instead of waiting for an approval; retrying the failed trials reopens the stage
+    (services.trials_retry_failed), choosing by hand with a reason still decides it.
+
+    Example: 'stage S1: 12 of 12 trials failed, so no grouping choice has the 2 successful trials it
+    needs; the first error: FileNotFoundError: ... '
+    """
+    recommendation = stage.recommendation or {}
+    summary_error = (stage.summary or {}).get("error")
+    if not summary_error and recommendation.get("status") != "insufficient":
+        return None
+    trials = stage.trials.filter(halted=False)
+    failed = trials.filter(status=Trial.Status.FAILED)
+    first = failed.exclude(error="").order_by("finished_at", "pk").values_list("error", flat=True).first()
+    component = stage.component or "design"
+    if failed.exists():
+        reason = (f"stage {stage.key}: {failed.count()} of {trials.count()} trials failed, so some "
+                  f"{component} choice has fewer than the {min_successes} successful trials it needs")
+    else:
+        reason = f"stage {stage.key}: {summary_error or recommendation.get('reason') or 'too few successful trials'}"
+    if first:
+        line = " ".join(first.strip().splitlines()[-1:]) or first.strip()
+        if len(line) > BLOCKED_ERROR_CHARS:
+            line = line[:BLOCKED_ERROR_CHARS - 1].rstrip() + "…"
+        reason += f"; the first error: {line}"
+    return reason
 
 
 def stage_approve(*, stage: Stage, user: AbstractBaseUser | None, choice: str | None = None, reason: str = "") -> Stage:
@@ -262,6 +301,8 @@ def stage_approve(*, stage: Stage, user: AbstractBaseUser | None, choice: str | 
         stage.save(update_fields=["decision", "decided_by", "decided_automatically", "decided_at",
                                   "override_reason", "next_space", "status"])
         events.stage_changed(stage)
+        # Decided by hand despite too few successes: the search is no longer blocked.
+        Search.objects.filter(pk=stage.search_id, status=Search.Status.BLOCKED).update(error="")
         stage_open(search=stage.search, space=next_space, order=stage.order + 1, draft=draft)
     return stage
 

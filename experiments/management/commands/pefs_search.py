@@ -181,6 +181,9 @@ class Command(BaseCommand):
                           f"{'–' if search.best_score is None else f'{search.best_score:.2f}'}.")
         for path in written:
             self.stdout.write(f"  wrote {path}")
+        if search.status == Search.Status.BLOCKED:
+            raise CommandError(f"Search #{search.pk} is blocked: {search.error}. Retry its failed trials (the search "
+                               f"page, or POST /api/searches/{search.pk}/retry-failed/) or cancel it.")
         if search.status != Search.Status.COMPLETED:
             raise CommandError(f"Search #{search.pk} ended {search.status}: {search.error or 'see the report'}")
 
@@ -272,8 +275,8 @@ class Command(BaseCommand):
                 time.sleep(poll)
             bars.refresh(force=True)
             search = selectors.search_get(search_id=search.pk)
-            if search.status in FINAL_SEARCH_STATUSES:
-                return search
+            if search.status in FINAL_SEARCH_STATUSES or search.status == Search.Status.BLOCKED:
+                return search  # blocked: nothing runs until someone retries or cancels
             if search.status == Search.Status.WAITING:
                 stage = selectors.stage_awaiting(search=search)
                 if stage is None or search.auto_approve:
