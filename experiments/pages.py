@@ -29,6 +29,8 @@ from tasks.peft.budget import STRATEGIES
 from . import selectors
 from .models import Artifact, Search, Stage, Trial
 from .reports import final_separation, search_resolution, stage_resolution
+from .services.estimate import search_queue
+from .timing import stage_training_share, timing_rows
 
 SEARCHES_PER_PAGE = 25
 TRIALS_PER_PAGE = 25
@@ -103,7 +105,9 @@ def search_status(search: Search) -> dict[str, Any]:
             "blocked_stage": next((s for s in stages if s.status == Stage.Status.AWAITING
                                    and search.status == Search.Status.BLOCKED), None),
             "final_stage": next((s for s in stages if s.key == "final"), None),
-            "elapsed_s": selectors.search_elapsed_s(search), "trials_done": search_progress([search])[search.pk]}
+            "elapsed_s": selectors.search_elapsed_s(search), "trials_done": search_progress([search])[search.pk],
+            "training_share": stage_training_share(search.current_stage),
+            "queue": (search_queue(search_id=search.pk) if search.status == Search.Status.RUNNING else None)}
 
 
 def stage_timeline(search: Search, stages: list[Stage]) -> list[dict]:
@@ -231,7 +235,7 @@ def trial_page(trial: Trial) -> dict[str, Any]:
     search = trial.search
     return {"trial": trial, "search": search, "heatmap": design_heatmap(trial.design),
             "parameters": trial_parameters(trial), "evaluated_on": trial_example_sets(trial),
-            "design_json": json.dumps(trial.design, indent=2),
+            "design_json": json.dumps(trial.design, indent=2), "timing": timing_rows(trial.timing),
             "trial_config": live_config(search, trial=trial.pk, status=trial.status, attempt=trial.attempt,
                                         detail=reverse("api:trial-detail", args=[trial.pk]))}
 

@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from pefs_web.private_files import create_private_file, restrict_umask
 
@@ -223,6 +224,11 @@ PEFS_STALE_SECONDS = env.float("PEFS_STALE_SECONDS", default=60.0)
 PEFS_SWEEP_SECONDS = env.float("PEFS_SWEEP_SECONDS", default=30.0)
 PEFS_MAX_ATTEMPTS = env.int("PEFS_MAX_ATTEMPTS", default=3)
 PEFS_TRIAL_TIME_LIMIT = env.int("PEFS_TRIAL_TIME_LIMIT", default=6 * 3600)
+# Fair queueing (experiments/services/queue.py): messages one search may have in the broker at once;
+# at least the number of trial worker processes, so one search alone keeps them all busy.
+PEFS_SENT_PER_SEARCH = env.int("PEFS_SENT_PER_SEARCH", default=4)
+if not 1 <= PEFS_SENT_PER_SEARCH <= 10_000:
+    raise ImproperlyConfigured("PEFS_SENT_PER_SEARCH must be from 1 to 10000")
 CELERY_BEAT_SCHEDULE = {
     # Sweeps that waited longer than the stale interval (their worker was down) are dropped, not
     # run in a burst: the next one does the same work.

@@ -60,6 +60,7 @@ from tasks.checkpoint import CheckpointError
 from tasks.data import DataError, ExampleSet, Role, TaskSpec, encode_task, resolve_task
 from tasks.peft.design import Design, DesignError, HeadSpec
 from tasks.peft.engine import HEAD_GROUP, parameter_groups
+from tasks.timing import PhaseTimer
 from tasks.train import (
     ALL_PARAMETERS,
     Callbacks,
@@ -101,6 +102,8 @@ class DesignOutcome:
     ``reparameterisation`` (trained, not stored: the prefix inputs and MLP) and
     ``optimised_total`` (every parameter the optimiser updated). ``notes``: what a reader of
     the scores must know (held-out splits, sub-sampling, dev-set evaluation, the seed used).
+    ``timing``: seconds per phase over all tasks (:mod:`tasks.timing`; each ``per_task`` entry
+    has its own ``timing``).
     """
 
     score: float
@@ -114,6 +117,7 @@ class DesignOutcome:
     trainable_parameters: dict[str, int] = field(default_factory=dict)
     epochs_done: int = 0
     checkpoints: dict[str, str] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,6 +132,7 @@ class DesignOutcome:
             "saved": dict(self.saved),
             "epochs_done": self.epochs_done,
             "checkpoints": dict(self.checkpoints),
+            "timing": dict(self.timing),
         }
 
 
@@ -262,7 +267,8 @@ def run_design(
 
     ``tasks``: registered names ("sst2"), TaskSpecs, or TaskSpec dicts (as stored on Task rows).
     ``callbacks``: any object with optional ``on_step(task, step, values)``,
-    ``on_eval(task, step, metrics)`` and ``on_end(outcome)`` methods (e.g. :class:`Callbacks`);
+    ``on_eval(task, step, metrics)``, ``on_phase(task, phase, seconds)`` (as each timed phase
+    ends, see :mod:`tasks.timing`) and ``on_end(outcome)`` methods (e.g. :class:`Callbacks`);
     ``on_end`` is called once, with the outcome, after the last task. ``should_stop`` is polled
     every step; when it returns True, :class:`Cancelled` is raised and no outcome is produced.
     ``output_dir``: when given, each task's trained PEFT weights and head are saved with
@@ -321,8 +327,10 @@ def run_design(
         )
     saved: dict[str, str] = {}
     peft_total = 0
+    timer = PhaseTimer(callbacks)
     # Load, tokenise and check every task before training any: a bad task or a head that does
     # not fit should fail the trial at once, not after the first tasks have trained.
+    mark = time.perf_counter()
     tokenizer = cache.tokenizer(backbone_name)
     prepared = []
     for spec in specs:
@@ -339,6 +347,8 @@ def run_design(
                 design, config, task=spec.name, role=role, train_size=len(encoded.train)
             )
         prepared.append((spec, encoded, head, meta))
+        timer.add(spec.name, "data", time.perf_counter() - mark)
+        mark = time.perf_counter()
     epochs_before = 0 if resume_from is None else _resumed_epochs(Path(resume_from), prepared)
     stop = rung_end(config, until_epoch, epochs_before)
 
@@ -348,10 +358,11 @@ def run_design(
         for spec, encoded, head, meta in prepared:
             per_task[spec.name], peft_total, saved_to = _run_task(
                 design if full is None else full, spec, encoded, head, config,
-                cache=cache, callbacks=callbacks, should_stop=should_stop,
+                cache=cache, callbacks=callbacks, timer=timer, should_stop=should_stop,
                 until_epoch=stop, resume_from=resume_from, stage=stage, meta=meta,
                 output_dir=output_dir,
             )  # fmt: skip
+            per_task[spec.name]["timing"] = dict(timer.per_task.get(spec.name, {}))
             notes.extend(note for note in encoded.notes if note not in notes)
             if saved_to is not None:
                 saved[spec.name] = saved_to
@@ -377,6 +388,7 @@ def run_design(
         saved=saved,
         epochs_done=stop,
         checkpoints=checkpoints,
+        timing=dict(timer.totals),
     )
     on_end = getattr(callbacks, "on_end", None)
     if on_end is not None:
@@ -427,6 +439,7 @@ def _run_task(
     *,
     cache: BackboneCache,
     callbacks: Any,
+    timer: PhaseTimer,
     should_stop: Callable[[], bool] | None,
     until_epoch: int,
     resume_from: str | Path | None,
@@ -442,25 +455,27 @@ def _run_task(
         raise Cancelled(spec.name, 0)
     full = isinstance(design, FullFineTuning)
     backbone_name = design.backbone if full else design.backbone.name_or_path
-    backbone = cache.load(backbone_name, head=head, seed=config.seed)
+    directory_name = _directory_name(spec.name)
     groups: dict[str, list[Any]] | None = None
     rates: dict[str, float] = {ALL_PARAMETERS: config.learning_rate}
-    if not full:
-        counts = apply(backbone, design).to_dict()
-        groups = parameter_groups(backbone.model)
-        rates = design_learning_rates(design, config.learning_rate)
-    else:
-        counts = _counts_for_full_finetuning(backbone)
-    directory_name = _directory_name(spec.name)
     state = None
-    if resume_from is not None:
-        state = checkpoint.read_task(Path(resume_from) / directory_name, backbone.model)
+    with timer.measure(spec.name, "model"):
+        backbone = cache.load(backbone_name, head=head, seed=config.seed)
+        if not full:
+            counts = apply(backbone, design).to_dict()
+            groups = parameter_groups(backbone.model)
+            rates = design_learning_rates(design, config.learning_rate)
+        else:
+            counts = _counts_for_full_finetuning(backbone)
+        if resume_from is not None:
+            state = checkpoint.read_task(Path(resume_from) / directory_name, backbone.model)
+    timed = timer.training(spec.name, callbacks)
     result = train(
         backbone.model,
         encoded,
         config,
         task_name=spec.name,
-        callbacks=callbacks,
+        callbacks=timed,
         should_stop=should_stop,
         groups=groups,
         learning_rates=rates,
@@ -468,8 +483,10 @@ def _run_task(
         resume=state,
         keep_state=stage is not None,
     )
+    timed.close()
     if stage is not None:
-        checkpoint.write_task(stage / directory_name, backbone.model, result.state, meta or {})
+        with timer.measure(spec.name, "artifacts"):
+            checkpoint.write_task(stage / directory_name, backbone.model, result.state, meta or {})
     entry = {
         "metrics": result.metrics,
         "score": result.score,
@@ -491,10 +508,11 @@ def _run_task(
         from tasks.peft import save
 
         directory = Path(output_dir) / directory_name
-        backbone.model.to("cpu")
-        if full:
-            _save_full_model(backbone, directory)
-        else:
-            save(backbone.model, design, directory)
+        with timer.measure(spec.name, "artifacts"):
+            backbone.model.to("cpu")
+            if full:
+                _save_full_model(backbone, directory)
+            else:
+                save(backbone.model, design, directory)
         saved_to = str(directory)
     return entry, counts["peft_total"], saved_to

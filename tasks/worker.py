@@ -75,10 +75,15 @@ class MetricRecorder:
 
 
 class RecorderCallbacks:
-    """The training loop's callbacks (tasks.train.Callbacks protocol) feeding a MetricRecorder."""
+    """The training loop's callbacks (tasks.train.Callbacks protocol) feeding a MetricRecorder, and
+    the engine's phase timings (tasks.timing) summed in ``timing``."""
 
     def __init__(self, recorder: MetricRecorder) -> None:
         self.recorder = recorder
+        self.timing: dict[str, float] = {}
+
+    def on_phase(self, task_name: str, phase: str, seconds: float) -> None:
+        self.timing[phase] = self.timing.get(phase, 0.0) + seconds
 
     def on_step(self, task_name: str, step: int, values: dict[str, float]) -> None:
         self.recorder.add(task_name, step=step, values=values)
@@ -170,6 +175,9 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
         return None
     search = trial.search
     recorder = MetricRecorder(trial_id=trial.pk, attempt=attempt, search_id=search.pk, stage_id=trial.stage_id)
+    callbacks = RecorderCallbacks(recorder)
+    if trial.queued_at is not None and trial.started_at is not None:  # the wait from queueing to this claim
+        callbacks.on_phase("", "queued", (trial.started_at - trial.queued_at).total_seconds())
     heartbeat = Heartbeat(trial_id=trial.pk, attempt=attempt, interval=settings.PEFS_HEARTBEAT_SECONDS)
     heartbeat.start()
     final = trial.stage.key == "final"
@@ -189,7 +197,7 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
             trial.design,
             [task_spec(task) for task in task_rows],
             train_config=config,
-            callbacks=RecorderCallbacks(recorder),
+            callbacks=callbacks,
             should_stop=heartbeat.stop.is_set,
             backbone_cache=backbone_cache,
             output_dir=output_dir,
@@ -197,7 +205,9 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
             **_rung_arguments(rung),
         )
         if output_dir is not None:
+            exported = time.perf_counter()
             outcome.notes.extend(export_peft(outcome.saved, trial.design))
+            callbacks.on_phase("", "artifacts", time.perf_counter() - exported)
     except Cancelled:
         recorder.flush()
         return services.trial_finish(trial_id=trial.pk, attempt=attempt, status=Trial.Status.CANCELLED,
@@ -208,6 +218,7 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
         return services.trial_finish(trial_id=trial.pk, attempt=attempt, status=Trial.Status.FAILED,
                                      error=f"{type(exc).__name__}: {exc}")
     finally:
+        finishing = time.perf_counter()
         heartbeat.done.set()
         heartbeat.join(timeout=5)
     recorder.flush()
@@ -219,6 +230,8 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
         if rung["checkpoint_dir"] is not None:
             result.checkpoint = {"attempt": attempt, "epochs": rung["until_epoch"],
                                  "steps": {task: entry["steps"] for task, entry in outcome.per_task.items()}}
+    callbacks.on_phase("", "finish", time.perf_counter() - finishing)
+    result.timing = callbacks.timing
     return services.trial_finish(trial_id=trial.pk, attempt=attempt, status=Trial.Status.SUCCEEDED, result=result)
 
 

@@ -338,7 +338,8 @@ class TrialSerializer(serializers.ModelSerializer):
 
 class TrialDetailSerializer(TrialSerializer):
     class Meta(TrialSerializer.Meta):
-        fields = [*TrialSerializer.Meta.fields, "search", "design", "scores", "notes", "worker", "heartbeat_at"]
+        fields = [*TrialSerializer.Meta.fields, "search", "design", "scores", "notes", "worker", "heartbeat_at",
+                  "timing"]
         read_only_fields = fields
 
     def get_error(self, trial: Trial) -> str:

@@ -173,3 +173,23 @@ def search_estimate(*, plan: SearchPlan, config: SearchConfig, backbone: Backbon
             else "duration unknown until every task's size is known")
     return {"minutes": minutes, "workers": workers, "workers_counted": bool(counted), "steps": steps,
             "seconds_per_step": float(f"{step_s:.3g}"), "step_source": source, "text": text}
+
+
+def search_queue(*, search_id: int) -> dict[str, Any] | None:
+    """Where a search's next queued trial stands (fair queueing, services.queue), for its page.
+
+    ``ahead``: other searches' trials whose messages were sent before this search's first waiting
+    one, so a worker takes them first; ``sent``/``held``: this search's queued trials in the broker
+    and waiting their turn; ``running``: trials running now, all searches; ``workers``: the trial
+    workers that answered (None: none answered, or no broker). None when nothing of it is queued.
+    """
+    mine = Trial.objects.filter(search_id=search_id, status=Trial.Status.QUEUED, cancel_requested=False)
+    queued = mine.count()
+    if not queued:
+        return None
+    first = mine.filter(sent_at__isnull=False).order_by("sent_at").values_list("sent_at", flat=True).first()
+    ahead = 0 if first is None else (Trial.objects.filter(status=Trial.Status.QUEUED, cancel_requested=False,
+                                                         sent_at__lt=first).exclude(search_id=search_id).count())
+    sent = mine.filter(sent_at__isnull=False).count()
+    return {"queued": queued, "sent": sent, "held": queued - sent, "ahead": ahead,
+            "running": Trial.objects.filter(status=Trial.Status.RUNNING).count(), "workers": trial_workers()}

@@ -17,6 +17,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from tasks.timing import RUNNING_PHASES, add_phases, rounded
+
 from .. import events
 from ..models import Search, Stage, Trial
 from . import queue
@@ -43,6 +45,7 @@ def trial_claim(*, trial_id: int, attempt: int, worker: str) -> Trial | None:
         trial = Trial.objects.select_related("search", "stage").get(pk=trial_id)
         Search.objects.filter(pk=trial.search_id, status=Search.Status.RUNNING).update(
             current_stage=trial.stage_id)
+        queue.search_dispatch(search_id=trial.search_id)  # the claim freed one of its turns
         events.trial_changed(trial)
     return trial
 
@@ -72,6 +75,8 @@ class TrialResult:
     # wrote ({"attempt", "epochs", "steps": {task: global step}}; None at the last rung).
     rung_epochs: int | None = None
     checkpoint: dict[str, Any] | None = None
+    # Seconds per phase of this run (tasks.timing): queued, data, model, first_step, training, ...
+    timing: dict[str, float] = field(default_factory=dict)
 
 
 def trial_finish(*, trial_id: int, attempt: int, status: str, result: TrialResult | None = None,
@@ -103,9 +108,21 @@ def trial_finish(*, trial_id: int, attempt: int, status: str, result: TrialResul
                                       "seconds": seconds}]
                 trial.checkpoint = result.checkpoint
                 fields += ["rung_scores", "checkpoint"]
+            trial.timing = trial_timing(trial, result.timing)
+            fields.append("timing")
         trial.save(update_fields=fields)
         trial_became_final(trial)
     return trial
+
+
+def trial_timing(trial: Trial, measured: dict[str, float]) -> dict[str, float]:
+    """The trial's phases with this run's added (a survivor of successive halving sums its rung runs,
+    like its duration), and ``other``: what of the duration no measured phase covers."""
+    earlier = {k: v for k, v in (trial.timing or {}).items() if k != "other"} if trial.rung else {}
+    timing = add_phases(earlier, measured)
+    covered = sum(seconds for phase, seconds in timing.items() if phase in RUNNING_PHASES)
+    timing["other"] = max(0.0, (trial.duration_s or 0.0) - covered)
+    return rounded(timing)
 
 
 def trial_became_final(trial: Trial) -> None:
@@ -128,6 +145,7 @@ def trial_cancel(*, trial: Trial) -> Trial:
             trial.finished_at = timezone.now()
             trial.save(update_fields=["status", "finished_at"])
             trial_became_final(trial)
+            queue.search_dispatch(search_id=trial.search_id)
         elif trial.status == Trial.Status.RUNNING:
             trial.cancel_requested = True
             trial.save(update_fields=["cancel_requested"])
@@ -208,7 +226,8 @@ def trials_sweep(*, now: datetime | None = None, broker_ids: set[str] | None = N
                 queue.trials_enqueue(trials=[trial])
                 requeued += 1
     if broker_ids is not None:
-        lost = Trial.objects.filter(status=Trial.Status.QUEUED, queued_at__lt=stale_before,
+        # Held trials (fair queueing, sent_at empty) have no message yet: only sent ones can be lost.
+        lost = Trial.objects.filter(status=Trial.Status.QUEUED, sent_at__lt=stale_before,
                                     cancel_requested=False).values_list("pk", "attempt", "rung")
         pairs = [(pk, attempt, rung) for pk, attempt, rung in lost
                  if queue.trial_message_id(pk, attempt, rung) not in broker_ids]

@@ -64,8 +64,10 @@ def test_sweep_leaves_beating_trials_alone():
 
 def test_sweep_resends_queued_trials_the_broker_lost(settings, django_capture_on_commit_callbacks):
     old = timezone.now() - timedelta(seconds=settings.PEFS_STALE_SECONDS + 5)
-    lost = TrialFactory(status=Trial.Status.QUEUED, attempt=1, queued_at=old)
-    held = TrialFactory(status=Trial.Status.QUEUED, attempt=1, queued_at=old)
+    lost = TrialFactory(status=Trial.Status.QUEUED, attempt=1, queued_at=old, sent_at=old)
+    held = TrialFactory(status=Trial.Status.QUEUED, attempt=1, queued_at=old, sent_at=old)
+    # Waiting its search's turn (fair queueing): it has no message yet, so none can be lost
+    TrialFactory(status=Trial.Status.QUEUED, attempt=1, queued_at=old, sent_at=None)
     held_id = services.trial_message_id(held.pk, 1)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         result = services.trials_sweep(broker_ids={held_id})
