@@ -21,13 +21,19 @@ TIE_TOLERANCE = 1e-6
 def task_usage(task: Task, *, max_length: int) -> dict[str, Any]:
     """How a task's weights are used: its problem, text fields in order, the token limit it was trained
     with and its label map (output index -> label name; empty for regression, or for a hub task whose
-    labels were read from the hub at training time)."""
+    labels were read from the hub at training time). A three-field task also records
+    ``text_template``: how training joined its first two fields into the text (the third is the pair,
+    tasks.data.text_segments), so the usage snippet joins them the same way."""
     spec = task.spec or {}
     labels = list(spec.get("labels") or task.labels or [])
     names = list(spec.get("label_names") or [])
     names = names if len(names) == len(labels) else labels
-    return {"problem": task.problem, "text_columns": list(spec.get("text_columns") or task.text_columns),
-            "max_length": max_length, "labels": {str(index): str(name) for index, name in enumerate(names)}}
+    columns = list(spec.get("text_columns") or task.text_columns)
+    usage = {"problem": task.problem, "text_columns": columns, "max_length": max_length,
+             "labels": {str(index): str(name) for index, name in enumerate(names)}}
+    if spec.get("text_template"):  # TaskSpec sets it for every three-field task
+        usage["text_template"] = spec["text_template"]
+    return usage
 
 
 def design_document(search: Search) -> dict[str, Any] | None:

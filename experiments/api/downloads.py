@@ -110,6 +110,8 @@ usage = json.loads(DESIGN.read_text())["provenance"]["tasks"][TASK]  # labels, t
 columns, texts = usage["text_columns"], sys.argv[1:] or EXAMPLE
 if len(texts) != len(columns):
     sys.exit(f"{TASK} reads {len(columns)} text field(s), {', '.join(columns)}; got {len(texts)}")
+if usage.get("text_template"):  # three fields: the first two joined as in training, the third the pair
+    texts = [usage["text_template"].format(texts[0], texts[1]), texts[2]]
 
 # Strict: every tensor in the weights file fits the design, every tensor the design needs is there.
 result = load_result(DESIGN, WEIGHTS, backbone=BACKBONE)
@@ -155,7 +157,9 @@ def usage_snippet(*, search: Search) -> str:
         "    python -m venv .venv",
         f'    .venv/bin/pip install "./{wheel}{extra}"',
         f"    .venv/bin/python {prefix}-usage.py {example}",
-        f"Text fields, in order: {', '.join(columns) or '(see the design JSON)'}.",
+        f"Text fields, in order: {', '.join(columns) or '(see the design JSON)'}"
+        + (f"; read as {usage['text_template'].format(*columns[:2])!r} and {columns[2]} as its pair."
+           if usage.get("text_template") else "."),
     ]
     # A comment ends at a line break, whatever an uploaded column name holds.
     lines = [f"# {' '.join(line.splitlines())}".rstrip() for line in header] + [

@@ -166,7 +166,7 @@ def _label_column_check(path: Path, spec: TaskSpec) -> None:
             "holds the labels (for a numeric score, choose regression)."]})
 
 
-MAX_TEXT_COLUMNS = 3
+MAX_TEXT_COLUMNS = 3  # tasks.data.MAX_TEXT_COLUMNS (not imported here: tasks.data imports datasets)
 
 
 def task_upload_validate(*, owner: AbstractBaseUser, name: str, path: Path, text_columns: list[str],

@@ -7,8 +7,11 @@ Three kinds of task, all described by one frozen :class:`TaskSpec`:
   public, so the GLUE dev set is the report set; the selection set that stage trials are scored
   on is held out of the training split. QNLI's train file is not available offline: its dev file
   is split deterministically into train and report halves, and the result notes say so.
-* **upload** tasks from a user's CSV, TSV or JSONL with named text column(s) and a label column,
-  validated up front by :func:`user_task` with errors that name the problem (:class:`DataError`).
+* **upload** tasks from a user's CSV, TSV or JSONL with one to three named text columns and a label
+  column, validated up front by :func:`user_task` with errors that name the problem (:class:`DataError`).
+  One column is a text, two a text and its pair; three (WiC: word, sentence1, sentence2) are read as
+  the text ``"{word}: {sentence1}"`` (:data:`THREE_FIELD_TEMPLATE`, recorded as
+  ``TaskSpec.text_template``) and the pair ``sentence2`` (:func:`text_segments`).
   Without separate evaluation files, deterministic shares of the rows are held out as the report
   set (10%) and the selection set (10% of the rest).
 * **hub** tasks loaded with ``datasets.load_dataset`` when the Hugging Face Hub is reachable
@@ -56,6 +59,8 @@ from tasks.data.specification import (
     DEFAULT_HOLDOUT_FRACTION,
     DEFAULT_SELECTION_FRACTION,
     GLUE_TASKS,
+    MAX_TEXT_COLUMNS,
+    THREE_FIELD_TEMPLATE,
     DataError,
     Problem,
     Source,
@@ -63,6 +68,7 @@ from tasks.data.specification import (
     get_task,
     resolve_task,
     task_names,
+    text_segments,
 )
 
 __all__ = [
@@ -77,9 +83,11 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_LINE_BYTES",
     "MAX_ROWS",
+    "MAX_TEXT_COLUMNS",
     "MAX_USER_FILE_BYTES",
     "ROLES",
     "SPLIT_SEED",
+    "THREE_FIELD_TEMPLATE",
     "USER_FORMATS",
     "DataError",
     "EncodedTask",
@@ -98,6 +106,7 @@ __all__ = [
     "preview_user_file",
     "resolve_task",
     "task_names",
+    "text_segments",
     "tokenizer_fingerprint",
     "user_task",
 ]

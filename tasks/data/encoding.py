@@ -26,7 +26,7 @@ from datasets import Dataset
 from tasks.data.hub import quiet_progress
 from tasks.data.loading import CACHE_SIZE, LruCache, TaskData, load_task, task_key
 from tasks.data.roles import EXAMPLE_ID, ExampleSet, Role
-from tasks.data.specification import DataError, TaskSpec, resolve_task
+from tasks.data.specification import DataError, TaskSpec, resolve_task, text_segments
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 def _encode_split(dataset: Dataset, spec: TaskSpec, tokenizer: Any, max_length: int) -> Dataset:
     def tokenize(batch: dict[str, list[Any]]) -> dict[str, Any]:
-        texts = [batch[column] for column in spec.text_columns]
+        texts = text_segments(spec, batch)  # three fields: "{first}: {second}" and the third as the pair
         encoded = tokenizer(
             *texts,
             truncation=True,

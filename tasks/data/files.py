@@ -25,6 +25,7 @@ from tasks.data.roles import check_carves
 from tasks.data.specification import (
     DEFAULT_HOLDOUT_FRACTION,
     DEFAULT_SELECTION_FRACTION,
+    MAX_TEXT_COLUMNS,
     DataError,
     Problem,
     TaskSpec,
@@ -177,8 +178,8 @@ def user_task(
     """
     path = str(path)
     text_columns = (text_columns,) if isinstance(text_columns, str) else tuple(text_columns)
-    if not text_columns:
-        raise DataError("text_columns", "name at least one text column")
+    if not 1 <= len(text_columns) <= MAX_TEXT_COLUMNS:
+        raise DataError("text_columns", f"choose one to three text columns, got {len(text_columns)}")
     if problem is not None and problem not in ("classification", "regression"):
         raise DataError("problem", f"must be classification or regression, got {problem!r}")
     fmt = detect_format(path, file_format)

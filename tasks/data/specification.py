@@ -16,9 +16,10 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from string import Formatter
 from typing import Any, Literal
 
 from tasks.metrics import METRIC_KEYS
@@ -29,6 +30,14 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent / "glue"
 DEFAULT_HOLDOUT_FRACTION = 0.1
 #: Share of the training examples held out as the selection set (see tasks.data.roles).
 DEFAULT_SELECTION_FRACTION = 0.1
+#: A task reads one to three text fields. One is a text, two a text and its pair (the tokenizer joins
+#: a pair with its own separator, as for RTE). Three (WiC: word, sentence1, sentence2) become a pair
+#: too: the first two joined by :data:`THREE_FIELD_TEMPLATE` as the text, the third as the pair, so
+#: "bank", "He sat on the bank.", "She went to the bank." reads as
+#: ("bank: He sat on the bank.", "She went to the bank."). The template is recorded in the TaskSpec
+#: (``text_template``) and in a result's design JSON, so training and the usage snippet join alike.
+MAX_TEXT_COLUMNS = 3
+THREE_FIELD_TEMPLATE = "{0}: {1}"
 
 Problem = Literal["classification", "regression"]
 #: Where a task's rows come from. "upload" matches the Task model's source; specs stored before
@@ -79,16 +88,24 @@ class TaskSpec:
     selection_fraction: float = DEFAULT_SELECTION_FRACTION
     available_offline: bool = True
     description: str = ""
+    #: With three text columns, how the first two are joined into the text (the third is the pair):
+    #: :data:`THREE_FIELD_TEMPLATE` unless given; None with one or two columns.
+    text_template: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
             raise DataError("name", "must not be empty")
         if self.source not in ("bundled", "upload", "hub"):
             raise DataError("source", f"must be bundled, upload or hub, got {self.source!r}")
-        if not 1 <= len(self.text_columns) <= 2:
+        if not 1 <= len(self.text_columns) <= MAX_TEXT_COLUMNS:
             raise DataError(
-                "text_columns", f"need one or two columns, got {list(self.text_columns)}"
+                "text_columns", f"choose one to three text columns, got {len(self.text_columns)}"
             )
+        if len(self.text_columns) == MAX_TEXT_COLUMNS:
+            object.__setattr__(self, "text_template", self.text_template or THREE_FIELD_TEMPLATE)
+            _check_template(self.text_template)
+        elif self.text_template is not None:
+            raise DataError("text_template", "only a task with three text columns joins them")
         if self.label_column in self.text_columns:
             raise DataError("label_column", f"{self.label_column!r} is also a text column")
         if self.problem not in ("classification", "regression"):
@@ -140,6 +157,32 @@ class TaskSpec:
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)
+
+
+def _check_template(template: str) -> None:
+    """A join template names the first two fields once each, as {0} and {1}, and nothing else."""
+    try:
+        fields = [name for _, name, spec, conv in Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise DataError("text_template", f"{template!r} is not a template: {exc}") from None
+    if sorted(fields) != ["0", "1"]:
+        raise DataError("text_template", f"{template!r} must use {{0}} and {{1}} once each, e.g. "
+                                         f"{THREE_FIELD_TEMPLATE!r}")
+
+
+def text_segments(spec: TaskSpec, columns: Mapping[str, Sequence[Any]]) -> list[list[str]]:
+    """The tokenizer's arguments for a batch: [texts] or [texts, pairs], the three-field join applied.
+
+    >>> spec = TaskSpec(name="wic", text_columns=("word", "s1", "s2"), label_column="label",
+    ...                 problem="classification", metric="accuracy", source="upload")
+    >>> text_segments(spec, {"word": ["bank"], "s1": ["A river bank."], "s2": ["A bank loan."]})
+    [['bank: A river bank.'], ['A bank loan.']]
+    """
+    texts = [[str(value) for value in columns[column]] for column in spec.text_columns]
+    if len(texts) < MAX_TEXT_COLUMNS:
+        return texts
+    template = spec.text_template or THREE_FIELD_TEMPLATE
+    return [[template.format(first, second) for first, second in zip(texts[0], texts[1])], texts[2]]
 
 
 def _glue(

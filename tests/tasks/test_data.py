@@ -253,7 +253,7 @@ def test_eval_file_labels_must_be_known(tmp_path):
     dev = _write(tmp_path, "d.csv", "text,extra,stars\nfine,x,meh\n")
     with pytest.raises(DataError, match="'meh' is not one of") as info:
         user_task(train, text_columns=["text"], label_column="stars", eval_path=dev)
-    assert info.value.field == "label_column"
+    assert info.value.field == "eval_path"  # the file at fault (the upload form: report_file)
 
 
 def test_missing_user_file(tmp_path):
