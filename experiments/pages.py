@@ -481,10 +481,10 @@ def report_downloads(search: Search, report: dict[str, Any]) -> list[dict[str, A
                          "url": artifact_download_path(artifact), "size": artifact.size_bytes, "why": ""})
     selected = report["selected"]
     if selected is not None and not any(a.kind == Artifact.Kind.PEFT_EXPORT for a in artifacts):
-        extra = sorted(design_strategies(selected.design) - PEFT_STRATEGIES)
+        used = sorted(design_strategies(selected.design))
         rows.append({"label": Artifact.Kind.PEFT_EXPORT.label, "name": "peft", "url": "", "size": None,
-                     "why": f"not expressible: PEFT exports LoRA-only designs, this one also uses {', '.join(extra)}"
-                     if extra else "written when the search completes"})
+                     "why": f"not expressible: PEFT exports LoRA-only designs, this one uses {', '.join(used)}"
+                     if set(used) - PEFT_STRATEGIES else "written when the search completes"})
     rows.append({"label": "Usage snippet (Python)", "name": "usage.py",
                  "url": reverse("api:download", args=[search.pk, "usage.py"]) if selected else "", "size": None,
                  "why": "" if selected else "available once the final design exists"})
