@@ -24,7 +24,7 @@ migrate: $(STAMP)
 	$(PY) manage.py migrate --noinput
 
 bench: $(STAMP)
-	$(PY) -m pefs_web.launch bench
+	$(PY) -m pefs_web.launch bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) var

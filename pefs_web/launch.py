@@ -2,7 +2,7 @@
 
     python -m pefs_web.launch run    # Redis (embedded unless REDIS_URL), Celery workers, beat, Daphne
     python -m pefs_web.launch test [pytest args]
-    python -m pefs_web.launch bench  # every bench/*.py
+    python -m pefs_web.launch bench [names]  # bench/<name>.py (default: the short ones)
 
 `make run` and `make test` call this. `run` supervises its children (pefs_web.supervisor): one
 that dies is restarted with backoff while the others stay up; Ctrl-C or SIGTERM stops every
@@ -144,12 +144,24 @@ def test(pytest_args: list[str]) -> int:
         return subprocess.run([PY, "-m", "pytest", *pytest_args], env=env, cwd=BASE_DIR).returncode
 
 
-def bench() -> int:
-    """Every bench/*.py in turn (each prints one JSON line last), with Redis available."""
+# What `make bench` runs without names: the benchmarks that take minutes, not hours, on 2 CPU cores.
+# The others (strategy_lr, search_overhead, halving's `record` step) are run by name.
+DEFAULT_BENCHES = ("peft_step", "dashboard_scale", "ingest", "halving")
+
+
+def bench(names: list[str] | None = None) -> int:
+    """The named bench/*.py (default DEFAULT_BENCHES) in turn, each printing one JSON line last,
+    with Redis available."""
+    names = list(names or DEFAULT_BENCHES)
+    unknown = [n for n in names if not (BASE_DIR / "bench" / f"{n}.py").is_file()]
+    if unknown:
+        print(f"unknown benchmark {unknown[0]!r}; bench/ has "
+              f"{', '.join(sorted(p.stem for p in (BASE_DIR / 'bench').glob('*.py')))}", file=sys.stderr)
+        return 2
     with environment_with_redis() as (env, _):
-        for script in sorted((BASE_DIR / "bench").glob("*.py")):
-            print(f"== {script.relative_to(BASE_DIR)}", flush=True)
-            code = subprocess.run([PY, str(script)], env=env, cwd=BASE_DIR).returncode
+        for name in names:
+            print(f"== bench/{name}.py", flush=True)
+            code = subprocess.run([PY, str(BASE_DIR / "bench" / f"{name}.py")], env=env, cwd=BASE_DIR).returncode
             if code:
                 return code
         return 0
@@ -167,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--host", default=os.environ.get("PEFS_HOST", "127.0.0.1"))
     run_parser.add_argument("--port", type=int, default=int(os.environ.get("PEFS_PORT", "8000")))
     sub.add_parser("test", help="run pytest with Redis available")
-    sub.add_parser("bench", help="run every benchmark in bench/ with Redis available")
+    bench_parser = sub.add_parser("bench", help="run benchmarks in bench/ with Redis available")
+    bench_parser.add_argument("names", nargs="*", help=f"bench/<name>.py to run (default: {' '.join(DEFAULT_BENCHES)})")
     args, rest = parser.parse_known_args(argv)
     restrict_umask()  # before anything is written; every child inherits it
     # Children run in sessions of their own, so the terminal's signals reach only this process.
@@ -176,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return run(args.host, args.port)
     if args.command == "bench":
-        return bench()
+        return bench(args.names)
     return test(rest)
 
 
