@@ -178,7 +178,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "PEFS API",
     "DESCRIPTION": "Parameter-Efficient Fine-tuning design Spaces: searches, stages, trials, metrics.",
-    "VERSION": "1.0.0",
+    "VERSION": (BASE_DIR / "VERSION").read_text().strip(),  # one version: the API's and the engine wheel's
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -41,6 +41,8 @@ _EXPORTS: dict[str, str] = {
     "apply": "tasks.peft.engine",
     "save": "tasks.peft.persistence",
     "load": "tasks.peft.persistence",
+    "load_result": "tasks.peft.persistence",
+    "WeightsMismatch": "tasks.peft.persistence",
     "export_peft": "tasks.peft.persistence",
     "NotExpressible": "tasks.peft.persistence",
 }

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from experiments import selectors
 from experiments.models import Artifact, Search
-from experiments.reports import report_json, report_markdown
+from experiments.reports import design_document, report_json, report_markdown
 
 
 def export_results(*, search: Search, out: Path) -> list[Path]:
@@ -39,7 +39,7 @@ def export_results(*, search: Search, out: Path) -> list[Path]:
         (out / "report.md").write_text(report_markdown(report))
         written += [out / "report.json", out / "report.md"]
     if "design.json" not in names:
-        design = selectors.selected_design(search)
+        design = design_document(search)  # with each task's label map, as the web's download
         if design is not None:
             (out / "design.json").write_text(json.dumps(design, indent=2) + "\n")
             written.append(out / "design.json")
