@@ -103,6 +103,15 @@
     }], layout({ margin: { l: 64, r: 40, t: 60, b: 24 } }), CONFIG);
   }
 
+  // A log axis labels every digit of a narrow range; with "~s" those labels (2k 3k 4k ...) overlap.
+  // One label per decade once the counts span one, else 1-2-5 per decade.
+  function logTickStep(values) {
+    const positive = values.filter(function (v) { return v > 0; });
+    if (!positive.length) return undefined;
+    const decades = Math.log10(Math.max.apply(null, positive) / Math.min.apply(null, positive));
+    return decades >= 1 ? 1 : "D2";
+  }
+
   function pareto(el, data, trialUrl) {
     if (!data.id.length) { empty(el, "No finished trials yet: scores and parameter counts appear here."); return; }
     prepare(el);
@@ -134,7 +143,8 @@
       hovertemplate: "Pareto: trial %{customdata[0]}<br>%{x:,} stored parameters%{customdata[3]}<br>score %{y:.2f}<extra></extra>",
     });
     Plotly.react(el, traces, layout({
-      xaxis: { title: { text: "stored PEFT parameters, the budget's count (log scale)" }, type: "log", gridcolor: "#eef0f3", tickformat: "~s" },
+      xaxis: { title: { text: "stored PEFT parameters, the budget's count (log scale)" }, type: "log", gridcolor: "#eef0f3",
+               tickformat: "~s", dtick: logTickStep(data.params) },
       yaxis: { title: { text: "score (0-100)" }, gridcolor: "#eef0f3" },
     }), CONFIG);
     if (trialUrl && !el.dataset.clickBound) {
