@@ -172,8 +172,8 @@ def trial_retry(*, trial: Trial) -> Trial:
             stage.status, stage.summary, stage.recommendation = Stage.Status.RUNNING, None, None
             stage.save(update_fields=["status", "summary", "recommendation"])
             events.stage_changed(stage)
-        Search.objects.filter(pk=search.pk).update(
-            trials_done=F("trials_done") - 1, status=Search.Status.RUNNING, current_stage=stage)
+        Search.objects.filter(pk=search.pk).update(  # a blocked search's reason goes with the retry
+            trials_done=F("trials_done") - 1, status=Search.Status.RUNNING, current_stage=stage, error="")
         trial.error = ""
         trial.save(update_fields=["error"])
         queue.trials_enqueue(trials=[trial])

@@ -80,6 +80,9 @@ def test_the_status_partial_offers_retry_and_cancel_never_a_review(client, user)
     # the API's status field, with the reason
     detail = client.get(f"/api/searches/{search.pk}/").json()
     assert detail["status"] == "blocked" and "file not found" in detail["error"]
+    # and the stage page: blocked with the reason, retry and cancel
+    page = client.get(reverse("stage-detail", args=[search.pk, stage.pk])).content.decode()
+    assert 'id="stage-blocked"' in page and "file not found" in page and "Retry failed trials" in page
 
 
 @pytest.mark.django_db
@@ -93,6 +96,7 @@ def test_retry_reopens_a_blocked_search_and_cancel_stops_it(user, monkeypatch):
     search.refresh_from_db()
     stage.refresh_from_db()
     assert search.status == Search.Status.RUNNING and stage.status == Stage.Status.RUNNING
+    assert search.error == ""  # the blocked reason went with the retry
     services.search_cancel(search=search)
     assert Search.objects.get(pk=search.pk).status == Search.Status.CANCELLED
 

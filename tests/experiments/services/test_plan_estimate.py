@@ -56,7 +56,7 @@ def test_bundled_example_sets_name_split_count_and_seed(rte):
     sets = estimate.task_example_sets(task=rte, config=preset("study"))
     assert sets["error"] is None
     train, selection, report = sets["train"], sets["selection"], sets["report"]
-    assert (train["count"], train["seed"]) == (256, 0) and train["pool"] + selection["pool"] == 2490
+    assert (train["count"], train["seed"]) == (128, 0) and train["pool"] + selection["pool"] == 2490
     assert (selection["count"], selection["seed"], selection["split"], selection["held_out"]) == (
         200, 0, "GLUE train", True)
     # The report set is the GLUE dev split, whole (277 < 200 is false: drawn with seed 0)
@@ -100,7 +100,7 @@ def test_the_estimate_uses_the_default_step_time_without_history(backbone, rte):
     plan = search_plan(config, num_layers=backbone.num_layers, tasks=1)
     sets = [estimate.task_example_sets(task=rte, config=config)]
     result = estimate.search_estimate(plan=plan, config=config, backbone=backbone, example_sets=sets)
-    assert result["steps"] == plan.task_epochs * 16  # 256 examples / batch 16
+    assert result["steps"] == plan.task_epochs * 8  # 128 examples / batch 16
     assert "default" in result["step_source"] and not result["workers_counted"]
     assert "at least 1 worker" in result["text"] and "estimate" in result["text"]
     assert result["seconds_per_step"] == pytest.approx(
@@ -179,8 +179,8 @@ def test_the_api_dry_run_shows_halving_example_sets_and_duration(api, backbone, 
     body = response.json()
     expected = search_plan(preset("study"), num_layers=backbone.num_layers, tasks=1)
     assert (body["task_epochs"], body["full_task_epochs"], body["halving_eta"]) == (
-        expected.task_epochs, expected.full_task_epochs, 3)
-    assert body["stages"][0]["halving"]["rungs"] == [1, 3]
+        expected.task_epochs, expected.full_task_epochs, 2)
+    assert body["stages"][0]["halving"]["rungs"] == [1, 2]
     assert body["example_sets"][0]["selection"]["count"] == 200
     assert "min" in body["estimate"]["text"] and body["estimate"]["workers"] == 1
     assert not Search.objects.exists()
@@ -193,7 +193,7 @@ def test_the_cli_dry_run_prints_halving_example_sets_and_duration(user, backbone
     text = out.getvalue()
     expected = search_plan(preset("study"), num_layers=backbone.num_layers, tasks=1)  # groups: the preset's 2
     assert f"without it the same trials: {expected.full_task_epochs:,}" in text
-    assert "rungs at 1, 3 epochs" in text
+    assert "rungs at 1, 2 epochs" in text
     assert "selection: 200 of" in text and "report: 200 of 277" in text
     assert "Duration: at most about" in text and "min on at least 1 worker" in text  # S4 runs only if S3 tunes it
     assert not Search.objects.exists()
@@ -202,4 +202,4 @@ def test_the_cli_dry_run_prints_halving_example_sets_and_duration(user, backbone
 def test_halving_is_no_longer_refused(user, backbone, rte):
     assert services.UNSCHEDULED_SETTINGS == {}
     config, _ = services.search_config_build(backbone=backbone, groups=2, preset="study")
-    assert config.halving_eta == 3
+    assert config.halving_eta == 2
