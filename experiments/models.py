@@ -288,3 +288,28 @@ class Artifact(models.Model):
 
     class Meta:
         ordering = ["search", "kind", "task"]
+
+
+class Worker(models.Model):
+    """A trial worker (one `celery worker -Q gpu` node), as its own heartbeat last described it.
+
+    Written only by the worker process (experiments.services.workers.worker_beat, every
+    PEFS_HEARTBEAT_SECONDS); a row not seen for PEFS_STALE_SECONDS is shown as lost. The trials
+    it runs are Trial rows with status running and ``worker`` equal to this ``name``."""
+
+    name = models.CharField(max_length=128, unique=True, help_text="'<host>:<celery node name>', as Trial.worker.")
+    hostname = models.CharField(max_length=255)
+    device = models.CharField(max_length=16, help_text="'cpu' or 'cuda'.")
+    device_name = models.CharField(max_length=255, blank=True, help_text="The GPU's name; empty on CPU.")
+    device_memory_bytes = models.BigIntegerField(null=True, blank=True, help_text="The GPU's total memory.")
+    concurrency = models.PositiveSmallIntegerField(default=1, help_text="Trials it runs at once.")
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+    stopped_at = models.DateTimeField(null=True, blank=True, help_text="Set when it shut down cleanly.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
