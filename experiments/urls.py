@@ -8,6 +8,7 @@ urlpatterns = [
     path("searches/new/", views.search_new, name="search-new"),
     path("searches/new/budget/", views.budget_preview, name="budget-preview"),
     path("searches/new/plan/", views.search_plan_preview, name="search-plan-preview"),
+    path("workers/", views.worker_list, name="worker-list"),
     path("tasks/preview/", views.task_preview, name="task-preview"),
     path("tasks/upload/", views.task_upload, name="task-upload"),
     path("searches/<int:search_id>/", views.search_detail, name="search-detail"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import plotly
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
@@ -19,7 +20,7 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET, require_POST
 
-from . import pages, selectors, services
+from . import pages, selectors, services, worker_states
 from .forms import ApproveForm, BudgetPreviewForm, SearchForm, TaskUploadForm, attach_errors
 from .models import Search, Stage, Trial
 
@@ -130,6 +131,14 @@ def task_upload(request: HttpRequest) -> HttpResponse:
         search_form = SearchForm(user=request.user, initial={"tasks": sorted(ticked)})
     return render(request, "experiments/partials/task_upload_result.html",
                   {"upload_form": form, "task": task, "form": search_form, "columns": columns})
+
+
+@require_GET
+def worker_list(request: HttpRequest) -> HttpResponse:
+    """Every trial worker: device, concurrency, state (another user's trial is not named)."""
+    return render(request, "experiments/workers.html",
+                  {"workers": worker_states.worker_list(user=request.user),
+                   "stale_seconds": settings.PEFS_STALE_SECONDS})
 
 
 @require_GET

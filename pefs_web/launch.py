@@ -87,6 +87,22 @@ def environment_with_redis() -> Iterator[tuple[dict[str, str], Supervisor]]:
         supervisor.stop()
 
 
+MAX_TRIALS_PER_DEVICE = 32
+
+
+def trials_per_device(env: dict[str, str]) -> int:
+    """PEFS_TRIALS_PER_DEVICE (default 1): the trial worker's concurrency, from 1 to 32."""
+    raw = env.get("PEFS_TRIALS_PER_DEVICE", "1")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_TRIALS_PER_DEVICE:
+        raise SystemExit(f"PEFS_TRIALS_PER_DEVICE must be a whole number from 1 to {MAX_TRIALS_PER_DEVICE}, "
+                         f"got {raw!r}")
+    return value
+
+
 def celery(*args: str) -> list[str]:
     return [PY, "-m", "celery", "-A", "pefs_web", *args, "--loglevel", "INFO"]
 
@@ -116,13 +132,16 @@ def ensure_admin(env: dict[str, str], folder: Path) -> str:
 
 
 def run(host: str, port: int) -> int:
+    concurrency = trials_per_device(dict(os.environ))  # a bad value stops before anything starts
     try:
         with environment_with_redis() as (env, supervisor):
             manage("migrate", "--noinput", env=env)
             manage("pefs_seed", env=env)
             folder = data_dir(env)
             hint = ensure_admin(env, folder)
-            supervisor.start("worker", celery("worker", "-Q", "gpu,default", "-c", "1", "-n", "worker@%h"))
+            # N trials at once on this machine's device, each in its own pool process (tasks.jobs).
+            supervisor.start("worker", celery("worker", "-Q", "gpu,default", "-c", str(concurrency),
+                                              "-n", "worker@%h"))
             # The sweep's own slot: recovering a lost trial never waits for the trial that is running.
             supervisor.start("control", celery("worker", "-Q", "control", "-c", "1", "--pool", "solo",
                                                "-n", "control@%h"))

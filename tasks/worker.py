@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -21,9 +23,11 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.utils import timezone
 
 from experiments import selectors, services
 from experiments.models import Search, Task, Trial
+from experiments.services.workers import worker_beat, worker_stop
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +129,57 @@ class Heartbeat(threading.Thread):
             connection.close()  # this thread's own connection
 
 
+class WorkerBeacon(threading.Thread):
+    """Keeps this worker's row (experiments.services.workers) fresh from the worker's main process.
+
+    It measures the device once, in a child process (tasks.device_memory.device_probe: the parent of
+    a prefork pool must never initialise CUDA), then beats every `interval` seconds until `done` is
+    set; `stop` records a clean shutdown.
+    """
+
+    def __init__(self, *, name: str, concurrency: int, interval: float) -> None:
+        super().__init__(name="worker-beacon", daemon=True)
+        self.worker_name, self.concurrency, self.interval = name, concurrency, interval
+        self.started_at = timezone.now()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        from tasks.device_memory import device_probe
+
+        device = device_probe()
+        try:
+            while not self.done.is_set():
+                try:
+                    worker_beat(name=self.worker_name, hostname=socket.gethostname(), device=device.device,
+                                device_name=device.name, device_memory_bytes=device.total_bytes,
+                                concurrency=self.concurrency, pid=os.getpid(), started_at=self.started_at)
+                except Exception:  # the database may be briefly away; the next beat may get through
+                    log.warning("worker heartbeat failed for %s", self.worker_name, exc_info=True)
+                self.done.wait(self.interval)
+        finally:
+            connection.close()  # this thread's own connection
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=5)
+        worker_stop(name=self.worker_name)
+
+
+def memory_guard(trial: Trial, config: Any) -> None:
+    """Refuse, before it allocates anything, a trial whose estimated memory does not fit the free
+    memory of its CUDA device (tasks.device_memory); nothing on CPU."""
+    from tasks.device_memory import TrialShape, guard
+
+    backbone = trial.search.backbone
+    full = "full_finetuning" in trial.design
+    trained = backbone.total_params if full else trial.search.budget_params + backbone.hidden_size ** 2
+    device = config.resolved_device()
+    guard(TrialShape(total_params=backbone.total_params, trained_params=trained, num_layers=backbone.num_layers,
+                     hidden_size=backbone.hidden_size, num_heads=backbone.num_heads,
+                     batch_size=config.batch_size, max_length=config.max_length,
+                     bf16=config.bf16 and device.type == "cuda"), device)
+
+
 def task_spec(task: Task) -> dict[str, Any]:
     """The trainer's TaskSpec for a Task row, with uploaded files resolved to absolute paths."""
     spec = dict(task.spec)
@@ -193,6 +248,7 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
             shutil.rmtree(rung["checkpoint_dir"], ignore_errors=True)
         if rung is not None and rung["resume_from"] is not None:
             _carry_points(trial, attempt)
+        memory_guard(trial, config)
         outcome = run_design(
             trial.design,
             [task_spec(task) for task in task_rows],

@@ -14,6 +14,7 @@ from ..models import Artifact
 from . import views
 from .engine import EngineWheelView
 from .parsers import BoundedJSONParser
+from .workers import WorkerListView
 
 app_name = "api"
 
@@ -81,4 +82,6 @@ urlpatterns = [
     path("trials/<int:pk>/", views.TrialDetailView.as_view(), name="trial-detail"),
     path("trials/<int:pk>/retry/", views.TrialRetryView.as_view(), name="trial-retry"),
     path("trials/<int:pk>/cancel/", views.TrialCancelView.as_view(), name="trial-cancel"),
+
+    path("workers/", WorkerListView.as_view(), name="worker-list"),
 ]
