@@ -414,7 +414,8 @@ def final_results(final: Stage) -> dict[str, Any]:
         return {"tasks": [], "rows": [], "best": None}
     return results_table(results, parameters={**parameters, **(final.plan or {}).get("parameters", {})},
                          learning_rates=(final.plan or {}).get("learning_rates"),
-                         optimised=selectors.final_stage_optimised(stage=final))
+                         optimised=selectors.final_stage_optimised(stage=final),
+                         strategy_learning_rates=(final.plan or {}).get("strategy_learning_rates"))
 
 
 def final_report(search: Search) -> dict[str, Any]:

@@ -269,6 +269,8 @@ def report_markdown(report: dict[str, Any]) -> str:
             params = f"{row['parameters']:,}" if row.get("parameters") is not None else "-"
             optimised = f"{row['optimised_parameters']:,}" if row.get("optimised_parameters") is not None else "-"
             rate = f"{row['learning_rate']:g}" if row.get("learning_rate") else "-"
+            if row.get("strategy_learning_rates"):  # each strategy's own rate, the head's first
+                rate += " (" + ", ".join(f"{k} {v:g}" for k, v in row["strategy_learning_rates"].items()) + ")"
             marker = (" **best**" if row["arm"] == separation["best"] else
                       f" ({separation['separation'].replace('_', ' ')})" if row["arm"] in separation["tied_best"] else "")
             lines.append(f"| {row['arm']}{marker} | {params} | {optimised} | {rate} | " + " | ".join(cells)

@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.test import Client
+from django.urls import reverse
 
 from experiments import services
 from experiments.models import Artifact, Search, Stage, Trial
@@ -56,6 +58,12 @@ def test_auto_approved_search_runs_every_stage_and_writes_artifacts(user, tiny_b
     assert design["trainable_parameters"]["peft_total"] == pytest.approx(6000, rel=0.02)
     report = (Path(settings.MEDIA_ROOT) / Artifact.objects.get(search=search, kind="report_md").path).read_text()
     assert "What each number was scored on" in report and "Learning rate per arm" in report
+    # Each arm's strategies train at their own rates (measured defaults times the arm's chosen factor)
+    assert "(lora " in report and "(bitfit " in report
+    client = Client()
+    client.force_login(user)
+    page = client.get(reverse("search-report", args=[search.pk])).content.decode()
+    assert page.count('data-col="strategy-rates"') >= 5  # the selected design and the four baselines
 
 
 @pytest.mark.django_db(transaction=True)
