@@ -18,7 +18,9 @@ the field. One module per sub-domain, each importing only those before it:
 - searches: create a search, draw stages (outside the write transaction), open/complete/approve
   stages, cancel, complete;
 - trials: claim, heartbeat, finish, cancel, retry, and the sweep that supervises running trials;
-- users: the accounts the command line acts for.
+- users: the accounts the command line acts for;
+- workers: each trial worker's heartbeat row (device, concurrency), its clean stop, pruning;
+- estimate: example sets and a duration estimate before a search, a search's place in the queue.
 
 Reads are in experiments.selectors, event payloads in experiments.events; the worker side of a
 trial (running the engine, the recorder, the heartbeat thread) is tasks.worker, which calls in here.
