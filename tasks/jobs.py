@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 
 from celery import shared_task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_ready, worker_shutdown
 from django.conf import settings
 
 from experiments import services
@@ -57,6 +57,17 @@ def sweep_trials() -> dict:
     counts = services.trials_sweep(broker_ids=worker.broker_message_ids())
     counts["workers_pruned"] = workers_prune()
     return counts
+
+
+@worker_init.connect
+def preload_engine(sender, **kwargs) -> None:
+    """A trial worker imports the engine (torch, transformers, datasets) before its pool forks, so
+    its first trial does not spend seconds importing them (time to the first live point, issue 14).
+    Importing torch starts no CUDA context: forked pool processes can still use the GPU."""
+    queue = settings.CELERY_TASK_ROUTES[RUN_TRIAL_JOB]["queue"]
+    if queue in sender.app.amqp.queues.consume_from:
+        import tasks.data.loading  # noqa: F401  (datasets, tokenizers)
+        import tasks.runner  # noqa: F401  (torch, transformers)
 
 
 @worker_ready.connect

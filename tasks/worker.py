@@ -65,7 +65,10 @@ class MetricRecorder:
             if value != value or value in (float("inf"), float("-inf")):  # NaN/inf: not storable in JSON
                 continue
             self.buffer.append((int(step), f"{task_name}:{name}", value))
-        if len(self.buffer) >= self.flush_points or time.monotonic() - self.last_flush >= self.flush_seconds:
+        # The first point goes out at once (the live curve starts without waiting a flush
+        # interval); later ones in batches.
+        if (not self.written or len(self.buffer) >= self.flush_points
+                or time.monotonic() - self.last_flush >= self.flush_seconds):
             self.flush()
 
     def flush(self) -> None:
