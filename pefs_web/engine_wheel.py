@@ -8,8 +8,9 @@ lazy-export table alike) rewritten, refuses to build if the copy still refers to
 ``engine/pyproject.toml`` with pip and setuptools, offline (``--no-build-isolation --no-index``).
 The version is the repository's ``VERSION``.
 
-Built wheels are cached by the content of their sources, so the web builds one once per version
-and engine change (experiments.api.downloads serves it)::
+Built wheels are cached by the content of their sources: the web builds one once per version and
+engine change and keeps it in its artifacts storage under :func:`stored_wheel_name`
+(experiments.api.downloads serves it from there); :func:`engine_wheel` caches in a local folder::
 
     >>> engine_wheel(Path("var/engine"))                                    # doctest: +SKIP
     PosixPath('var/engine/3f0c.../pefs_engine-1.0.0-py3-none-any.whl')
@@ -104,6 +105,11 @@ def build(out: Path) -> Path:
         raise EngineBuildError(f"pip wheel failed (exit {result.returncode}): "
                                f"{(result.stderr or result.stdout).strip()[-2000:]}")
     return wheel
+
+
+def stored_wheel_name() -> str:
+    """The wheel's name in the web's artifacts storage (experiments.api.downloads): one per source digest."""
+    return f"engine/{source_digest()[:16]}/{wheel_name()}"
 
 
 def engine_wheel(cache: Path) -> Path:

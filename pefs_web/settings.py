@@ -10,6 +10,10 @@ Environment:
     SECRET_KEY       required with PEFS_PRODUCTION=1; otherwise a key kept in PEFS_DATA_DIR
     DEBUG            off unless set
     PEFS_DATA_DIR    where the SQLite file, artifacts and uploads live (default ./var)
+    PEFS_STORAGE     filesystem (default: artifacts and uploads under PEFS_DATA_DIR) or s3 (one
+                     S3-compatible bucket: PEFS_S3_BUCKET, PEFS_S3_ENDPOINT_URL, PEFS_S3_REGION,
+                     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); see pefs_web/file_storage.py
+    PEFS_CACHE_DIR   a worker's local copies of uploads read from storage (default PEFS_DATA_DIR/cache)
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from pefs_web.file_storage import storages_from_env
 from pefs_web.private_files import create_private_file, restrict_umask
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -146,8 +151,13 @@ STATIC_ROOT = DATA_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing root even when finders serve
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True  # serves app and package static files without collectstatic
+# Every file PEFS keeps goes through these storages (pefs_web/file_storage.py): "default" holds
+# artifacts, "uploads" the uploaded task files. MEDIA_ROOT and UPLOAD_ROOT are their folders when
+# PEFS_STORAGE=filesystem; with PEFS_STORAGE=s3 nothing is kept under PEFS_DATA_DIR but caches.
 MEDIA_ROOT = DATA_DIR / "artifacts"
 UPLOAD_ROOT = DATA_DIR / "uploads"
+STORAGES = storages_from_env(env)
+PEFS_CACHE_DIR = Path(env.str("PEFS_CACHE_DIR", default=str(DATA_DIR / "cache")))
 FILE_UPLOAD_PERMISSIONS = 0o600  # files and folders saved through Django's storage: owner-only
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 UPLOAD_MAX_BYTES = env.int("PEFS_UPLOAD_MAX_BYTES", default=20 * 1024 * 1024)

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from django.utils import timezone
 
 from experiments import selectors, services
 from experiments.models import Search, Task, Trial
+from experiments.files import upload_local_path
+from experiments.services.artifacts import trial_artifacts_store
 from experiments.services.workers import worker_beat, worker_stop
 
 log = logging.getLogger(__name__)
@@ -184,12 +187,22 @@ def memory_guard(trial: Trial, config: Any) -> None:
 
 
 def task_spec(task: Task) -> dict[str, Any]:
-    """The trainer's TaskSpec for a Task row, with uploaded files resolved to absolute paths."""
+    """The trainer's TaskSpec for a Task row, with uploaded files resolved to local files: the
+    uploads storage's own where it is a folder here, else this worker's cached copy (read from the
+    storage once per worker, experiments.files.upload_local_path)."""
     spec = dict(task.spec)
     for key in ("train_path", "eval_path", "selection_path"):
         if task.source == task.Source.UPLOAD and spec.get(key):
-            spec[key] = str(Path(settings.UPLOAD_ROOT) / spec[key])
+            spec[key] = str(upload_local_path(spec[key]))
     return spec
+
+
+def trial_output_dir() -> Path:
+    """A fresh local folder for the weights of a run that stands for the search (removed once they
+    are in the artifacts storage): PEFS_DATA_DIR/scratch, this machine's own."""
+    scratch = Path(settings.DATA_DIR) / "scratch"
+    scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="trial-", dir=scratch))
 
 
 def train_config_fields(config: dict[str, Any], *, seed: int, final: bool = False,
@@ -242,7 +255,7 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
     task_rows = selectors.search_tasks(search)
     if final:  # a final-stage run trains one task
         task_rows = [t for t in task_rows if t.name == trial.choices.get("task")]
-    output_dir = services.trial_artifact_dir(trial) if selectors.trial_stands_for_search(trial) else None
+    output_dir = trial_output_dir() if selectors.trial_stands_for_search(trial) else None
     rung = services.trial_rung_plan(trial)  # successive halving: which epochs this delivery trains
     try:
         config = TrainConfig(**train_config_fields(search.config, seed=trial_data_seed(trial), final=final,
@@ -266,6 +279,7 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
         if output_dir is not None:
             exported = time.perf_counter()
             outcome.notes.extend(export_peft(outcome.saved, trial.design))
+            trial_artifacts_store(trial=trial, directory=output_dir)
             callbacks.on_phase("", "artifacts", time.perf_counter() - exported)
     except Cancelled:
         recorder.flush()
@@ -280,6 +294,8 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
         finishing = time.perf_counter()
         heartbeat.done.set()
         heartbeat.join(timeout=5)
+        if output_dir is not None:
+            shutil.rmtree(output_dir, ignore_errors=True)
     recorder.flush()
     result = services.TrialResult(score=outcome.score, scores=outcome.per_task, trainable_params=outcome.peft_total,
                                   head_params=outcome.head_params, notes=list(outcome.notes),

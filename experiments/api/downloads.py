@@ -1,8 +1,9 @@
 """Result files of a search: which Artifact row answers which download, the usage snippet and
 the engine wheel the snippet installs.
 
-Every file comes from an Artifact row (path relative to MEDIA_ROOT, written by
-experiments.services.artifacts when the search completes) and is sent as an attachment. When a file
+Every file comes from an Artifact row (its name in the artifacts storage, written by
+experiments.services.artifacts when the search completes) and is streamed from that storage
+(experiments.files: a folder here, or an S3-compatible bucket) as an attachment. When a file
 cannot exist the answer says why instead of a bare 404: a PEFT export of a design that uses
 adapters, prefixes or BitFit is not expressible in Hugging Face PEFT (409), and nothing can be
 downloaded before the search has its final design (409).
@@ -10,17 +11,19 @@ downloaded before the search has its final design (409).
 from __future__ import annotations
 
 import shlex
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
 from django.urls import reverse
 
-from pefs_web.engine_wheel import EngineBuildError, engine_wheel, wheel_name
+from pefs_web.engine_wheel import EngineBuildError, build, stored_wheel_name, wheel_name
 
 from .. import selectors
 from ..models import Artifact, Search
 from ..reports import design_document
+from ..files import StoredFile, artifact_storage, file_store
 
 # Files of the search as a whole; weights and PEFT exports are per task.
 FILENAMES = {
@@ -67,8 +70,8 @@ def final_design(search: Search) -> dict[str, Any]:
     return design
 
 
-def artifact_resolve(*, search: Search, kind: str, task: str = "") -> tuple[Path, str]:
-    """(file on disk, download name) of the search's artifact, or DownloadUnavailable saying why."""
+def artifact_resolve(*, search: Search, kind: str, task: str = "") -> tuple[StoredFile, str]:
+    """(stored file, download name) of the search's artifact, or DownloadUnavailable saying why."""
     artifact = selectors.artifact_find(search=search, kind=kind, task=task)
     if artifact is None:
         if kind in (Artifact.Kind.REPORT_JSON, Artifact.Kind.REPORT_MD) and search.finished_at is None:
@@ -81,23 +84,34 @@ def artifact_resolve(*, search: Search, kind: str, task: str = "") -> tuple[Path
                                            "weights and load them with PEFS's engine (see usage.py) instead.")
         what = Artifact.Kind(kind).label + (f" for task {task}" if task else "")
         raise DownloadUnavailable(404, f"Search #{search.pk} has no {what}.")
-    root = Path(settings.MEDIA_ROOT).resolve()
-    path = (root / artifact.path).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        raise DownloadUnavailable(404, f"The file of artifact #{artifact.pk} is missing from the server.")
+    storage = artifact_storage()
+    missing = DownloadUnavailable(404, f"The file of artifact #{artifact.pk} is missing from the server.")
+    try:
+        if not artifact.path or not storage.exists(artifact.path):
+            raise missing
+    except SuspiciousFileOperation:  # a name that leads out of the storage's folder
+        raise missing from None
+    stored = StoredFile(storage, artifact.path)
     if kind in PER_TASK:
         prefix, extension = PER_TASK[Artifact.Kind(kind)]
-        return path, f"search{search.pk}-{prefix}-{task}.{extension}"
-    return path, f"search{search.pk}-{FILENAMES[Artifact.Kind(kind)]}"
+        return stored, f"search{search.pk}-{prefix}-{task}.{extension}"
+    return stored, f"search{search.pk}-{FILENAMES[Artifact.Kind(kind)]}"
 
 
-def engine_wheel_file() -> Path:
-    """The PEFS engine wheel (pefs-engine, import package pefs_engine), built once per version and
-    engine change into DATA_DIR/engine (pefs_web.engine_wheel)."""
-    try:
-        return engine_wheel(Path(settings.DATA_DIR) / "engine")
-    except EngineBuildError as exc:
-        raise DownloadUnavailable(409, f"The engine wheel cannot be built on this server: {exc}") from None
+def engine_wheel_file() -> StoredFile:
+    """The PEFS engine wheel (pefs-engine, import package pefs_engine) in the artifacts storage,
+    built once per version and engine change (pefs_web.engine_wheel) by the first web process
+    asked for it; a concurrent first build writes the same name twice, harmlessly."""
+    storage, name = artifact_storage(), stored_wheel_name()
+    if not storage.exists(name):
+        with tempfile.TemporaryDirectory(prefix="pefs-engine-") as scratch:
+            try:
+                wheel = build(Path(scratch))
+            except EngineBuildError as exc:
+                raise DownloadUnavailable(409, f"The engine wheel cannot be built on this server: {exc}") from None
+            with wheel.open("rb") as content:
+                file_store(storage=storage, name=name, content=content)
+    return StoredFile(storage, name)
 
 
 def _example(columns: list[str]) -> list[str]:

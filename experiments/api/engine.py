@@ -14,7 +14,7 @@ from .views import PefsView
 
 class EngineWheelView(PefsView):
     """The engine (distribution pefs-engine, import package pefs_engine) as a wheel of this server's
-    version; built on the first request after an engine change, then served from the data directory."""
+    version; built on the first request after an engine change, then streamed from the artifacts storage."""
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(description="The wheel."),
                               404: s.DownloadErrorSerializer, 409: s.DownloadErrorSerializer})

@@ -9,11 +9,11 @@ for administrators (and the command line), and only under settings.PEFS_MODEL_DI
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,6 +32,7 @@ from django.utils.text import slugify
 from tasks.peft.budget import BackboneShape
 
 from ..models import Backbone, Task
+from ..files import file_store, upload_exists, upload_local_path, upload_name, upload_storage
 
 if TYPE_CHECKING:
     from tasks.data import DataError, TaskSpec
@@ -79,10 +80,10 @@ def _data_error(exc: DataError, *, shown: dict[Path, str] | None = None) -> Vali
 
 @contextlib.contextmanager
 def _staged_uploads(files: dict[str, UploadedFile]) -> Iterator[dict[str, Path]]:
-    """Each upload (by form field) in a private temporary file outside UPLOAD_ROOT, removed on exit
-    whatever happens.
+    """Each upload (by form field) in a private temporary file outside the uploads storage, removed
+    on exit whatever happens.
 
-    Files are parsed here and moved under UPLOAD_ROOT only once accepted, so a refused or failing
+    Files are parsed here and written to the uploads storage only once accepted, so a refused or failing
     upload leaves nothing behind. tasks.data.DataError and parser failures become ValidationErrors
     on the field DataError names (a file's own field for a file that cannot be read) that name the
     file as the user sent it.
@@ -220,9 +221,10 @@ def task_upload(*, owner: AbstractBaseUser, name: str, uploaded_file: UploadedFi
     and register them as the owner's task.
 
     Without a selection or report file that role is held out of the training file (tasks.data.roles).
-    The files are validated in a temporary place and moved under UPLOAD_ROOT/<owner>/ only with the
-    Task row that refers to them: a refused upload leaves nothing on disk. Task.notes says where each
-    role's examples come from and how many there are."""
+    The files are validated in a temporary place and written to the uploads storage (as
+    <owner>/<token>-<sha256>.<suffix>, experiments.files) only with the Task row that refers to them: a
+    refused upload leaves nothing stored. Task.notes says where each role's examples come from and
+    how many there are."""
     uploads = {"file": uploaded_file, "selection_file": selection_file, "report_file": report_file}
     uploads = {field: upload for field, upload in uploads.items() if upload is not None}
     names = {field: Path(upload.name or "upload").name for field, upload in uploads.items()}
@@ -231,11 +233,12 @@ def task_upload(*, owner: AbstractBaseUser, name: str, uploaded_file: UploadedFi
                                     label_column=label_column, problem=problem,
                                     selection_path=staged.get("selection_file"), report_path=staged.get("report_file"))
         notes = f"Uploaded {_role_sources(spec, names)}"
-        directory = Path(settings.UPLOAD_ROOT) / str(owner.pk)
-        stored = {field: directory / f"{uuid.uuid4().hex}{path.suffix}" for field, path in staged.items()}
+        stored = {field: upload_name(owner_id=owner.pk, token=uuid.uuid4().hex[:8], digest=_file_sha256(path),
+                                     suffix=path.suffix) for field, path in staged.items()}
         spec_dict = spec.to_dict()
         for field, key in (("file", "train_path"), ("selection_file", "selection_path"), ("report_file", "eval_path")):
-            spec_dict[key] = str(stored[field].relative_to(settings.UPLOAD_ROOT)) if field in stored else None
+            spec_dict[key] = stored.get(field)
+        storage = upload_storage()
         try:
             with transaction.atomic():
                 task = Task.objects.create(
@@ -244,14 +247,22 @@ def task_upload(*, owner: AbstractBaseUser, name: str, uploaded_file: UploadedFi
                     label_column=spec.label_column, problem=spec.problem, labels=list(spec.labels),
                     metric=spec.metric, notes=notes, spec=spec_dict,
                 )
-                directory.mkdir(parents=True, exist_ok=True)
-                for field, path in stored.items():
-                    shutil.move(staged[field], path)
+                for field, name in stored.items():
+                    with staged[field].open("rb") as content:
+                        file_store(storage=storage, name=name, content=content)
         except BaseException:
-            for path in stored.values():
-                path.unlink(missing_ok=True)
+            for name in stored.values():
+                storage.delete(name)
             raise
     return task
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as content:
+        while chunk := content.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 _TASK_FILE_KEYS = ("train_path", "eval_path", "selection_path")
@@ -264,16 +275,11 @@ def _hub_offline() -> bool:
     return bool(datasets.config.HF_HUB_OFFLINE)
 
 
-def _task_files(task: Task) -> list[Path]:
-    """The files a bundled or uploaded task's trials read (its TaskSpec's paths, resolved)."""
+def _task_files(task: Task) -> list[str]:
+    """The files a bundled or uploaded task's trials read: its TaskSpec's paths (for an upload, its
+    names in the uploads storage)."""
     spec = task.spec or {}
-    if task.source == Task.Source.BUNDLED:
-        from tasks.data import BUNDLED_DIR  # tasks.data imports datasets: not for every request
-
-        root = BUNDLED_DIR
-    else:
-        root = Path(settings.UPLOAD_ROOT)
-    return [root / spec[key] for key in _TASK_FILE_KEYS if spec.get(key)]
+    return [spec[key] for key in _TASK_FILE_KEYS if spec.get(key)]
 
 
 def task_unavailable_reason(task: Task) -> str | None:
@@ -295,13 +301,17 @@ def task_unavailable_reason(task: Task) -> str | None:
                     "upload its data as a file instead")
         return None
     files = _task_files(task)
-    if task.source == Task.Source.UPLOAD and not files:
-        return "its uploaded file is not recorded; upload it again"
-    missing = [path for path in files if not path.is_file()]
+    if task.source == Task.Source.UPLOAD:
+        if not files:
+            return "its uploaded file is not recorded; upload it again"
+        if not all(upload_exists(name) for name in files):
+            return "its uploaded file is no longer on the server; upload it again"
+        return None
+    from tasks.data import BUNDLED_DIR  # tasks.data imports datasets: not for every request
+
+    missing = [BUNDLED_DIR / name for name in files if not (BUNDLED_DIR / name).is_file()]
     if not missing:
         return None
-    if task.source == Task.Source.UPLOAD:
-        return "its uploaded file is no longer on the server; upload it again"
     return (f"its data files are missing from this installation "
             f"({missing[0].name} of {missing[0].parent.name})")
 
@@ -315,9 +325,9 @@ def task_evaluation_sizes(task: Task) -> dict[str, int]:
     if task.source == Task.Source.HUB:
         return {}
     spec = dict(task.spec or {})
-    if task.source == Task.Source.UPLOAD:
-        spec.update({key: str(Path(settings.UPLOAD_ROOT) / spec[key]) for key in _TASK_FILE_KEYS if spec.get(key)})
     try:
+        if task.source == Task.Source.UPLOAD:
+            spec.update({key: str(upload_local_path(spec[key])) for key in _TASK_FILE_KEYS if spec.get(key)})
         sets = example_sets(TaskSpec.from_dict(spec))
     except (DataError, OSError, ValueError):
         logger.warning("evaluation sizes of task %s", task.pk, exc_info=True)

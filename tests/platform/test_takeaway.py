@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,8 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from experiments.models import Search, Trial
-from experiments.services import artifacts_write, trial_artifact_dir
+from experiments.services import artifacts_write
+from experiments.services.artifacts import trial_artifacts_store
 from pefs_web.engine_wheel import BASE_DIR, pefs_version, wheel_name
 from tasks.peft import HeadSpec, apply, design_from_sizes, load_backbone, save
 from tests.factories import SearchFactory, StageFactory, TaskFactory, TrialFactory
@@ -67,7 +69,9 @@ def trained_pair_task_search(user, tiny_backbone):
     final = StageFactory(search=search, order=0, key="final")
     trial = TrialFactory(stage=final, kind=Trial.Kind.SELECTED, eval_role=Trial.Role.REPORT,
                          status=Trial.Status.SUCCEEDED, seed=0, design=design.to_dict(), score=50.0)
-    save(backbone.model, design, trial_artifact_dir(trial) / task.name)
+    with tempfile.TemporaryDirectory() as output:  # as a worker saves a trial's weights, then stores them
+        save(backbone.model, design, Path(output) / task.name)
+        trial_artifacts_store(trial=trial, directory=Path(output))
     artifacts_write(search=search)
     backbone.model.eval()
     return search, backbone.model, backbone.tokenizer
