@@ -2,45 +2,39 @@
 
 Seeds a throwaway database, then measures, with Django's test Client (server time: the request
 goes through the whole middleware stack in this process, no network), the search page, the trial
-list API (first page sorted by score) and the metrics API for the stage: p50/p95 over 20 requests
-after 2 warm-ups, and the bytes of each response. Targets: p95 <= 300 ms and <= 1 MB.
+list API (first page sorted by score), the metrics API for the stage, the search API and the
+chart data (searches/<id>/charts.json: the parallel-coordinates and Pareto charts' columns):
+p50/p95 over 20 requests after 2 warm-ups, the bytes of each response as sent (``bytes``: PEFS
+serves responses uncompressed) and gzipped at level 6 (``gzip_bytes``: what a compressing proxy
+or middleware would send). Targets: p95 <= 300 ms and <= 1 MB as sent.
 
-Database: a fresh SQLite file in a temporary folder (DATABASE_URL and PEFS_DATA_DIR are set before
-django.setup(), so the configured database is never touched). To measure another engine, give a
-throwaway database in PEFS_BENCH_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/pefs_bench):
-its tables are created with migrate and its rows are not removed afterwards.
+Database (bench/harness.py): a fresh SQLite file in a temporary folder; or, when DATABASE_URL (or
+PEFS_BENCH_DATABASE_URL) points at a PostgreSQL server, a database of its own created there and
+dropped at the end (the database the URL names is left alone).
 
     .venv/bin/python bench/dashboard_scale.py [--trials 10000] [--points 100] [--requests 20]
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/dashboard_scale.py
 
 The last line printed is one JSON object.
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
-import os
 import random
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.harness import Environment, bounded, load_average, migrate, summary  # noqa: E402
+
 TARGET_MS = 300.0
 TARGET_BYTES = 1_000_000
-
-
-def configure_environment() -> str:
-    """Point Django at a throwaway database before it is set up; returns a description."""
-    workdir = Path(tempfile.mkdtemp(prefix="pefs-bench-"))
-    os.environ["PEFS_DATA_DIR"] = str(workdir)
-    url = os.environ.get("PEFS_BENCH_DATABASE_URL")
-    os.environ["DATABASE_URL"] = url or f"sqlite:///{workdir / 'bench.sqlite3'}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pefs_web.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    sys.path.insert(0, str(ROOT))
-    return url.split("@")[-1] if url else f"temporary SQLite file {workdir / 'bench.sqlite3'}"
 
 
 def seed(*, trials: int, points_per_trial: int, seed: int = 0) -> dict:
@@ -115,30 +109,26 @@ def seed(*, trials: int, points_per_trial: int, seed: int = 0) -> dict:
         if batch:
             cursor.executemany(sql, batch)
     points_s = time.perf_counter() - started
-    if connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
+    with connection.cursor() as cursor:  # statistics as a live database has them (autovacuum, PRAGMA optimize)
+        cursor.execute("ANALYZE")
     return {"user": user, "search": search, "stage": stage, "trial_seed_s": round(trial_s, 1),
             "point_seed_s": round(points_s, 1), "points": MetricPoint.objects.count()}
 
 
 def measure(client, url: str, *, requests: int, warmup: int = 2) -> dict:
-    times, sizes, status = [], [], None
+    times, body = [], b""
     for i in range(warmup + requests):
         started = time.perf_counter()
         response = client.get(url)
         body = b"".join(response.streaming_content) if response.streaming else response.content
         elapsed = (time.perf_counter() - started) * 1000
-        status = response.status_code
-        if status != 200:
-            raise SystemExit(f"{url} answered {status}: {body[:300]!r}")
+        if response.status_code != 200:
+            raise SystemExit(f"{url} answered {response.status_code}: {body[:300]!r}")
         if i >= warmup:
             times.append(elapsed)
-            sizes.append(len(body))
-    times.sort()
-    p95 = times[max(0, round(0.95 * len(times)) - 1)]
-    return {"url": url, "p50_ms": round(statistics.median(times), 1), "p95_ms": round(p95, 1),
-            "max_ms": round(times[-1], 1), "bytes": max(sizes), "requests": len(times)}
+    stats = summary(times)
+    return {"url": url, "p50_ms": stats["p50_ms"], "p95_ms": stats["p95_ms"], "max_ms": stats["max_ms"],
+            "bytes": len(body), "gzip_bytes": len(gzip.compress(body, compresslevel=6)), "requests": len(times)}
 
 
 def backfill(client, url: str) -> dict:
@@ -158,24 +148,20 @@ def backfill(client, url: str) -> dict:
             "points_returned": points}
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=10_000)
-    parser.add_argument("--points", type=int, default=100, help="metric points per trial")
-    parser.add_argument("--requests", type=int, default=20)
-    args = parser.parse_args()
+    parser.add_argument("--trials", type=bounded(1, 100_000), default=10_000, help="finished trials (1-100,000)")
+    parser.add_argument("--points", type=bounded(3, 1000), default=100, help="metric points per trial (3-1,000)")
+    parser.add_argument("--requests", type=bounded(1, 1000), default=20, help="timed requests per endpoint (1-1,000)")
+    return parser.parse_args(argv)
 
-    database = configure_environment()
-    import django
 
-    django.setup()
-    from django.core.management import call_command
+def run(args: argparse.Namespace, env: Environment) -> dict:
     from django.test import Client
-    from django.urls import NoReverseMatch, reverse
+    from django.urls import reverse
 
-    started = time.perf_counter()
-    call_command("migrate", verbosity=0, interactive=False)
-    print(f"database: {database}; migrated in {time.perf_counter() - started:.1f} s", flush=True)
+    load_before = load_average()
+    print(f"database: {env.database}; migrated in {migrate():.1f} s", flush=True)
     seeded = seed(trials=args.trials, points_per_trial=args.points)
     search, stage = seeded["search"], seeded["stage"]
     print(f"seeded {args.trials:,} trials in {seeded['trial_seed_s']} s and {seeded['points']:,} points in "
@@ -184,32 +170,36 @@ def main() -> None:
     client = Client()
     client.force_login(seeded["user"])
     endpoints = {
+        "search_page": reverse("search-detail", kwargs={"search_id": search.pk}),
         "trial_list_api": f"/api/searches/{search.pk}/trials/?ordering=-score",
         "metrics_api_stage": f"/api/searches/{search.pk}/metrics/?stage={stage.pk}",
         "search_detail_api": f"/api/searches/{search.pk}/",
+        "chart_data": reverse("search-charts", kwargs={"search_id": search.pk}),
     }
-    notes = []
-    try:
-        endpoints = {"search_page": reverse("search-detail", kwargs={"search_id": search.pk}), **endpoints}
-    except NoReverseMatch:
-        notes.append("search page skipped: no URL named search-detail (the UI is not installed)")
     results = {}
     for name, url in endpoints.items():
-        results[name] = measure(client, url, requests=args.requests)
-        r = results[name]
-        print(f"{name:>18}: p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  {r['bytes']:>9,} bytes  {url}",
-              flush=True)
-    results["metrics_api_stage_backfill"] = backfill(client, f"/api/searches/{search.pk}/metrics/?stage={stage.pk}")
+        results[name] = r = measure(client, url, requests=args.requests)
+        print(f"{name:>18}: p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  {r['bytes']:>10,} bytes "
+              f"({r['gzip_bytes']:>9,} gzipped)  {url}", flush=True)
+    results["metrics_api_stage_backfill"] = backfill(client, endpoints["metrics_api_stage"])
     print(f"metrics backfill of the whole stage: {results['metrics_api_stage_backfill']}", flush=True)
 
-    targeted = [n for n in ("search_page", "trial_list_api", "metrics_api_stage") if n in results]
+    targeted = ("search_page", "trial_list_api", "metrics_api_stage", "chart_data")
     ok = all(results[n]["p95_ms"] <= TARGET_MS and results[n]["bytes"] <= TARGET_BYTES for n in targeted)
-    print(json.dumps({
-        "bench": "dashboard_scale", "database": database.split(" ")[-1] if "SQLite" not in database else "sqlite",
+    return {
+        "bench": "dashboard_scale", "database": env.database,
         "trials": args.trials, "points": seeded["points"], "seed_s": seeded["trial_seed_s"] + seeded["point_seed_s"],
-        "target_p95_ms": TARGET_MS, "target_bytes": TARGET_BYTES, "ok": ok, "notes": notes,
+        "target_p95_ms": TARGET_MS, "target_bytes": TARGET_BYTES, "ok": ok,
         **{name: {k: v for k, v in r.items() if k != "url"} for name, r in results.items()},
-    }))
+        "load_before": load_before, "load_after": load_average(),
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    with Environment("dashboard") as env:
+        result = run(args, env)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
