@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.cache import cache
 
 from experiments.space import SearchConfig
@@ -57,12 +56,15 @@ POOLS_CACHE_SECONDS = 24 * 3600
 # --- example sets ------------------------------------------------------------------------------
 
 def _spec(task: Task) -> dict[str, Any]:
-    """The task's TaskSpec dict with uploaded files resolved under UPLOAD_ROOT."""
+    """The task's TaskSpec dict with uploaded files resolved to local files (the storage's own
+    file, or a cached copy of a remote bucket's: experiments.files.upload_local_path)."""
+    from experiments.files import upload_local_path
+
     spec = dict(task.spec)
     if task.source == Task.Source.UPLOAD:
         for key in ("train_path", "eval_path", "selection_path"):
             if spec.get(key):
-                spec[key] = str(Path(settings.UPLOAD_ROOT) / spec[key])
+                spec[key] = str(upload_local_path(spec[key]))
     return spec
 
 

@@ -11,10 +11,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from experiments import selectors
+from experiments.files import artifact_storage
 from experiments.models import Artifact, Search
 from experiments.reports import design_document, report_json, report_markdown
 
@@ -24,14 +24,16 @@ def export_results(*, search: Search, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for artifact in selectors.artifact_list(search=search).order_by("kind", "task"):
-        source = Path(settings.MEDIA_ROOT) / artifact.path
-        if not source.is_file():
+        storage = artifact_storage()  # the folder under PEFS_DATA_DIR, or the S3 bucket
+        if not storage.exists(artifact.path):
             continue
         kind = Artifact.Kind(artifact.kind)
         name = {Artifact.Kind.DESIGN: "design.json", Artifact.Kind.REPORT_JSON: "report.json",
                 Artifact.Kind.REPORT_MD: "report.md", Artifact.Kind.PEFT_EXPORT: f"peft-{artifact.task}.zip",
                 Artifact.Kind.WEIGHTS: f"weights-{artifact.task}.safetensors"}[kind]
-        written.append(Path(shutil.copyfile(source, out / name)))
+        with storage.open(artifact.path, "rb") as source, open(out / name, "wb") as target:
+            shutil.copyfileobj(source, target)
+        written.append(out / name)
     names = {path.name for path in written}
     if {"report.json", "report.md"} - names:
         report = report_json(search)
