@@ -29,7 +29,6 @@ import logging
 import math
 import statistics
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from django.core.cache import cache
