@@ -40,8 +40,12 @@ def stage_lines(stage: dict) -> list[str]:
     rec = stage.get("recommendation") or {}
     lines = [f"**{stage['key']} ({stage['component']})**: chose **{decision.get('label') or decision.get('choice')}** "
              f"({rec.get('status', 'n/a').replace('_', ' ')}; decided by {stage.get('decided_by')})."]
+    not_compared = set(rec.get("not_compared") or ())
     for choice in summary.get("choices", []):
-        lines.append(f"  - {choice.get('label') or choice['choice']}: {_ci(choice)}")
+        why = " (not compared: no design of it meets the budget)" if choice["choice"] in not_compared else ""
+        lines.append(f"  - {choice.get('label') or choice['choice']}: {_ci(choice)}{why}")
+    if rec.get("reason"):
+        lines.append(f"  - recommendation: {rec['reason']}")
     halving = summary.get("halving")
     if halving:
         lines.append(f"  - successive halving (eta {halving['eta']}, rungs at epoch "
@@ -70,23 +74,32 @@ def paper_comparison(stages: list[dict], untrained: list[dict]) -> list[str]:
 
 def final_lines(final: dict) -> tuple[list[str], dict]:
     results = final.get("results") or {}
+    tuning = (final.get("plan") or {}).get("tuning") or {}
     tasks = results.get("tasks") or []
-    lines = ["| arm | " + " | ".join(tasks) + " | average | learning-rate factor / rate | stored params |",
-             "| --- | " + " | ".join("---" for _ in tasks) + " | --- | --- | --- |"]
+    lines = ["| arm | " + " | ".join(tasks) + " | average | learning rates (head; strategies) | grid on the selection set "
+             "| stored / trained params |",
+             "| --- | " + " | ".join("---" for _ in tasks) + " | --- | --- | --- | --- |"]
     averages = {}
     for row in results.get("rows", []):
         cells = []
         for task in tasks:
             cell = (row.get("per_task") or {}).get(task) or {}
             cells.append("n/a" if cell.get("mean") is None else
-                         f"{cell['mean']:.2f} ± {cell.get('std') or 0:.2f} ({cell.get('seeds', 0)} seeds)")
+                         f"{cell['mean']:.2f} ± {cell.get('std') or 0:.2f} (n={cell.get('n', 0)})")
         average = row.get("average") or {}
         averages[row["arm"]] = average.get("mean")
         avg = "n/a" if average.get("mean") is None else f"{average['mean']:.2f} ± {average.get('std') or 0:.2f}"
-        rate = row.get("learning_rate")
+        rates = f"{row.get('learning_rate'):g}" if row.get("learning_rate") else "n/a"
+        if row.get("strategy_learning_rates"):
+            rates += "; " + ", ".join(f"{k} {v:g}" for k, v in row["strategy_learning_rates"].items())
+        entry = tuning.get(row["arm"]) or {}
+        grid = ", ".join(f"{float(r):g}: {entry['scores'].get(str(r), entry['scores'].get(repr(float(r)), float('nan'))):.2f}"
+                         for r in entry.get("grid") or []) if entry.get("scores") else "n/a"
         params = row.get("parameters")
-        lines.append(f"| {row['arm']} | " + " | ".join(cells) + f" | {avg} | {'n/a' if rate is None else rate} | "
-                     + (f"{params:,}" if isinstance(params, int) else "n/a") + " |")
+        trained = row.get("optimised_parameters")
+        counts = (f"{params:,}" if isinstance(params, int) else "n/a") + " / " + (
+            f"{trained:,}" if isinstance(trained, int) else "n/a")
+        lines.append(f"| {row['arm']} | " + " | ".join(cells) + f" | {avg} | {rates} | {grid} | {counts} |")
     return lines, averages
 
 

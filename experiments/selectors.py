@@ -571,15 +571,21 @@ def final_stage_results(*, stage: Stage) -> tuple[list[FinalResult], dict[str, i
 
 
 def search_role_results(*, search: Search) -> dict[str, dict[str, Any]]:
-    """Per evaluation role (Trial.Role), the per-task results of the search's latest succeeded trial
-    scored in that role: what the pages read to say which examples each role's scores come from
-    (every trial of a role is scored on the same examples: tasks.data.roles)."""
-    found = {}
+    """Per evaluation role (Trial.Role), each task's result from the search's latest succeeded trial
+    of that role that trained it: what the pages read to say which examples each role's scores come
+    from (every trial of a role is scored on the same examples: tasks.data.roles). A final-stage run
+    trains one task, so several runs are read (at most 200) until every task is found."""
+    found: dict[str, dict[str, Any]] = {}
+    tasks = search.tasks.count()
     for role in Trial.Role.values:
-        scores = (search.trials.filter(eval_role=role, status=Trial.Status.SUCCEEDED)
-                  .order_by("-finished_at", "-id").values_list("scores", flat=True).first())
-        if scores:
-            found[role] = scores
+        merged: dict[str, Any] = {}
+        for scores in (search.trials.filter(eval_role=role, status=Trial.Status.SUCCEEDED)
+                       .order_by("-finished_at", "-id").values_list("scores", flat=True)[:200]):
+            merged.update({task: entry for task, entry in (scores or {}).items() if task not in merged})
+            if len(merged) >= tasks:
+                break
+        if merged:
+            found[role] = merged
     return found
 
 

@@ -151,3 +151,16 @@ def test_metric_windows_skip_other_searches_points_and_walk_to_the_end(user):
         calls += 1
     assert seen == {trials[0].pk: 29, trials[1].pk: 29} and calls <= 3
     assert page.next == MetricPoint.objects.order_by("-id").first().pk
+
+
+@pytest.mark.django_db
+def test_role_results_cover_every_task_when_each_final_run_trains_one():
+    # A final-stage run trains one task: the report must still say what every task was scored on
+    search = SearchFactory()
+    search.tasks.set([TaskFactory(name="sst2"), TaskFactory(name="mrpc")])
+    stage = StageFactory(search=search, key="final")
+    for index, task in enumerate(("mrpc", "sst2", "sst2")):
+        TrialFactory(search=search, stage=stage, index=index, status="succeeded", eval_role="report",
+                     scores={task: {"score": 50.0, "eval_set": {"role": "report", "split": "dev"}}})
+    found = selectors.search_role_results(search=search)
+    assert set(found["report"]) == {"sst2", "mrpc"} and "selection" not in found
