@@ -350,11 +350,13 @@ def stage_evidence(search: Search, stage: Stage) -> dict[str, Any]:
     tied = tied if len(tied) > 1 else []
     insufficient = recommendation.get("status") == "insufficient" or not recommendation.get("auto_approvable", True)
     leader = recommendation.get("leader") if insufficient else None
+    infeasible = set((stage.plan or {}).get("infeasible_choices") or ())  # no design meets the budget
     rows = []
     for c in choices:
         aliases = list(c.get("aliases") or [c["choice"]])
-        short = c["n"] < min_successes
-        badge = ("" if short else "tied" if c["choice"] in tied
+        short = c["n"] < min_successes and c["choice"] not in infeasible
+        badge = ("no design meets the budget" if c["choice"] in infeasible
+                 else "" if short else "tied" if c["choice"] in tied
                  else "recommended" if c["choice"] == recommendation.get("choice") and not insufficient
                  else "leading so far" if c["choice"] == leader else "")
         rows.append({**c, "aliases": aliases, "label": c.get("label") or " = ".join(aliases),

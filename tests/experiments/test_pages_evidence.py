@@ -341,3 +341,13 @@ def test_a_fresh_new_search_form_shows_a_hint_not_an_error(client, user):
     bad = client.get(reverse("search-plan-preview"), data).content.decode()
     # Every problem says which field it is about.
     assert "Designs per stage:" in bad, bad
+
+
+def test_a_choice_no_design_of_which_meets_the_budget_says_so_not_too_few_trials(client, user):
+    client.force_login(user)
+    stage = wizard_stage(user, {"increasing": [60, 62], "uniform": [70, 71], "spindle": [80, 81], "bottleneck": []})
+    stage.plan = {**stage.plan, "infeasible_choices": ["bottleneck"],
+                  "untried": {"bottleneck": "no design of this choice meets the budget"}}
+    stage.save()
+    row = choice_row(wizard(client, stage), "bottleneck")
+    assert "no design meets the budget" in row and "not enough trials" not in row
