@@ -48,7 +48,8 @@
         if (!test(name)) return;
         const steps = Array.from(t.series[name].keys()).sort(function (a, b) { return a - b; });
         total += steps.length;
-        out.push({ label: "trial " + id + " · " + name.split(":")[0], steps: steps,
+        // Successive halving: the rung the trial is at (r2) or was halted after; the curve goes on.
+        out.push({ label: "trial " + id + " · " + name.split(":")[0] + (t.rung ? " · " + t.rung : ""), steps: steps,
                    values: steps.map(function (s) { return t.series[name].get(s); }),
                    dash: t.status && t.status !== "running" ? "dot" : "solid" });
       });
@@ -132,7 +133,12 @@
       case "trial.status": {
         const trial = event.trial;
         if (trial.status === "running" && !trials.has(trial.id)) { track(trial.id); backfill(trial.id).catch(function () {}); }
-        if (trials.has(trial.id)) { trials.get(trial.id).status = trial.status; scheduleRedraw(); }
+        if (trials.has(trial.id)) {
+          const t = trials.get(trial.id);
+          t.status = trial.status;
+          if (trial.rung_label) t.rung = (trial.halted ? "halted after r" : "r") + (trial.rung + 1);
+          scheduleRedraw();
+        }
         updateRow(trial);
         if (trial.status === "succeeded") scheduleCharts();
         break;
