@@ -263,6 +263,7 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
         if rung is not None and rung["checkpoint_dir"] is not None:  # left by a superseded attempt
             shutil.rmtree(rung["checkpoint_dir"], ignore_errors=True)
         if rung is not None and rung["resume_from"] is not None:
+            services.rung_checkpoint_fetch(trial, rung["rung"] - 1)  # written on another worker, maybe
             _carry_points(trial, attempt)
         memory_guard(trial, config)
         outcome = run_design(
@@ -303,6 +304,7 @@ def trial_execute(*, trial_id: int, attempt: int, worker: str, backbone_cache: A
     if rung is not None:
         result.rung_epochs = rung["until_epoch"]
         if rung["checkpoint_dir"] is not None:
+            services.rung_checkpoint_publish(trial, rung["rung"])  # the next rung may run elsewhere
             result.checkpoint = {"attempt": attempt, "epochs": rung["until_epoch"],
                                  "steps": {task: entry["steps"] for task, entry in outcome.per_task.items()}}
     callbacks.on_phase("", "finish", time.perf_counter() - finishing)

@@ -28,7 +28,7 @@ trial (running the engine, the recorder, the heartbeat thread) is tasks.worker, 
 from .artifacts import artifacts_write, trial_artifact_dir
 from .catalog import IntrospectionError, backbone_introspect, backbone_register, seed_bundled, task_preview, task_upload
 from .limits import search_config_build, search_plan_check, search_plan_preview
-from .halving import trial_rung_plan
+from .halving import rung_checkpoint_fetch, rung_checkpoint_publish, trial_rung_plan
 from .metrics import metric_points_carry, metric_points_record
 from .queue import trial_message_id, trials_enqueue
 from .searches import (
@@ -57,7 +57,7 @@ from .users import user_ensure
 
 __all__ = [
     "UNSCHEDULED_SETTINGS", "IntrospectionError", "TrialResult", "artifacts_write", "backbone_introspect",
-    "backbone_register", "final_stage_open", "metric_points_carry", "metric_points_record", "trial_rung_plan", "search_cancel",
+    "backbone_register", "final_stage_open", "metric_points_carry", "metric_points_record", "trial_rung_plan", "rung_checkpoint_fetch", "rung_checkpoint_publish", "search_cancel",
     "search_complete", "search_config", "search_config_build", "search_create", "search_plan_check",
     "search_plan_preview", "seed_bundled", "stage_approve", "stage_check_complete",
     "stage_open", "task_preview", "task_upload", "trial_artifact_dir", "trial_became_final", "trial_cancel",

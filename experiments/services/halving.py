@@ -17,13 +17,16 @@ to the checkpoint's step are copied into the new attempt (services.metrics), so 
 starts at step 1.
 
 Rung checkpoints (PEFT parameters, head, optimizer and scheduler state, data order and RNG, written
-by tasks.runner) live under ``PEFS_DATA_DIR/checkpoints/<search>/<trial>/rung-<k>/`` and are
-removed when the trial is halted, when its stage has finished its last rung, or when the search is
-cancelled.
+by tasks.runner) are written by the worker under its own ``PEFS_DATA_DIR/checkpoints/<search>/
+<trial>/rung-<k>/`` and published to the artifacts storage under ``checkpoints/<search>/<trial>/
+rung-<k>/`` (experiments.files), so the survivor's next rung can run on any worker: one without
+the local copy fetches it first. Both are removed when the trial is halted, when its stage has
+finished its last rung, or when the search is cancelled.
 """
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ from django.db.models import F
 from experiments.space import DesignSpace, SearchConfig, promote, rung_epochs
 
 from .. import events
+from ..files import artifact_storage, directory_store, storage_delete_tree, storage_walk
 from ..models import Search, Stage, Trial
 from .queue import trials_continue
 
@@ -81,10 +85,45 @@ def trial_rung_plan(trial: Trial) -> dict[str, Any] | None:
     }
 
 
+def _stored_prefix(search_id: int, trial_id: int | None = None, rung: int | None = None) -> str:
+    prefix = f"checkpoints/{search_id}"
+    if trial_id is not None:
+        prefix += f"/{trial_id}"
+    return prefix if rung is None else f"{prefix}/rung-{rung}"
+
+
+def rung_checkpoint_publish(trial: Trial, rung: int) -> None:
+    """After a rung: the worker's local checkpoint, copied to the artifacts storage for any worker."""
+    directory_store(storage=artifact_storage(), prefix=_stored_prefix(trial.search_id, trial.pk, rung),
+                    directory=trial_checkpoint_dir(trial, rung))
+
+
+def rung_checkpoint_fetch(trial: Trial, rung: int) -> Path:
+    """The local checkpoint of ``rung`` to resume from: this worker's own, or fetched from storage
+    (into a temporary folder renamed into place, so a half-fetched one is never used)."""
+    local = trial_checkpoint_dir(trial, rung)
+    if local.is_dir():
+        return local
+    storage, prefix = artifact_storage(), _stored_prefix(trial.search_id, trial.pk, rung)
+    partial = local.with_name(f".fetch-{local.name}-{uuid.uuid4().hex}")
+    try:
+        for name in storage_walk(storage, prefix):
+            target = partial / name[len(prefix) + 1:]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with storage.open(name, "rb") as source, target.open("wb") as out:
+                shutil.copyfileobj(source, out)
+        if partial.is_dir():
+            partial.rename(local)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return local  # missing when nothing was stored: the engine then names resume_from
+
+
 def _remove_checkpoints(search_id: int, trial_ids: list[int]) -> None:
     def remove() -> None:
         for trial_id in trial_ids:
             shutil.rmtree(checkpoint_root(search_id) / str(trial_id), ignore_errors=True)
+            storage_delete_tree(artifact_storage(), _stored_prefix(search_id, trial_id))
 
     if trial_ids:
         transaction.on_commit(remove)
@@ -92,7 +131,11 @@ def _remove_checkpoints(search_id: int, trial_ids: list[int]) -> None:
 
 def search_checkpoints_remove(search: Search) -> None:
     """Every rung checkpoint of a search (cancelled or finished), after the transaction commits."""
-    transaction.on_commit(lambda: shutil.rmtree(checkpoint_root(search.pk), ignore_errors=True))
+    def remove() -> None:
+        shutil.rmtree(checkpoint_root(search.pk), ignore_errors=True)
+        storage_delete_tree(artifact_storage(), _stored_prefix(search.pk))
+
+    transaction.on_commit(remove)
 
 
 def stage_rung_advance(stage: Stage) -> bool:

@@ -2,6 +2,7 @@
 rungs, promotion per choice, continuation from rung checkpoints, a lost worker's resume."""
 from __future__ import annotations
 
+import shutil
 from collections import defaultdict
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from experiments import pages, services
+from experiments.files import artifact_storage, storage_walk
 from experiments.models import MetricPoint, Search, Stage, Trial
 from experiments.services.halving import checkpoint_root
 from experiments.space.halving import keep_count
@@ -119,6 +121,11 @@ def test_a_worker_lost_between_rungs_resumes_from_the_checkpoint_with_the_whole_
     assert survivor is not None and survivor.checkpoint["attempt"] == 1
     assert (checkpoint_root(search.pk) / str(survivor.pk) / "rung-0").is_dir()
     rung_one_points = MetricPoint.objects.filter(trial=survivor, attempt=1).count()
+    # The checkpoint is also in the artifacts storage; the next rung runs on a "machine" without
+    # the local copy, so it must fetch it
+    stored = list(storage_walk(artifact_storage(), f"checkpoints/{search.pk}/{survivor.pk}/rung-0"))
+    assert any(name.endswith("meta.json") for name in stored)
+    shutil.rmtree(checkpoint_root(search.pk) / str(survivor.pk))
 
     # Its worker claims it and is lost: the sweep gives it a new attempt
     assert services.trial_claim(trial_id=survivor.pk, attempt=1, worker="lost") is not None
@@ -140,3 +147,7 @@ def test_a_worker_lost_between_rungs_resumes_from_the_checkpoint_with_the_whole_
     straight = run_design(survivor.design, [worker.task_spec(bundled_tasks["sst2"])], train_config=config,
                           role="selection")
     assert survivor.score == pytest.approx(straight.score, abs=1e-9)
+    # Its stage is done once every survivor has run: no checkpoint is kept, locally or in storage
+    _run_queued(search)
+    assert Stage.objects.get(pk=survivor.stage_id).status == Stage.Status.AWAITING
+    assert not list(storage_walk(artifact_storage(), f"checkpoints/{search.pk}"))
