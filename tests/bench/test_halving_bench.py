@@ -1,0 +1,25 @@
+"""bench/halving.py replays the committed recording of a fully trained MiniLM stage (issue 11)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_replay_reads_the_committed_recording_and_prints_one_json_line_last():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "halving.py"), "--eta", "2", "3", "--resamples", "50"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["benchmark"] == "halving" and set(result["by_eta"]) == {"2", "3"}
+    for row in result["stages"]:
+        assert 0 <= row["agreement"] <= 1 and 0 <= row["full_stability"] <= 1
+        assert row["trial_epochs"] < row["full_trial_epochs"] == row["trials"] * row["rungs"][-1]
+
+
+def test_flags_are_bounded():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "halving.py"), "--resamples", "1000000"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 2 and "--resamples must be from 1 to 100000" in done.stderr
