@@ -188,7 +188,7 @@ def run(args: argparse.Namespace, env: Environment) -> dict:
     ok = all(results[n]["p95_ms"] <= TARGET_MS and results[n]["bytes"] <= TARGET_BYTES for n in targeted)
     return {
         "bench": "dashboard_scale", "database": env.database,
-        "trials": args.trials, "points": seeded["points"], "seed_s": seeded["trial_seed_s"] + seeded["point_seed_s"],
+        "trials": args.trials, "points": seeded["points"], "seed_s": round(seeded["trial_seed_s"] + seeded["point_seed_s"], 1),
         "target_p95_ms": TARGET_MS, "target_bytes": TARGET_BYTES, "ok": ok,
         **{name: {k: v for k, v in r.items() if k != "url"} for name, r in results.items()},
         "load_before": load_before, "load_after": load_average(),

@@ -9,9 +9,9 @@ else uses and Redis, and undoes all of it on exit:
   connected to: the CREATE and DROP go through the server's "postgres" maintenance database;
 - Redis: REDIS_URL, or an embedded redis-server (pefs_web.embedded_redis) stopped at the end.
 
-``start_daphne(processes=n)`` serves the ASGI application with n Daphne processes sharing one
-listening socket (each adopts it with ``--fd``; the kernel hands every new connection to one of
-them): the pre-fork model of gunicorn or circus, with nothing installed beyond Daphne.
+``Daphne(processes=n)`` serves the ASGI application with n Daphne processes on one port, each
+adopting a listening socket of its own (SO_REUSEPORT) with ``--fd``: the kernel spreads the
+connections over them; the pre-fork model of gunicorn or circus, with nothing beyond Daphne.
 
     >>> percentile([1, 2, 3, 4], 0.5)
     2
@@ -176,23 +176,35 @@ def session_cookie(user) -> str:
 # --- the server ----------------------------------------------------------------------------------
 
 class Daphne:
-    """`processes` Daphne processes serving pefs_web.asgi on one loopback socket."""
+    """`processes` Daphne processes serving pefs_web.asgi on one loopback port.
+
+    Each process gets a listening socket of its own, all bound to the same port with
+    SO_REUSEPORT, passed as ``daphne --fd``: the kernel spreads new connections evenly over the
+    sockets. (With one shared socket, whichever process waits in accept() first takes the
+    connection, and keep-alive connections pile up on one process.)
+    """
 
     def __init__(self, processes: int, log_path: Path) -> None:
         from pefs_web.supervisor import spawn
 
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(1024)
-        self.port = self.sock.getsockname()[1]
+        self.sockets = []
+        port = 0
+        for _ in range(processes):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(("127.0.0.1", port))
+            sock.listen(1024)
+            port = sock.getsockname()[1]
+            self.sockets.append(sock)
+        self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        fd = self.sock.fileno()
-        argv = [sys.executable, "-m", "daphne", "--fd", str(fd), "-v", "0", "pefs_web.asgi:application"]
+        self.procs = []
         with open(log_path, "ab") as log:
-            self.procs = [spawn(argv, env=dict(os.environ), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                pass_fds=(fd,)) for _ in range(processes)]
+            for sock in self.sockets:
+                argv = [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()), "pefs_web.asgi:application"]
+                self.procs.append(spawn(argv, env=dict(os.environ), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                        pass_fds=(sock.fileno(),)))
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until the server has answered a few requests over fresh connections (one per process, as
@@ -227,4 +239,5 @@ class Daphne:
 
         for proc in self.procs:
             stop_process_tree(proc, grace=10)
-        self.sock.close()
+        for sock in self.sockets:
+            sock.close()

@@ -1,9 +1,9 @@
 """Pages under concurrency: 50 logged-in clients at the search page, the trials API and the charts.
 
 Serving, the production way on one machine with what requirements.txt installs (no gunicorn or
-uvicorn): ``--processes`` Daphne processes (default 2, one per core here) share one listening
-socket on 127.0.0.1, each adopting it with ``daphne --fd`` (the pre-fork model: the kernel hands
-each new connection to one process), beside the same Redis the WebSockets use; DEBUG off, static
+uvicorn): ``--processes`` Daphne processes (default 2, one per core here) listen on one port of
+127.0.0.1, each adopting a socket of its own bound with SO_REUSEPORT through ``daphne --fd`` (the
+kernel spreads new connections evenly over them; bench/harness.py), beside the same Redis the WebSockets use; DEBUG off, static
 files through WhiteNoise. ``make run`` itself starts one Daphne process; this bench measures the
 several-process setup a deployment would run (its command line is in the JSON line).
 
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace, env: Environment) -> dict:
     counted = sum(e["n"] + e["errors"] for e in endpoints.values())
     return {
         "bench": "web_load", "database": env.database,
-        "server": f"{args.processes} daphne processes on one socket (daphne --fd N pefs_web.asgi:application)",
+        "server": f"{args.processes} daphne processes on one port (SO_REUSEPORT sockets, daphne --fd N pefs_web.asgi:application)",
         "clients": args.clients, "seconds": args.seconds, "think_ms": args.think_ms, "trials": args.trials,
         "points": seeded["points"], "requests": counted, "requests_per_s": round(counted / args.seconds, 1),
         **endpoints, "errors": sum(e["errors"] for e in endpoints.values()),
