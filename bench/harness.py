@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -96,7 +97,8 @@ def _maintenance(url: str):
 
 
 class Environment:
-    """Temporary data folder, own database and Redis for one benchmark run (a context manager)."""
+    """Temporary data folder, own database and Redis for one benchmark run (a context manager);
+    all three are removed on exit."""
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -150,6 +152,7 @@ class Environment:
         if self.redis_proc is not None:
             self.redis_proc.terminate()
             self.redis_proc.wait(timeout=10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def migrate() -> float:
