@@ -79,11 +79,13 @@ def test_auto_approve_waits_for_a_person_when_a_choice_has_too_few_successes(use
                                                                   else 50.0 + t.index))
     stage.refresh_from_db()
     # Then nothing is approved automatically; the leader among the choices that can be compared is
-    # shown to the person who decides
+    # shown to the person who decides, and the search says it is blocked and why (issue 12: never
+    # "waiting for approval" as if the evidence were complete)
     assert stage.status == Stage.Status.AWAITING
     assert stage.recommendation["auto_approvable"] is False and stage.recommendation["choice"] is None
     assert stage.recommendation["leader"] in {"uniform", "decreasing"}
-    assert Search.objects.get(pk=search.pk).status == Search.Status.WAITING
+    blocked = Search.objects.get(pk=search.pk)
+    assert blocked.status == Search.Status.BLOCKED and blocked.error
 
 
 def test_auto_approve_applies_a_recommendation_every_choice_backs(user):

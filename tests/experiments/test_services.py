@@ -119,14 +119,16 @@ def test_metric_recorder_batches_and_never_duplicates():
     trial = queued()
     recorder = worker.MetricRecorder(trial_id=trial.pk, attempt=1, search_id=trial.search_id,
                                      stage_id=trial.stage_id, flush_points=10, flush_seconds=3600, publish=False)
-    for step in range(1, 5):
-        recorder.add("sst2", step=step, values={"loss": 1 / step, "lr": 1e-3, "nan": float("nan")})
-    assert MetricPoint.objects.filter(trial=trial).count() == 0  # 8 points: below the batch size
-    recorder.add("sst2", step=5, values={"loss": 0.2, "lr": 1e-3})
-    assert MetricPoint.objects.filter(trial=trial).count() == 10
-    recorder.buffer = [(5, "sst2:loss", 0.2)]  # a replayed flush
+    recorder.add("sst2", step=1, values={"loss": 1.0, "lr": 1e-3, "nan": float("nan")})
+    assert MetricPoint.objects.filter(trial=trial).count() == 2  # the first points go out at once
+    for step in range(2, 6):
+        recorder.add("sst2", step=step, values={"loss": 1 / step, "lr": 1e-3})
+    assert MetricPoint.objects.filter(trial=trial).count() == 2  # 8 more: below the batch size
+    recorder.add("sst2", step=6, values={"loss": 0.2, "lr": 1e-3})
+    assert MetricPoint.objects.filter(trial=trial).count() == 12
+    recorder.buffer = [(6, "sst2:loss", 0.2)]  # a replayed flush
     recorder.flush()
-    assert MetricPoint.objects.filter(trial=trial).count() == 10
+    assert MetricPoint.objects.filter(trial=trial).count() == 12
     assert not MetricPoint.objects.filter(name="sst2:nan").exists()
 
 
