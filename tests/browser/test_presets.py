@@ -21,6 +21,11 @@ def test_a_preset_keeps_the_fields_the_user_set(live_daphne, user, tiny_backbone
     log_in(page, "alice", "alice-password-1")
     page.goto("/searches/new/")
     assert page.input_value("#id_preset") == "quick"
+    # Layer groups untouched by the person follow the preset (the study preset's 2)
+    page.select_option("#id_preset", "study")
+    assert page.input_value("#id_groups") == "2"
+    page.select_option("#id_preset", "quick")
+    assert page.input_value("#id_groups") == "4"
 
     # Given a form where the person set the groups, the seed, the budget and one preset field
     page.fill("#id_name", "kept values")

@@ -131,11 +131,12 @@
   });
 
   // Preset select: a preset writes its own fields only (designs per stage, epochs, data sizes,
-  // ...), never what describes the search itself (name, tasks, backbone, budget, layer groups,
+  // layer groups ...), never what describes the search itself (name, tasks, backbone, budget,
   // seed, auto-approve), and never a field the person edited by hand: such a field is marked
   // data-user-set and, where the preset would have changed it, says "kept your value" (issue 12:
-  // a search started with 4 groups after the user chose 2).
-  const NOT_PRESET_FIELDS = ["name", "tasks", "backbone", "budget_kind", "budget_value", "groups", "seed",
+  // a search started with 4 groups after the user chose 2). Layer groups are the preset's (the
+  // study preset's 2) until the person sets them.
+  const NOT_PRESET_FIELDS = ["name", "tasks", "backbone", "budget_kind", "budget_value", "seed",
                              "auto_approve", "preset"];
 
   function presetValueShown(input, value) {
