@@ -87,7 +87,7 @@ class SearchForm(forms.Form):
     budget_value = forms.FloatField(label="Budget")
     groups = forms.IntegerField(min_value=1, max_value=12, label="Layer groups",
                                 help_text="G: consecutive layer groups (the paper uses 4).")
-    preset = forms.ChoiceField(choices=(), help_text="Fills every field; each stays editable.")
+    preset = forms.ChoiceField(choices=(), help_text="Fills its own fields (designs per stage, epochs, data sizes, layer groups, ...); values you set are kept.")
     auto_approve = forms.BooleanField(required=False, label="Approve every stage's recommendation automatically")
     seed = forms.IntegerField(min_value=0, max_value=LIMITS["seed"], help_text="Same seed, same sampled designs.")
 
