@@ -68,6 +68,9 @@ def record(args: argparse.Namespace) -> None:
     shape = cache.load(None, head=HeadSpec("classification", 2), seed=0).shape
     budget = Budget(fraction=args.budget)
     space = DesignSpace.initial(num_groups=args.groups, num_layers=shape.num_layers)
+    for fixed in args.fix:  # earlier components decided beforehand (e.g. as the study decided them)
+        component, _, choice = fixed.partition("=")
+        space, _ = refine(space, component, choice, decided_by="bench", reason="fixed by --fix")
     stages = []
     started = time.perf_counter()
     for _ in range(args.stages):
@@ -97,6 +100,8 @@ def record(args: argparse.Namespace) -> None:
                "learning_rate": args.learning_rate, "budget_fraction": args.budget, "seed": args.seed,
                "backbone": "all-MiniLM-L6-v2 (bundled)", "seconds": round(time.perf_counter() - started, 1),
                "stages": stages}
+    if args.append and Path(args.file).exists():
+        payload["stages"] = json.loads(Path(args.file).read_text())["stages"] + stages
     Path(args.file).parent.mkdir(parents=True, exist_ok=True)
     Path(args.file).write_text(json.dumps(payload, indent=1) + "\n")
     print(json.dumps({"benchmark": "halving", "recorded": str(args.file), "stages": len(stages),
@@ -188,6 +193,9 @@ def main() -> None:
     parser.add_argument("--train-examples", type=int, default=128)
     parser.add_argument("--eval-examples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fix", nargs="*", default=[], metavar="COMPONENT=CHOICE",
+                        help="record: decide these components first (e.g. grouping=decreasing allocation=uniform)")
+    parser.add_argument("--append", action="store_true", help="record: add the stages to the file's")
     parser.add_argument("--eta", type=int, nargs="+", default=[3])
     parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args()
