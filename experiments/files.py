@@ -18,7 +18,7 @@ from typing import IO
 
 from django.conf import settings
 from django.core.files.base import ContentFile, File
-from django.core.files.storage import Storage, storages
+from django.core.files.storage import FileSystemStorage, Storage, storages
 
 from tasks.file_cache import cached_copy
 
@@ -115,10 +115,8 @@ def upload_local_path(name: str) -> Path:
     """A local file with the content of the stored upload ``name``: the storage's own file when the
     storage is a folder on this machine, otherwise a copy in PEFS_CACHE_DIR/uploads."""
     storage = upload_storage()
-    try:
+    if isinstance(storage, FileSystemStorage):  # a folder on this machine: its own file
         return Path(storage.path(name))
-    except NotImplementedError:  # a remote storage: no local path
-        pass
     suffix = PurePosixPath(name).suffix.lower()
     return cached_copy(key=upload_content_key(name), suffix=suffix, cache_dir=Path(settings.PEFS_CACHE_DIR) / "uploads",
                        open_source=lambda: storage.open(name, "rb"))

@@ -119,23 +119,21 @@ def rung_checkpoint_fetch(trial: Trial, rung: int) -> Path:
     return local  # missing when nothing was stored: the engine then names resume_from
 
 
-def _remove_checkpoints(search_id: int, trial_ids: list[int]) -> None:
+def _remove_checkpoints(search_id: int, trial_ids: list[int] | None) -> None:
+    """After commit: the local and the stored checkpoints of these trials (None: of the whole search)."""
     def remove() -> None:
-        for trial_id in trial_ids:
-            shutil.rmtree(checkpoint_root(search_id) / str(trial_id), ignore_errors=True)
+        for trial_id in trial_ids if trial_ids is not None else [None]:
+            local = checkpoint_root(search_id) if trial_id is None else checkpoint_root(search_id) / str(trial_id)
+            shutil.rmtree(local, ignore_errors=True)
             storage_delete_tree(artifact_storage(), _stored_prefix(search_id, trial_id))
 
-    if trial_ids:
+    if trial_ids is None or trial_ids:
         transaction.on_commit(remove)
 
 
 def search_checkpoints_remove(search: Search) -> None:
     """Every rung checkpoint of a search (cancelled or finished), after the transaction commits."""
-    def remove() -> None:
-        shutil.rmtree(checkpoint_root(search.pk), ignore_errors=True)
-        storage_delete_tree(artifact_storage(), _stored_prefix(search.pk))
-
-    transaction.on_commit(remove)
+    _remove_checkpoints(search.pk, None)
 
 
 def stage_rung_advance(stage: Stage) -> bool:
