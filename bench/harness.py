@@ -24,7 +24,6 @@ import argparse
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -179,35 +178,25 @@ def session_cookie(user) -> str:
 # --- the server ----------------------------------------------------------------------------------
 
 class Daphne:
-    """`processes` Daphne processes serving pefs_web.asgi on one loopback port.
-
-    Each process gets a listening socket of its own, all bound to the same port with
-    SO_REUSEPORT, passed as ``daphne --fd``: the kernel spreads new connections evenly over the
-    sockets. (With one shared socket, whichever process waits in accept() first takes the
-    connection, and keep-alive connections pile up on one process.)
-    """
+    """`processes` Daphne processes serving pefs_web.asgi on one loopback port, started as `make run`
+    starts them (pefs_web.serving: one SO_REUSEPORT socket each, ``daphne --fd``), static files
+    collected and precompressed first."""
 
     def __init__(self, processes: int, log_path: Path) -> None:
+        from pefs_web.serving import STATIC_COLLECTED, daphne_argv, reuseport_sockets
         from pefs_web.supervisor import spawn
 
-        self.sockets = []
-        port = 0
-        for _ in range(processes):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind(("127.0.0.1", port))
-            sock.listen(1024)
-            port = sock.getsockname()[1]
-            self.sockets.append(sock)
-        self.port = port
+        subprocess.run([sys.executable, str(ROOT / "manage.py"), "collectstatic", "--noinput", "-v", "0"],
+                       check=True, cwd=ROOT, env=dict(os.environ))
+        self.sockets = reuseport_sockets("127.0.0.1", 0, processes)
+        self.port = self.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.procs = []
         with open(log_path, "ab") as log:
             for sock in self.sockets:
-                argv = [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()), "pefs_web.asgi:application"]
-                self.procs.append(spawn(argv, env=dict(os.environ), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                        pass_fds=(sock.fileno(),)))
+                self.procs.append(spawn(daphne_argv(sock), env={**os.environ, STATIC_COLLECTED: "1"}, cwd=ROOT,
+                                        stdout=log, stderr=subprocess.STDOUT, pass_fds=(sock.fileno(),)))
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until the server has answered a few requests over fresh connections (one per process, as

@@ -119,7 +119,7 @@ def probe_static(base_url: str) -> dict[str, dict]:
 
     out = {}
     with httpx2.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as client:
-        for label, path in (("pefs_css", "/static/pefs/css/pefs.css"), ("plotly_js", "/assets/plotly.min.js")):
+        for label, path in (("pefs_css", "/static/pefs/css/pefs.css"), ("plotly_js", "/static/vendor/plotly.min.js")):
             # Raw bytes on the wire: stream and count before any decoding.
             with client.stream("GET", path, headers={"Accept-Encoding": "gzip"}) as response:
                 wire = sum(len(chunk) for chunk in response.iter_raw())

@@ -4,7 +4,6 @@ from . import views
 
 urlpatterns = [
     path("", views.search_list, name="search-list"),
-    path("assets/plotly.min.js", views.plotly_js, name="plotly-js"),
     path("searches/new/", views.search_new, name="search-new"),
     path("searches/new/budget/", views.budget_preview, name="budget-preview"),
     path("searches/new/plan/", views.search_plan_preview, name="search-plan-preview"),

@@ -7,33 +7,17 @@ pages render what the database holds at request time.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import plotly
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.cache import cache_control
 from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET, require_POST
 
 from . import pages, selectors, services, worker_states
 from .forms import ApproveForm, BudgetPreviewForm, SearchForm, TaskUploadForm, attach_errors
 from .models import Search, Stage, Trial
-
-PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-
-
-@login_not_required
-@require_GET
-@cache_control(max_age=7 * 24 * 3600, public=True)
-def plotly_js(request: HttpRequest) -> FileResponse:
-    """plotly.js as the plotly PyPI package ships it (no CDN: PEFS works offline)."""
-    return FileResponse(open(PLOTLY_JS, "rb"), content_type="text/javascript")
-
 
 def _search_or_404(request: HttpRequest, search_id: int) -> Search:
     try:
@@ -216,7 +200,8 @@ def trial_action(request: HttpRequest, search_id: int, trial_id: int, action: st
             messages.error(request, error)
         return redirect("trial-detail", search_id=search_id, trial_id=trial.pk)
     return render(request, "experiments/partials/trial_row.html",
-                  {"trial": trial, "search": trial.search, "row_error": error})
+                  {"trial": trial, "search": trial.search, "row_error": error,
+                   "trials_base": pages.trials_base(trial.search)})
 
 
 # --- stages --------------------------------------------------------------------------------

@@ -52,7 +52,8 @@ def storages_from_env(env: environ.Env) -> dict[str, dict[str, Any]]:
     addressing = env.str("PEFS_S3_ADDRESSING_STYLE", default="")
     if addressing not in ("", "auto", "path", "virtual"):
         raise ImproperlyConfigured(f"PEFS_S3_ADDRESSING_STYLE must be auto, path or virtual, got {addressing!r}")
-    static = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    # collectstatic also writes a .gz beside each text file; WhiteNoise sends it to browsers that take gzip.
+    static = {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"}
     if kind == "filesystem":
         return {
             "default": {"BACKEND": "pefs_web.file_storage.SettingRootStorage",

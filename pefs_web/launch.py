@@ -1,6 +1,7 @@
 """Start the whole PEFS system on one machine, or run the test suite with the services it needs.
 
     python -m pefs_web.launch run    # Redis (embedded unless REDIS_URL), Celery workers, beat, Daphne
+                                     # (PEFS_WEB_PROCESSES processes on one port; pefs_web/serving.py)
     python -m pefs_web.launch test [pytest args]
     python -m pefs_web.launch bench [names]  # bench/<name>.py (default: the short ones)
 
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pefs_web.private_files import create_private_file, private_directory, restrict_umask
+from pefs_web.serving import STATIC_COLLECTED, daphne_argv, reuseport_sockets, web_processes
 from pefs_web.supervisor import Supervisor
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -43,18 +45,23 @@ def ensure_redis(supervisor: Supervisor, env: dict[str, str]) -> None:
     print(f"Embedded Redis at {url}", flush=True)
 
 
-def wait_for_port(host: str, port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    """Block until the server accepts connections, so the URL we print already answers."""
-    import socket
+def wait_for_port(host: str, port: int, procs: list[subprocess.Popen], timeout: float = 60.0) -> None:
+    """Block until the server answers HTTP, so the URL we print already works. (The sockets listen
+    before the web processes start, so a connection alone proves nothing.)"""
+    import http.client
 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
+            conn = http.client.HTTPConnection(host, port, timeout=5)
+            conn.request("GET", "/login/")
+            conn.getresponse().read()
+            conn.close()
+            return
         except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the web server exited with code {proc.returncode}") from None
+            exited = next((p for p in procs if p.poll() is not None), None)
+            if exited is not None:
+                raise RuntimeError(f"the web server exited with code {exited.returncode}") from None
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the web server did not listen on {host}:{port} within {timeout:.0f} s") from None
             time.sleep(0.2)
@@ -134,9 +141,14 @@ def ensure_admin(env: dict[str, str], folder: Path) -> str:
 def run(host: str, port: int) -> int:
     concurrency = trials_per_device(dict(os.environ))  # a bad value stops before anything starts
     try:
+        processes = web_processes(dict(os.environ))
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    try:
         with environment_with_redis() as (env, supervisor):
             manage("migrate", "--noinput", env=env)
             manage("pefs_seed", env=env)
+            manage("collectstatic", "--noinput", "-v", "0", env=env)  # with gzip copies (pefs_web/serving.py)
             folder = data_dir(env)
             hint = ensure_admin(env, folder)
             # N trials at once on this machine's device, each in its own pool process (tasks.jobs).
@@ -147,9 +159,13 @@ def run(host: str, port: int) -> int:
                                                "-n", "control@%h"))
             # Beat on its own: a worker restart never takes the schedule down with it, nor orphans it.
             supervisor.start("beat", celery("beat", "--schedule", str(folder / "celerybeat")))
-            web = supervisor.start("web", [PY, "-m", "daphne", "-b", host, "-p", str(port),
-                                           "pefs_web.asgi:application"])
-            wait_for_port(host, port, web)
+            # HTTP and WebSockets: one Daphne process per core on one port (pefs_web/serving.py). The
+            # sockets stay open here, so a restarted process serves on its own socket again.
+            sockets = reuseport_sockets(host, port, processes)
+            web_env = {**env, STATIC_COLLECTED: "1"}
+            for i, sock in enumerate(sockets):
+                supervisor.start(f"web-{i + 1}", daphne_argv(sock, PY), env=web_env, pass_fds=(sock.fileno(),))
+            wait_for_port(host, port, [supervisor.children[f"web-{i + 1}"].proc for i in range(processes)])
             print(f"\nPEFS is running at http://{host}:{port}/  ({hint})\n"
                   "Press Ctrl-C to stop every process.\n", flush=True)
             supervisor.watch()

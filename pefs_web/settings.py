@@ -150,7 +150,15 @@ STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing root even when finders serve
 STATICFILES_DIRS = [BASE_DIR / "static"]
-WHITENOISE_USE_FINDERS = True  # serves app and package static files without collectstatic
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "pefs_web.static_finders.PackageFileFinder",  # plotly.min.js from the plotly package
+]
+# `make run` collects static files (gzip copies included) and sets PEFS_STATIC_COLLECTED=1: WhiteNoise
+# then serves the collected folder, precompressed (pefs_web/serving.py). Otherwise (tests,
+# runserver) the finders serve the source files, so nothing needs collecting first.
+WHITENOISE_USE_FINDERS = not env.bool("PEFS_STATIC_COLLECTED", default=False)
 # Every file PEFS keeps goes through these storages (pefs_web/file_storage.py): "default" holds
 # artifacts, "uploads" the uploaded task files. MEDIA_ROOT and UPLOAD_ROOT are their folders when
 # PEFS_STORAGE=filesystem; with PEFS_STORAGE=s3 nothing is kept under PEFS_DATA_DIR but caches.

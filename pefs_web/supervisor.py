@@ -127,7 +127,8 @@ class Supervisor:
 
     def start(self, name: str, argv: list[str], **popen_kwargs) -> subprocess.Popen:
         child = self.children.setdefault(name, Child(name=name, argv=argv, popen_kwargs=popen_kwargs))
-        child.proc = spawn(child.argv, env=self.env, cwd=self.cwd, **child.popen_kwargs)
+        kwargs = {"env": self.env, **child.popen_kwargs}  # a child may bring its own environment
+        child.proc = spawn(child.argv, cwd=self.cwd, **kwargs)
         child.started_at, child.restart_at = time.monotonic(), None
         return child.proc
 

@@ -68,6 +68,9 @@ def preload_engine(sender, **kwargs) -> None:
     if queue in sender.app.amqp.queues.consume_from:
         import tasks.data.loading  # noqa: F401  (datasets, tokenizers)
         import tasks.runner  # noqa: F401  (torch, transformers)
+        from tasks.peft.backbones import preload_model_classes
+
+        preload_model_classes()  # transformers' lazily imported modelling modules
 
 
 @worker_ready.connect

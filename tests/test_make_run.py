@@ -31,7 +31,7 @@ def _free_port() -> int:
 def test_make_run_serves_the_app_and_stops_on_ctrl_c(tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    env.update({"PEFS_DATA_DIR": str(tmp_path / "var"), "PEFS_PORT": str(port)})
+    env.update({"PEFS_DATA_DIR": str(tmp_path / "var"), "PEFS_PORT": str(port), "PEFS_WEB_PROCESSES": "2"})
     log_path = tmp_path / "run.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(["make", "run"], cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -55,8 +55,17 @@ def test_make_run_serves_the_app_and_stops_on_ctrl_c(tmp_path):
             assert page.status == 200 and b"password" in page.read().lower()
         assert username == "admin" and len(password) >= 12, text[-2000:]
         assert (tmp_path / "var" / "admin-credentials.txt").exists()
+        # Static files are collected and sent precompressed to a browser that takes gzip (issue 14)
+        plotly = urllib.request.Request(f"http://127.0.0.1:{port}/static/vendor/plotly.min.js",
+                                        headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(plotly, timeout=10) as answer:
+            assert answer.headers["Content-Encoding"] == "gzip"
+            assert 0 < len(answer.read()) < 2_000_000  # 4.8 MB raw
         # The launcher's children run in sessions of their own: the tree, not the group, holds them all
         tree = psutil.Process(proc.pid).children(recursive=True)
+        # Two web processes (PEFS_WEB_PROCESSES) share the port, each on its own socket
+        daphnes = [p for p in tree if "daphne" in " ".join(p.cmdline()) and "--fd" in p.cmdline()]
+        assert len(daphnes) == 2, [p.cmdline() for p in tree]
     finally:
         with contextlib.suppress(ProcessLookupError):  # make may already have exited on an error
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does to the terminal's process group

@@ -12,7 +12,8 @@ import math
 
 from django import template
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join, json_script
+from django.utils.html import escape, format_html, format_html_join, json_script
+from django.utils.safestring import mark_safe
 
 from experiments.rungs import rung_label
 from tasks.peft.strategies import registered as registered_strategies
@@ -136,11 +137,13 @@ def design_strip(design: dict | None):
     if not codes:
         return DASH
     strategies = registered_strategies()
-    cells = [(s.code if s.code in layer else "",) for layer in codes for s in strategies]
-    title = " ".join(f"L{i + 1}:{c or '-'}" for i, c in enumerate(codes))
-    return format_html('<span class="strip" style="grid-template-rows:repeat({},5px)" title="{}" '
-                       'aria-label="design {}">{}</span>', len(strategies), title, title,
-                       format_html_join("", '<i class="{}"></i>', cells))
+    # One escape per strategy code, not per cell: the table draws a strip in every row (issue 14).
+    cell = {s.code: f'<i class="{escape(s.code)}"></i>' for s in strategies}
+    empty = '<i class=""></i>'
+    cells = "".join(cell[s.code] if s.code in layer else empty for layer in codes for s in strategies)
+    title = escape(" ".join(f"L{i + 1}:{c or '-'}" for i, c in enumerate(codes)))
+    return mark_safe(f'<span class="strip" style="grid-template-rows:repeat({len(strategies)},5px)" '  # noqa: S308
+                     f'title="{title}" aria-label="design {title}">{cells}</span>')
 
 
 @register.simple_tag

@@ -369,6 +369,14 @@ def _model_class(family: Family) -> type:
     return getattr(transformers, family.model_class)
 
 
+def preload_model_classes() -> None:
+    """Import every supported family's model class now. transformers imports its modelling modules
+    lazily, and the first one costs about 2 s on a CPU (shared modules included); a trial worker
+    calls this before forking so its first trial does not wait for it (issue 14)."""
+    for family in FAMILY_SPECS.values():
+        _model_class(family)
+
+
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
     # Loading a base checkpoint into a *ForSequenceClassification model always reports the new

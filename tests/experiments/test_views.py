@@ -141,7 +141,7 @@ def test_search_page_shows_timeline_trials_and_strip(owner_client, search):
     assert "1,234,567" in body  # long numbers formatted
     assert 'class="strip"' in body
     assert "Retry" in body and "Cancel" in body
-    assert "/assets/plotly.min.js" in body and "django_htmx/htmx-2.min.js" in body
+    assert "/static/vendor/plotly.min.js" in body and "django_htmx/htmx-2.min.js" in body
 
 
 def test_trial_table_filters_by_dotted_choice_and_sorts(owner_client, search):
@@ -322,8 +322,11 @@ def test_report_compares_selected_design_with_baselines(owner_client, search, us
     assert decided.key in body
 
 
-def test_plotly_is_served_from_the_package(client):
-    response = client.get(reverse("plotly-js"))
+def test_plotly_is_served_from_the_package_as_a_static_file(client):
+    from django.templatetags.static import static
+
+    url = static("vendor/plotly.min.js")
+    response = client.get(url)  # no login needed: a public library, like every static file
     assert response.status_code == 200
     assert b"plotly.js" in b"".join(response.streaming_content)[:200]
 
@@ -424,3 +427,18 @@ def test_trial_and_stage_pages_follow_the_search_websocket(owner_client, search)
         assert "PEFS.followSearch(" in source and "new WebSocket" not in source, name
         assert "SAFETY_POLL_MS = 30000" in source and "setInterval" not in source, name
         assert not re.search(r"setTimeout\((tick|poll)", source), name
+
+
+def test_every_rows_links_are_the_ones_reverse_gives(owner_client, search):
+    # The rows build their links from one prefix per page (pages.trials_base), not four reverse()
+    # calls per row (issue 14): each must still be exactly the URL the URLconf gives.
+    body = owner_client.get(reverse("search-detail", args=[search.pk])).content.decode()
+    trials = list(search.trials.all())
+    assert trials
+    for trial in trials:
+        assert f'data-href="{reverse("trial-detail", args=[search.pk, trial.pk])}"' in body
+        for action in ("retry", "cancel"):
+            assert f'hx-post="{reverse("trial-action", args=[search.pk, trial.pk, action])}"' in body
+    running = search.trials.get(status="running")
+    row = owner_client.post(reverse("trial-action", args=[search.pk, running.pk, "cancel"]), HTTP_HX_REQUEST="true")
+    assert f'href="{reverse("trial-detail", args=[search.pk, running.pk])}"' in row.content.decode()
