@@ -27,7 +27,8 @@ class Task(models.Model):
     name = models.SlugField(max_length=64, help_text="Short id used in designs and the CLI, e.g. sst2.")
     display_name = models.CharField(max_length=128)
     source = models.CharField(max_length=16, choices=Source.choices)
-    path = models.CharField(max_length=512, blank=True, help_text="Uploaded file, relative to UPLOAD_ROOT.")
+    path = models.CharField(max_length=512, blank=True, help_text=(
+        'Uploaded file: its name in the "uploads" storage (a folder or a bucket; PEFS_STORAGE).'))
     hub_id = models.CharField(max_length=256, blank=True)
     text_columns = models.JSONField(default=list)
     label_column = models.CharField(max_length=128)
@@ -281,7 +282,8 @@ class Artifact(models.Model):
     trial = models.ForeignKey(Trial, null=True, blank=True, on_delete=models.SET_NULL, related_name="artifacts")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     task = models.CharField(max_length=64, blank=True)
-    path = models.CharField(max_length=512, help_text="Relative to MEDIA_ROOT.")
+    path = models.CharField(max_length=512, help_text=(
+        "The file's name in the default storage (a folder or a bucket; PEFS_STORAGE)."))
     size_bytes = models.BigIntegerField(default=0)
     sha256 = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -190,7 +190,8 @@ def trial_filter_options(search: Search, *, selected: str = "") -> list[tuple[st
     a large part of the search page's time (issue 14)."""
     options = []
     for name in component_names(search.groups):
-        keyed = [(f"{name}={value}", value, f"{name}={value}" == selected) for value in all_choices(name, search.groups)]
+        keyed = [(f"{name}={value}", value, f"{name}={value}" == selected)
+                 for value in all_choices(name, search.groups)]
         options.append((name, keyed))
     return options
 
