@@ -44,16 +44,27 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-DEFAULT_FILE = ROOT / "bench" / "data" / "halving_stages.json"
+# The committed recordings: the first (every module at one learning rate, 3e-3, 64 training examples)
+# and the second (each strategy at the rate a search gives it, 128 training examples, as the study).
+DEFAULT_FILES = [ROOT / "bench" / "data" / "halving_stages.json", ROOT / "bench" / "data" / "halving_stages_measured.json"]
 
 
-def _stage(space, spec, *, per_choice: int, seed: int, shape, budget):
+def _stage(space, spec, *, per_choice: int, seed: int, shape, budget, options):
     from experiments.space import sample, stage_seed
 
     choices = len(space.open(spec.component))
     return sample(space, per_choice * choices, seed=stage_seed(seed, spec.name), shape=shape, budget=budget,
                   balance=spec.component, stratify=spec.component, min_per_choice=per_choice,
-                  provenance={"stage": spec.name, "bench": "halving"})
+                  provenance={"stage": spec.name, "bench": "halving"}, options=options)
+
+
+def _strategy_rates(choice: str) -> dict[str, float] | None:
+    """--strategy-rates: "measured" gives each strategy the rate a search gives it
+    (tasks.peft.strategies.default_learning_rates, as SearchConfig.design_options); "none" leaves the
+    designs without per-strategy rates, so every module trains at --learning-rate (the first recordings)."""
+    from tasks.peft.strategies import default_learning_rates
+
+    return default_learning_rates() if choice == "measured" else None
 
 
 def record(args: argparse.Namespace) -> None:
@@ -67,6 +78,12 @@ def record(args: argparse.Namespace) -> None:
     cache = BackboneCache()
     shape = cache.load(None, head=HeadSpec("classification", 2), seed=0).shape
     budget = Budget(fraction=args.budget)
+    rates = _strategy_rates(args.strategy_rates)
+    options = None if rates is None else {name: {"learning_rate": rate} for name, rate in rates.items()}
+    settings = {"task": args.task, "epochs": args.epochs, "per_choice": args.per_choice, "groups": args.groups,
+                "train_examples": args.train_examples, "eval_examples": args.eval_examples, "eval_role": "selection",
+                "learning_rate": args.learning_rate, "strategy_learning_rates": rates, "budget_fraction": args.budget,
+                "seed": args.seed, "fixed": list(args.fix)}
     space = DesignSpace.initial(num_groups=args.groups, num_layers=shape.num_layers)
     for fixed in args.fix:  # earlier components decided beforehand (e.g. as the study decided them)
         component, _, choice = fixed.partition("=")
@@ -75,7 +92,9 @@ def record(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     for _ in range(args.stages):
         spec = next_stage(space)
-        batch = _stage(space, spec, per_choice=args.per_choice, seed=args.seed, shape=shape, budget=budget)
+        batch = _stage(space, spec, per_choice=args.per_choice, seed=args.seed, shape=shape, budget=budget,
+                       options=options)
+        stage_started = time.perf_counter()
         trials = []
         for i, drawn in enumerate(batch.designs):
             per_epoch: list[float] = []
@@ -93,7 +112,8 @@ def record(args: argparse.Namespace) -> None:
             trials.append({"choice": choice, "scores": per_epoch})
             print(f"{spec.name} #{i} {choice}: {per_epoch}", flush=True)
         full = _decide(trials)
-        stages.append({"stage": spec.name, "component": spec.component, "trials": trials, "full_decision": full})
+        stages.append({"stage": spec.name, "component": spec.component, "trials": trials, "full_decision": full,
+                       "settings": settings, "seconds": round(time.perf_counter() - stage_started, 1)})
         space, _ = refine(space, spec.component, full, decided_by="bench", reason="full stage's best mean")
     payload = {"task": args.task, "epochs": args.epochs, "per_choice": args.per_choice, "groups": args.groups,
                "train_examples": args.train_examples, "eval_examples": args.eval_examples, "eval_role": "selection",
@@ -141,40 +161,50 @@ def full_stability(trials: list[dict], *, resamples: int, seed: int) -> float:
 def replay_all(args: argparse.Namespace) -> None:
     from experiments.space.halving import RecordedTrial, replay
 
-    data = json.loads(Path(args.file).read_text())
     results = []
-    for stage in data["stages"]:
-        trials = [RecordedTrial(t["choice"], t["scores"]) for t in stage["trials"]]
-        for eta in args.eta:
-            report = replay(trials, eta=eta, resamples=args.resamples, seed=args.seed)
-            plan = report.plan
-            row = {"stage": stage["stage"], "component": stage["component"], "eta": eta,
-                   "rungs": [r.epochs for r in plan.rungs], "trials": len(trials),
-                   "full_decision": report.full_decision, "halving_decision": report.halving_decision,
-                   "agreement": report.agreement, "trial_epochs": plan.trial_epochs,
-                   "full_trial_epochs": plan.full_trial_epochs,
-                   "cost_fraction": round(plan.trial_epochs / plan.full_trial_epochs, 3),
-                   "full_stability": full_stability(stage["trials"], resamples=args.resamples, seed=args.seed),
-                   "final_means": {c: round(statistics.fmean(v), 2) for c, v in _finals(stage["trials"]).items() if v}}
-            results.append(row)
-            print(f"{row['stage']:6s} {row['component']:10s} eta {eta}: rungs {row['rungs']}, agreement "
-                  f"{row['agreement']:.2f}, {row['trial_epochs']}/{row['full_trial_epochs']} trial-epochs "
-                  f"({row['cost_fraction']:.2f}), full {row['full_decision']} / halving {row['halving_decision']}; "
-                  f"the full stage decides the same on {row['full_stability']:.2f} of resamples; "
-                  f"final means {row['final_means']}",
-                  flush=True)
+    recorded = {}
+    for file in args.file:
+        data = json.loads(Path(file).read_text())
+        name = Path(file).name
+        recorded[name] = {k: data.get(k) for k in (
+            "task", "epochs", "per_choice", "groups", "train_examples", "eval_examples", "eval_role", "backbone",
+            "learning_rate")}
+        for stage in data["stages"]:
+            trials = [RecordedTrial(t["choice"], t["scores"]) for t in stage["trials"]]
+            rates = (stage.get("settings") or {}).get("strategy_learning_rates")
+            for eta in args.eta:
+                report = replay(trials, eta=eta, resamples=args.resamples, seed=args.seed)
+                plan = report.plan
+                row = {"recording": name, "stage": stage["stage"], "component": stage["component"], "eta": eta,
+                       "strategy_rates": "measured" if rates else "one rate for all",
+                       "rungs": [r.epochs for r in plan.rungs], "trials": len(trials),
+                       "full_decision": report.full_decision, "halving_decision": report.halving_decision,
+                       "agreement": report.agreement, "trial_epochs": plan.trial_epochs,
+                       "full_trial_epochs": plan.full_trial_epochs,
+                       "cost_fraction": round(plan.trial_epochs / plan.full_trial_epochs, 3),
+                       "full_stability": full_stability(stage["trials"], resamples=args.resamples, seed=args.seed),
+                       "final_means": {c: round(statistics.fmean(v), 2)
+                                       for c, v in _finals(stage["trials"]).items() if v}}
+                results.append(row)
+                print(f"{name} {row['stage']:6s} {row['component']:10s} eta {eta}: rungs {row['rungs']}, agreement "
+                      f"{row['agreement']:.2f}, {row['trial_epochs']}/{row['full_trial_epochs']} trial-epochs "
+                      f"({row['cost_fraction']:.2f}), full {row['full_decision']} / halving {row['halving_decision']}; "
+                      f"the full stage decides the same on {row['full_stability']:.2f} of resamples; "
+                      f"final means {row['final_means']}",
+                      flush=True)
     summary = {}
     for eta in args.eta:
         rows = [r for r in results if r["eta"] == eta]
         summary[str(eta)] = {
             "min_agreement": min(r["agreement"] for r in rows),
             "mean_agreement": round(statistics.fmean(r["agreement"] for r in rows), 3),
+            # the ceiling: how often the full stage agrees with itself when its trials are redrawn
+            "mean_full_stability": round(statistics.fmean(r["full_stability"] for r in rows), 3),
             "cost_fraction": round(sum(r["trial_epochs"] for r in rows) / sum(r["full_trial_epochs"] for r in rows), 3),
             "meets_target": all(r["agreement"] >= 0.9 for r in rows)
             and sum(r["trial_epochs"] for r in rows) * 3 <= sum(r["full_trial_epochs"] for r in rows),
         }
-    print(json.dumps({"benchmark": "halving", "recorded": {k: data[k] for k in (
-        "task", "epochs", "per_choice", "groups", "train_examples", "eval_examples", "eval_role", "backbone")},
+    print(json.dumps({"benchmark": "halving", "recorded": recorded,
         "resamples": args.resamples, "target": {"agreement": 0.9, "cost_fraction": round(1 / 3, 3)},
         "by_eta": summary, "stages": results}))
 
@@ -182,7 +212,8 @@ def replay_all(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("mode", nargs="?", choices=["replay", "record"], default="replay")
-    parser.add_argument("--file", default=str(DEFAULT_FILE))
+    parser.add_argument("--file", nargs="+", default=[str(f) for f in DEFAULT_FILES],
+                        help="replay: recordings to replay (default: both committed); record: the one to write")
     parser.add_argument("--task", default="sst2")
     parser.add_argument("--epochs", type=int, default=9)
     parser.add_argument("--per-choice", type=int, default=8)
@@ -193,6 +224,8 @@ def main() -> None:
     parser.add_argument("--train-examples", type=int, default=128)
     parser.add_argument("--eval-examples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strategy-rates", choices=["measured", "none"], default="measured",
+                        help="record: each strategy's rate as a search gives it (measured), or --learning-rate for all")
     parser.add_argument("--fix", nargs="*", default=[], metavar="COMPONENT=CHOICE",
                         help="record: decide these components first (e.g. grouping=decreasing allocation=uniform)")
     parser.add_argument("--append", action="store_true", help="record: add the stages to the file's")
@@ -202,6 +235,10 @@ def main() -> None:
     for name in ("epochs", "per_choice", "stages", "groups", "train_examples", "eval_examples", "resamples"):
         if not 1 <= getattr(args, name) <= 100_000:
             parser.error(f"--{name.replace('_', '-')} must be from 1 to 100000")
+    if args.mode == "record":
+        if len(args.file) != 1:
+            parser.error("--file: record writes one file")
+        args.file = args.file[0]
     (record if args.mode == "record" else replay_all)(args)
 
 

@@ -14,9 +14,18 @@ def test_the_replay_reads_the_committed_recording_and_prints_one_json_line_last(
                           capture_output=True, text=True, timeout=120, cwd=ROOT, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["benchmark"] == "halving" and set(result["by_eta"]) == {"2", "3"}
+    # both committed recordings: one learning rate for all, and the measured per-strategy rates
+    assert set(result["recorded"]) == {"halving_stages.json", "halving_stages_measured.json"}
+    assert {row["strategy_rates"] for row in result["stages"]} == {"one rate for all", "measured"}
     for row in result["stages"]:
         assert 0 <= row["agreement"] <= 1 and 0 <= row["full_stability"] <= 1
         assert row["trial_epochs"] < row["full_trial_epochs"] == row["trials"] * row["rungs"][-1]
+
+
+def test_record_writes_one_file():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "halving.py"), "record", "--file", "a.json", "b.json"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 2 and "--file: record writes one file" in done.stderr
 
 
 def test_flags_are_bounded():
