@@ -9,9 +9,8 @@ else uses and Redis, and undoes all of it on exit:
   connected to: the CREATE and DROP go through the server's "postgres" maintenance database;
 - Redis: REDIS_URL, or an embedded redis-server (pefs_web.embedded_redis) stopped at the end.
 
-``Daphne(processes=n)`` serves the ASGI application with n Daphne processes on one port, each
-adopting a listening socket of its own (SO_REUSEPORT) with ``--fd``: the kernel spreads the
-connections over them; the pre-fork model of gunicorn or circus, with nothing beyond Daphne.
+``Server("gunicorn", processes=n)`` serves HTTP as `make run` does (n synchronous gunicorn workers,
+static files collected and precompressed); ``Server("daphne")`` one Daphne process for WebSockets.
 
     >>> percentile([1, 2, 3, 4], 0.5)
     2
@@ -24,6 +23,7 @@ import argparse
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -177,36 +177,47 @@ def session_cookie(user) -> str:
 
 # --- the server ----------------------------------------------------------------------------------
 
-class Daphne:
-    """`processes` Daphne processes serving pefs_web.asgi on one loopback port, started as `make run`
-    starts them (pefs_web.serving: one SO_REUSEPORT socket each, ``daphne --fd``), static files
-    collected and precompressed first."""
+class Server:
+    """The web served as `make run` serves it (pefs_web/serving.py) on a free loopback port, static
+    files collected and precompressed first: ``kind="gunicorn"`` runs ``processes`` synchronous
+    gunicorn workers on the WSGI application (HTTP, what pages and the API are served by);
+    ``kind="daphne"`` one Daphne process on the ASGI application (WebSockets, and HTTP too)."""
 
-    def __init__(self, processes: int, log_path: Path) -> None:
-        from pefs_web.serving import STATIC_COLLECTED, daphne_argv, reuseport_sockets
+    def __init__(self, kind: str, log_path: Path, processes: int = 1) -> None:
+        from pefs_web.serving import STATIC_COLLECTED, daphne_argv, gunicorn_argv
         from pefs_web.supervisor import spawn
 
         subprocess.run([sys.executable, str(ROOT / "manage.py"), "collectstatic", "--noinput", "-v", "0"],
                        check=True, cwd=ROOT, env=dict(os.environ))
-        self.sockets = reuseport_sockets("127.0.0.1", 0, processes)
-        self.port = self.sockets[0].getsockname()[1]
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.procs = []
+        self.kind, self.processes = kind, processes
+        argv = (gunicorn_argv("127.0.0.1", self.port, processes) if kind == "gunicorn"
+                else daphne_argv("127.0.0.1", self.port))
         with open(log_path, "ab") as log:
-            for sock in self.sockets:
-                self.procs.append(spawn(daphne_argv(sock), env={**os.environ, STATIC_COLLECTED: "1"}, cwd=ROOT,
-                                        stdout=log, stderr=subprocess.STDOUT, pass_fds=(sock.fileno(),)))
+            self.procs = [spawn(argv, env={**os.environ, STATIC_COLLECTED: "1"}, cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT)]
+
+    @property
+    def command(self) -> str:
+        from pefs_web.serving import daphne_argv, gunicorn_argv
+
+        argv = (gunicorn_argv("127.0.0.1", self.port, self.processes) if self.kind == "gunicorn"
+                else daphne_argv("127.0.0.1", self.port))
+        return " ".join(["python", *argv[1:]])
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        """Until the server has answered a few requests over fresh connections (one per process, as
-        the kernel spreads them; a process still importing leaves its share in the backlog, so the
-        benchmarks warm up before they measure)."""
+        """Until the server has answered a few requests over fresh connections (two per process; a
+        process still importing leaves its share in the backlog, so the benchmarks warm up before
+        they measure)."""
         import http.client
 
         deadline = time.monotonic() + timeout
         answered = 0
-        while answered < 2 * len(self.procs):
+        while answered < 2 * self.processes:
             if any(p.poll() is not None for p in self.procs):
                 raise RuntimeError(f"Daphne exited:\n{self.log_path.read_text()[-3000:]}")
             if time.monotonic() > deadline:
@@ -221,15 +232,15 @@ class Daphne:
                 time.sleep(0.3)
 
     def cpu_seconds(self) -> list[float]:
-        """CPU seconds each process has used so far: shows the load really spread over them."""
+        """CPU seconds each server process (gunicorn's master and workers) has used so far: shows
+        the load really spread over them."""
         import psutil
 
-        return [round(sum(psutil.Process(p.pid).cpu_times()[:2]), 1) for p in self.procs]
+        root = psutil.Process(self.procs[0].pid)
+        return [round(sum(p.cpu_times()[:2]), 1) for p in [root, *root.children(recursive=True)]]
 
     def stop(self) -> None:
         from pefs_web.supervisor import stop_process_tree
 
         for proc in self.procs:
             stop_process_tree(proc, grace=10)
-        for sock in self.sockets:
-            sock.close()

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import Daphne, Environment, bounded, load_average, migrate, session_cookie, summary  # noqa: E402
+from bench.harness import Environment, Server, bounded, load_average, migrate, session_cookie, summary  # noqa: E402
 
 TARGET_P95_MS = 500.0
 METRIC = "sst2:loss"
@@ -178,7 +178,7 @@ def run(args: argparse.Namespace, env: Environment) -> dict:
     from django.db import connections
 
     connections.close_all()  # the publishers open their own
-    daphne = Daphne(processes=1, log_path=env.workdir / "daphne.log")
+    daphne = Server("daphne", log_path=env.workdir / "daphne.log")
     context = multiprocessing.get_context("spawn")
     publishers = []
     try:
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace, env: Environment) -> dict:
     calls = summary([ms for o in outcomes for ms in o["call_ms"]])
     elapsed = sent_end - start_at.value
     return {
-        "bench": "live_latency", "database": env.database, "server": "daphne, 1 process (as make run)",
+        "bench": "live_latency", "database": env.database, "server": "daphne, 1 process (as make run serves WebSockets)",
         "searches": args.searches, "clients": args.searches * args.clients_per_search, "seconds": args.seconds,
         "target_rate": args.rate, "achieved_rate": round(sent / elapsed, 1) if elapsed > 0 else None,
         "events_sent": sent, "late_sends": sum(o["late"] for o in outcomes),

@@ -1,11 +1,10 @@
 """Pages under concurrency: 50 logged-in clients at the search page, the trials API and the charts.
 
-Serving, the production way on one machine with what requirements.txt installs (no gunicorn or
-uvicorn): ``--processes`` Daphne processes (default 2, one per core here) listen on one port of
-127.0.0.1, each adopting a socket of its own bound with SO_REUSEPORT through ``daphne --fd`` (the
-kernel spreads new connections evenly over them; bench/harness.py), beside the same Redis the WebSockets use; DEBUG off, static
-files through WhiteNoise. ``make run`` itself starts one Daphne process; this bench measures the
-several-process setup a deployment would run (its command line is in the JSON line).
+Serving: as ``make run`` serves pages and the API (pefs_web/serving.py): ``--processes``
+synchronous gunicorn workers (default ``make run``'s: PEFS_WEB_PROCESSES, else cores + 1) on the
+WSGI application, on one port of 127.0.0.1, beside the same Redis the WebSockets use; DEBUG off;
+static files collected first and served by WhiteNoise with their gzip copies. The command line is
+in the JSON line. (The WebSockets' Daphne is measured by bench/live_latency.py.)
 
 Data: one search with ``--trials`` finished trials (default 500) and ``--points`` metric points
 each (default 100: 50,000), seeded as bench/dashboard_scale.py seeds its search.
@@ -15,25 +14,25 @@ connection, asyncio + httpx2 in this process) repeat, for ``--seconds`` (default
 page, the chart data (searches/<id>/charts.json), the trials API (first page sorted by score),
 pausing ``--think-ms`` (default 1,000) after each response, as a person reading the page would;
 starts are spread over the first pause. Requests started in the first ``--warmup-seconds``
-(default 5) are not counted (each server process compiles templates and opens its database
-connection on first use). An error is any status other than 200, or no answer within 30 s.
+(default 5) are not counted (each server process compiles templates on first use). An error is
+any status other than 200, or no answer within 30 s.
 
-Static files: PEFS's settings serve them through WhiteNoise's finders (WHITENOISE_USE_FINDERS),
-which registers the source files, so precompressed copies would not be used; the bench probes
-pefs.css and plotly.min.js with ``Accept-Encoding: gzip`` and reports what is sent.
+Static files: the bench probes pefs.css and plotly.min.js with ``Accept-Encoding: gzip`` and
+reports what is sent.
 
 Reported (the last line, one JSON object): per endpoint n, p50/p95/p99/max and errors; requests
 per second; the CPU seconds of each server process and of this client process (it shares the 2
 cores with the server); load
 average before and after. Targets: search page p95 <= 500 ms, trials API p95 <= 200 ms, 0 errors.
 
-    .venv/bin/python bench/web_load.py [--clients 50] [--seconds 60] [--think-ms 1000] [--processes 2]
+    .venv/bin/python bench/web_load.py [--clients 50] [--seconds 60] [--think-ms 1000] [--processes 3]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import time
@@ -43,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import Daphne, Environment, bounded, load_average, migrate, session_cookie, summary  # noqa: E402
+from bench.harness import Environment, Server, bounded, load_average, migrate, session_cookie, summary  # noqa: E402
 
 TARGETS_P95_MS = {"search_page": 500.0, "trials_api": 200.0}
 REQUEST_TIMEOUT_S = 30.0
@@ -56,7 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--think-ms", type=bounded(0, 30_000), default=1000,
                         help="pause after each response, ms (0-30,000)")
     parser.add_argument("--warmup-seconds", type=bounded(0, 60), default=5, help="not counted at the start (0-60)")
-    parser.add_argument("--processes", type=bounded(1, 16), default=2, help="Daphne processes (1-16)")
+    from pefs_web.serving import web_processes
+
+    parser.add_argument("--processes", type=bounded(1, 16), default=web_processes(dict(os.environ)),
+                        help="gunicorn workers (1-16; default make run's: PEFS_WEB_PROCESSES, else cores + 1)")
     parser.add_argument("--trials", type=bounded(1, 20_000), default=500, help="trials of the search (1-20,000)")
     parser.add_argument("--points", type=bounded(3, 1000), default=100, help="metric points per trial (3-1,000)")
     return parser.parse_args(argv)
@@ -144,22 +146,23 @@ def run(args: argparse.Namespace, env: Environment) -> dict:
     from django.db import connections
 
     connections.close_all()
-    daphne = Daphne(processes=args.processes, log_path=env.workdir / "daphne.log")
+    processes = args.processes
+    server = Server("gunicorn", log_path=env.workdir / "web.log", processes=processes)
     try:
-        daphne.wait_ready()
-        static = probe_static(daphne.url)
+        server.wait_ready()
+        static = probe_static(server.url)
         cpu_before = time.process_time()
-        records, started = asyncio.run(load(daphne.url, cookies, urls, seconds=args.warmup_seconds + args.seconds,
+        records, started = asyncio.run(load(server.url, cookies, urls, seconds=args.warmup_seconds + args.seconds,
                                             think=args.think_ms / 1000.0))
         client_cpu_s = time.process_time() - cpu_before
-        server_cpu_s = daphne.cpu_seconds()
+        server_cpu_s = server.cpu_seconds()
     finally:
-        daphne.stop()
+        server.stop()
     endpoints = tally(records, counted_from=started + args.warmup_seconds)
     counted = sum(e["n"] + e["errors"] for e in endpoints.values())
     return {
         "bench": "web_load", "database": env.database,
-        "server": f"{args.processes} daphne processes on one port (SO_REUSEPORT sockets, daphne --fd N pefs_web.asgi:application)",
+        "server": server.command, "processes": processes,
         "clients": args.clients, "seconds": args.seconds, "think_ms": args.think_ms, "trials": args.trials,
         "points": seeded["points"], "requests": counted, "requests_per_s": round(counted / args.seconds, 1),
         **endpoints, "errors": sum(e["errors"] for e in endpoints.values()),

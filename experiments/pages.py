@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.paginator import Paginator
 from django.http import QueryDict
@@ -55,8 +56,10 @@ ARM_NAMES = {"selected": "Selected design", "adapter": "Adapter only", "prefix":
 
 
 def live_config(search: Search, **extra: Any) -> dict[str, Any]:
-    """What a page's script needs to follow the search: its WebSocket path and the metrics API."""
-    return {"ws": f"/ws/searches/{search.pk}/", "metrics": reverse("api:search-metrics", args=[search.pk]), **extra}
+    """What a page's script needs to follow the search: its WebSocket path (and port, when WebSockets
+    have their own server: settings.PEFS_WEBSOCKET_PORT) and the metrics API."""
+    return {"ws": f"/ws/searches/{search.pk}/", "wsPort": settings.PEFS_WEBSOCKET_PORT,
+            "metrics": reverse("api:search-metrics", args=[search.pk]), **extra}
 
 
 # --- the search list -----------------------------------------------------------------------------

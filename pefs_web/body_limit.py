@@ -4,7 +4,8 @@ Django's ASGI handler spools a whole request body before a view (or the upload l
 runs, so a 200 MB upload used to be read in full, then refused, while other requests waited. This
 ASGI middleware answers 413 at once when the declared Content-Length is over the limit, and stops a
 body that grows past it while streaming (a chunked or lying request): the application then sees a
-disconnect and the client gets the 413. In production put the same limit on the reverse proxy
+disconnect and the client gets the 413. WSGIRequestBodyLimit does the same for the WSGI side
+(gunicorn, pefs_web/serving.py). In production put the same limit on the reverse proxy
 (e.g. nginx ``client_max_body_size``), which refuses before the ASGI server buffers anything.
 """
 from __future__ import annotations
@@ -73,8 +74,33 @@ class RequestBodyLimit:
 
     @staticmethod
     async def _refuse(send: Send, limit: int) -> None:
-        body = json.dumps({"detail": f"Request body larger than {limit} bytes."}).encode()
+        body = _refusal(limit)
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
+
+
+def _refusal(limit: int) -> bytes:
+    return json.dumps({"detail": f"Request body larger than {limit} bytes."}).encode()
+
+
+class WSGIRequestBodyLimit:
+    """The same refusal for the WSGI side (pefs_web/wsgi.py, served by gunicorn): 413 at once when
+    the declared Content-Length is over the limit or not a number, before Django reads the body.
+    Django reads at most Content-Length bytes of a WSGI body, so a body without one (chunked) is
+    never read past it: nothing can grow beyond the declared length."""
+
+    def __init__(self, app: Callable[..., Any], *, limit: Callable[[], int]) -> None:
+        self.app, self.limit = app, limit
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        declared = (environ.get("CONTENT_LENGTH") or "").strip()
+        limit = self.limit()
+        valid = declared.isascii() and declared.isdigit() and len(declared) <= 20
+        if declared and (not valid or int(declared) > limit):
+            body = _refusal(limit)
+            start_response("413 Request Entity Too Large", [
+                ("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")])
+            return [body]
+        return self.app(environ, start_response)

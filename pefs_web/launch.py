@@ -1,7 +1,7 @@
 """Start the whole PEFS system on one machine, or run the test suite with the services it needs.
 
-    python -m pefs_web.launch run    # Redis (embedded unless REDIS_URL), Celery workers, beat, Daphne
-                                     # (PEFS_WEB_PROCESSES processes on one port; pefs_web/serving.py)
+    python -m pefs_web.launch run    # Redis (embedded unless REDIS_URL), Celery workers, beat, the web
+                                     # (gunicorn for HTTP, Daphne for WebSockets; pefs_web/serving.py)
     python -m pefs_web.launch test [pytest args]
     python -m pefs_web.launch bench [names]  # bench/<name>.py (default: the short ones)
 
@@ -23,7 +23,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pefs_web.private_files import create_private_file, private_directory, restrict_umask
-from pefs_web.serving import STATIC_COLLECTED, daphne_argv, reuseport_sockets, web_processes
+from pefs_web.serving import (
+    STATIC_COLLECTED,
+    WEBSOCKET_PORT,
+    daphne_argv,
+    ensure_free,
+    gunicorn_argv,
+    web_processes,
+    websocket_port,
+)
 from pefs_web.supervisor import Supervisor
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -46,8 +54,7 @@ def ensure_redis(supervisor: Supervisor, env: dict[str, str]) -> None:
 
 
 def wait_for_port(host: str, port: int, procs: list[subprocess.Popen], timeout: float = 60.0) -> None:
-    """Block until the server answers HTTP, so the URL we print already works. (The sockets listen
-    before the web processes start, so a connection alone proves nothing.)"""
+    """Block until the server answers HTTP, so the URL we print already works."""
     import http.client
 
     deadline = time.monotonic() + timeout
@@ -142,8 +149,11 @@ def run(host: str, port: int) -> int:
     concurrency = trials_per_device(dict(os.environ))  # a bad value stops before anything starts
     try:
         processes = web_processes(dict(os.environ))
+        ws_port = websocket_port(dict(os.environ), port)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+    ensure_free(host, port, "PEFS_PORT")
+    ensure_free(host, ws_port, "PEFS_WS_PORT")
     try:
         with environment_with_redis() as (env, supervisor):
             manage("migrate", "--noinput", env=env)
@@ -159,13 +169,12 @@ def run(host: str, port: int) -> int:
                                                "-n", "control@%h"))
             # Beat on its own: a worker restart never takes the schedule down with it, nor orphans it.
             supervisor.start("beat", celery("beat", "--schedule", str(folder / "celerybeat")))
-            # HTTP and WebSockets: one Daphne process per core on one port (pefs_web/serving.py). The
-            # sockets stay open here, so a restarted process serves on its own socket again.
-            sockets = reuseport_sockets(host, port, processes)
-            web_env = {**env, STATIC_COLLECTED: "1"}
-            for i, sock in enumerate(sockets):
-                supervisor.start(f"web-{i + 1}", daphne_argv(sock, PY), env=web_env, pass_fds=(sock.fileno(),))
-            wait_for_port(host, port, [supervisor.children[f"web-{i + 1}"].proc for i in range(processes)])
+            # HTTP: gunicorn's processes; WebSockets: Daphne on the next port (pefs_web/serving.py).
+            web_env = {**env, STATIC_COLLECTED: "1", WEBSOCKET_PORT: str(ws_port)}
+            web = supervisor.start("web", gunicorn_argv(host, port, processes, PY), env=web_env)
+            websockets = supervisor.start("websockets", daphne_argv(host, ws_port, PY), env=web_env)
+            wait_for_port(host, port, [web])
+            wait_for_port(host, ws_port, [websockets])
             print(f"\nPEFS is running at http://{host}:{port}/  ({hint})\n"
                   "Press Ctrl-C to stop every process.\n", flush=True)
             supervisor.watch()
@@ -210,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pefs_web.launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    run_parser = sub.add_parser("run", help="start Redis, Celery workers and beat, and Daphne, and keep them up")
+    run_parser = sub.add_parser("run", help="start Redis, Celery workers and beat, and the web (gunicorn, Daphne), and keep them up")
     run_parser.add_argument("--host", default=os.environ.get("PEFS_HOST", "127.0.0.1"))
     run_parser.add_argument("--port", type=int, default=int(os.environ.get("PEFS_PORT", "8000")))
     sub.add_parser("test", help="run pytest with Redis available")

@@ -1,16 +1,22 @@
-"""How PEFS serves HTTP and WebSockets on one machine: several Daphne processes on one port.
+"""How PEFS serves the web on one machine: gunicorn for HTTP, Daphne for WebSockets.
 
-Each process gets a listening socket of its own, all bound to the same address with SO_REUSEPORT
-and passed as ``daphne --fd``: the kernel spreads new connections evenly over the sockets. (With one
-shared socket, whichever process waits in accept() first takes the connection, and keep-alive
-connections pile up on one process.) Django's views are CPU-bound Python, so one process per core
-is what lets a page use the second core while another renders (bench/web_load.py measures it).
-`make run` (pefs_web.launch) and bench/harness.py both start the web this way.
+HTTP (pages, API, downloads) goes to gunicorn's synchronous worker processes running the WSGI
+application (pefs_web/wsgi.py), ``PEFS_WEB_PROCESSES`` of them: Django's views are CPU-bound Python,
+and a synchronous process answers each request on its own thread without the ASGI round trip
+(event loop -> thread -> event loop) that cost Daphne about 10 ms more CPU per request and, under
+load, queued every request of a process behind the others' threads (bench/web_load.py, 50 clients:
+the trials API's p95 fell from 442 ms on 2 Daphne processes to 42 ms on 3 gunicorn workers, the
+search page's from 542 ms to 162 ms). WebSockets go to one Daphne
+process (pefs_web/asgi.py, Channels) on ``PEFS_WS_PORT``; the pages tell the browser that port
+(settings.PEFS_WEBSOCKET_PORT), and the session cookie, which is per host and not per port, logs the
+WebSocket in. Behind a reverse proxy, route /ws/ to Daphne and leave PEFS_WEBSOCKET_PORT unset: the
+browser then opens the WebSocket on the page's own host and port. Daphne alone (HTTP and WebSockets
+on one port, what the test suite's live server runs) still works.
 
 Static files are collected (``collectstatic``, gzip copies made by WhiteNoise's
 CompressedStaticFilesStorage) before the processes start, and ``PEFS_STATIC_COLLECTED=1`` tells the
 settings to serve the collected folder: WhiteNoise then sends the precompressed copy to a browser
-that accepts gzip (plotly.min.js: 4.8 MB raw). Without it (tests, ``manage.py runserver``) the
+that accepts gzip (plotly.min.js: 4.8 MB raw, 1.5 MB sent). Without it (tests, ``runserver``) the
 finders serve the source files uncompressed.
 """
 from __future__ import annotations
@@ -18,50 +24,61 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Mapping
 
-# Bounds of PEFS_WEB_PROCESSES (a typed number always has an upper one).
+# Bounds of the typed numbers (a typed number always has an upper one).
 WEB_PROCESSES = (1, 16)
+PORTS = (1, 65535)
 STATIC_COLLECTED = "PEFS_STATIC_COLLECTED"
+WEBSOCKET_PORT = "PEFS_WEBSOCKET_PORT"  # what the pages tell the browser (settings)
+# A request may take this long before gunicorn replaces its worker: above the longest request PEFS
+# allows (registering a backbone, PEFS_INTROSPECT_TIMEOUT_SECONDS, 120 s by default).
+REQUEST_TIMEOUT_S = 300
 
 
-def web_processes(environ: dict[str, str]) -> int:
-    """PEFS_WEB_PROCESSES, default one per CPU core up to 4; a clear error names the variable."""
-    raw = environ.get("PEFS_WEB_PROCESSES", "").strip()
+def _bounded(environ: Mapping[str, str], name: str, default: int, bounds: tuple[int, int]) -> int:
+    raw = environ.get(name, "").strip()
     if not raw:
-        return max(1, min(4, os.cpu_count() or 1))
-    low, high = WEB_PROCESSES
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ValueError(f"PEFS_WEB_PROCESSES must be an integer from {low} to {high}, got {raw!r}")
+        return default
+    low, high = bounds
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and low <= int(raw) <= high):
+        raise ValueError(f"{name} must be an integer from {low} to {high}, got {raw!r}")
     return int(raw)
 
 
-def reuseport_sockets(host: str, port: int, count: int) -> list[socket.socket]:
-    """``count`` listening sockets on one address (port 0: the first picks a free port, the others
-    join it). The caller keeps them open for as long as processes may be (re)started on them."""
+def web_processes(environ: Mapping[str, str]) -> int:
+    """PEFS_WEB_PROCESSES: gunicorn workers; default one per CPU core plus one (so a slow request,
+    an upload being validated, never leaves a core idle), at least 2 and at most 8."""
+    default = max(2, min(8, (os.cpu_count() or 1) + 1))
+    return _bounded(environ, "PEFS_WEB_PROCESSES", default, WEB_PROCESSES)
+
+
+def websocket_port(environ: Mapping[str, str], http_port: int) -> int:
+    """PEFS_WS_PORT: Daphne's port for WebSockets; default the HTTP port + 1."""
+    default = http_port + 1 if http_port < PORTS[1] else http_port - 1
+    return _bounded(environ, "PEFS_WS_PORT", default, PORTS)
+
+
+def ensure_free(host: str, port: int, variable: str) -> None:
+    """Stop with a message naming the setting when another program already listens on the port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    if port:
-        # SO_REUSEPORT would also let us join a port another program (another PEFS of this user)
-        # listens on, and take half its connections: a plain bind first fails with "address in use".
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no obstacle
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no obstacle
+        try:
             probe.bind((host, port))
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((host, port))
-            sock.listen(1024)
-            port = sock.getsockname()[1]
-            sockets.append(sock)
-    except OSError:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets
+        except OSError as exc:
+            raise SystemExit(f"{host}:{port} is in use ({exc.strerror}); stop what listens there "
+                             f"or set {variable} to another port") from None
 
 
-def daphne_argv(sock: socket.socket, python: str = sys.executable) -> list[str]:
-    """The command line of one Daphne process serving PEFS on ``sock`` (pass it with pass_fds)."""
-    return [python, "-m", "daphne", "--fd", str(sock.fileno()), "pefs_web.asgi:application"]
+def gunicorn_argv(host: str, port: int, workers: int, python: str = sys.executable) -> list[str]:
+    """The HTTP server: ``workers`` synchronous gunicorn processes on host:port (WSGI)."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return [python, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "sync", "--bind", address,
+            "--timeout", str(REQUEST_TIMEOUT_S), "--graceful-timeout", "10", "--log-level", "warning",
+            "pefs_web.wsgi:application"]
+
+
+def daphne_argv(host: str, port: int, python: str = sys.executable) -> list[str]:
+    """The WebSocket server (it serves HTTP too, on the same application)."""
+    return [python, "-m", "daphne", "-b", host, "-p", str(port), "pefs_web.asgi:application"]

@@ -159,6 +159,9 @@ STATICFILES_FINDERS = [
 # then serves the collected folder, precompressed (pefs_web/serving.py). Otherwise (tests,
 # runserver) the finders serve the source files, so nothing needs collecting first.
 WHITENOISE_USE_FINDERS = not env.bool("PEFS_STATIC_COLLECTED", default=False)
+# The port the browser opens WebSockets on when it is not the page's own (`make run`: Daphne beside
+# gunicorn, pefs_web/serving.py); unset, the page's host and port (one server, or a proxy routing /ws/).
+PEFS_WEBSOCKET_PORT = env.int("PEFS_WEBSOCKET_PORT", default=None)
 # Every file PEFS keeps goes through these storages (pefs_web/file_storage.py): "default" holds
 # artifacts, "uploads" the uploaded task files. MEDIA_ROOT and UPLOAD_ROOT are their folders when
 # PEFS_STORAGE=filesystem; with PEFS_STORAGE=s3 nothing is kept under PEFS_DATA_DIR but caches.

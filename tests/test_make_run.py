@@ -2,6 +2,7 @@
 admin log in, and Ctrl-C stops every process it started (tests/platform has the finer checks)."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -31,7 +32,9 @@ def _free_port() -> int:
 def test_make_run_serves_the_app_and_stops_on_ctrl_c(tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    env.update({"PEFS_DATA_DIR": str(tmp_path / "var"), "PEFS_PORT": str(port), "PEFS_WEB_PROCESSES": "2"})
+    ws_port = _free_port()
+    env.update({"PEFS_DATA_DIR": str(tmp_path / "var"), "PEFS_PORT": str(port), "PEFS_WS_PORT": str(ws_port),
+                "PEFS_WEB_PROCESSES": "2"})
     log_path = tmp_path / "run.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(["make", "run"], cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -63,9 +66,12 @@ def test_make_run_serves_the_app_and_stops_on_ctrl_c(tmp_path):
             assert 0 < len(answer.read()) < 2_000_000  # 4.8 MB raw
         # The launcher's children run in sessions of their own: the tree, not the group, holds them all
         tree = psutil.Process(proc.pid).children(recursive=True)
-        # Two web processes (PEFS_WEB_PROCESSES) share the port, each on its own socket
-        daphnes = [p for p in tree if "daphne" in " ".join(p.cmdline()) and "--fd" in p.cmdline()]
-        assert len(daphnes) == 2, [p.cmdline() for p in tree]
+        # HTTP: gunicorn, a master and PEFS_WEB_PROCESSES workers; WebSockets: Daphne on PEFS_WS_PORT
+        gunicorns = [p for p in tree if "gunicorn" in " ".join(p.cmdline())]
+        assert len(gunicorns) == 3, [p.cmdline() for p in tree]
+        assert any("daphne" in " ".join(p.cmdline()) and str(ws_port) in p.cmdline() for p in tree)
+        # The pages tell the browser the WebSocket port, and a logged-in session opens a search's socket there
+        assert asyncio.run(_websocket_opens(port, ws_port, username, password))
     finally:
         with contextlib.suppress(ProcessLookupError):  # make may already have exited on an error
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does to the terminal's process group
@@ -87,6 +93,39 @@ def test_make_run_serves_the_app_and_stops_on_ctrl_c(tmp_path):
     assert not left, [p.cmdline() for p in left]
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+async def _websocket_opens(port: int, ws_port: int, username: str, password: str) -> bool:
+    """Log in over HTTP (gunicorn), start a search through the API (and stop it at once), read the
+    WebSocket port its page gives the browser, and open the search's WebSocket there (Daphne) with
+    the session cookie alone: True when Daphne accepts it."""
+    import json
+
+    import httpx2
+    import websockets
+
+    base = f"http://127.0.0.1:{port}"
+    async with httpx2.AsyncClient(base_url=base, timeout=30) as client:
+        login = await client.get("/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
+        await client.post("/login/", data={"username": username, "password": password, "csrfmiddlewaretoken": token},
+                          headers={"Referer": f"{base}/login/"})
+        csrf = {"X-CSRFToken": client.cookies.get("csrftoken"), "Referer": f"{base}/"}
+        backbone = (await client.get("/api/backbones/")).json()
+        backbone = (backbone["results"] if isinstance(backbone, dict) else backbone)[0]["id"]
+        created = await client.post("/api/searches/", headers=csrf, json={
+            "name": "websocket check", "tasks": "sst2", "backbone": str(backbone), "preset": "quick"})
+        assert created.status_code == 201, created.text[:500]
+        search = created.json()["id"]
+        assert (await client.post(f"/api/searches/{search}/cancel/", headers=csrf)).status_code in (200, 202)
+        page = (await client.get(f"/searches/{search}/")).text
+        config = json.loads(re.search(r'<script id="search-config" type="application/json">(.*?)</script>',
+                                      page).group(1))
+        assert config["wsPort"] == ws_port and config["ws"] == f"/ws/searches/{search}/"
+        session = client.cookies.get("sessionid")
+    url = f"ws://127.0.0.1:{config['wsPort']}{config['ws']}"
+    async with websockets.connect(url, additional_headers={"Cookie": f"sessionid={session}", "Origin": base}):
+        return True
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -97,3 +97,52 @@ def test_the_real_asgi_application_refuses_a_200_mb_upload_at_once(settings):
     status, body = asyncio.run(scenario())
     assert status == 413
     assert str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE) in json.loads(body)["detail"]
+
+
+# --- the WSGI side (gunicorn serves pages and the API: pefs_web/serving.py) ------------------------
+
+def _wsgi_call(app, length: str | None) -> tuple[str, bytes, bool]:
+    import io
+
+    body = io.BytesIO(b"x" * 64)
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/tasks/", "wsgi.input": body,
+               "CONTENT_TYPE": "multipart/form-data; boundary=x"}
+    if length is not None:
+        environ["CONTENT_LENGTH"] = length
+    answered = {}
+
+    def start_response(status, headers):
+        answered["status"] = status
+
+    chunks = b"".join(app(environ, start_response))
+    return answered["status"], chunks, body.tell() > 0
+
+
+def test_wsgi_refuses_a_declared_oversize_or_a_bad_length_without_reading_or_calling_the_app():
+    from pefs_web.body_limit import WSGIRequestBodyLimit
+
+    called = []
+
+    def app(environ, start_response):
+        called.append(True)
+        start_response("200 OK", [])
+        return [environ["wsgi.input"].read()]
+
+    limited = WSGIRequestBodyLimit(app, limit=lambda: 32)
+    for length in ("33", "9" * 5000, "１２", "-1", "3e4"):
+        status, body, read = _wsgi_call(limited, length)
+        assert status.startswith("413") and json.loads(body) == {"detail": "Request body larger than 32 bytes."}
+        assert not read and not called
+    status, body, read = _wsgi_call(limited, "32")  # at the limit: the app runs
+    assert status == "200 OK" and called == [True] and read
+    status, _, _ = _wsgi_call(limited, None)  # no length (chunked): Django reads nothing past 0 bytes
+    assert status == "200 OK"
+
+
+@pytest.mark.django_db
+def test_the_real_wsgi_application_refuses_a_200_mb_upload_at_once(settings):
+    from pefs_web.wsgi import application
+
+    status, body, read = _wsgi_call(application, str(200 * 1024 * 1024))
+    assert status.startswith("413") and not read
+    assert str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE) in json.loads(body)["detail"]

@@ -50,7 +50,8 @@ def test_a_trial_whose_pool_process_dies_is_requeued_within_stale_plus_one_sweep
                       timeout=300, what="a running trial with metrics", workers=workers)
     first_attempt = trial.attempt
     # When the pool process that trains it is killed outright
-    (pool_process,) = psutil.Process(trials.proc.pid).children()
+    # (the worker's other child, a short-lived device probe started when it became ready, is not it)
+    (pool_process,) = [child for child in psutil.Process(trials.proc.pid).children() if "celery" in child.cmdline()]
     killed_at = timezone.now()
     pool_process.kill()
     # Then the sweep re-queues it within the stale interval plus one sweep period,

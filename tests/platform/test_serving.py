@@ -1,5 +1,5 @@
-"""How the web is served (pefs_web/serving.py): several processes on one port, static files
-collected with gzip copies. `make run` itself is exercised by tests/test_make_run.py."""
+"""How the web is served (pefs_web/serving.py): gunicorn for HTTP, Daphne for WebSockets, static
+files collected with gzip copies. `make run` itself is exercised by tests/test_make_run.py."""
 from __future__ import annotations
 
 import gzip
@@ -8,47 +8,51 @@ import socket
 import pytest
 from django.core.management import call_command
 
-from pefs_web.serving import WEB_PROCESSES, daphne_argv, reuseport_sockets, web_processes
+from pefs_web.serving import (
+    WEB_PROCESSES,
+    daphne_argv,
+    ensure_free,
+    gunicorn_argv,
+    web_processes,
+    websocket_port,
+)
 
 
-def test_web_processes_defaults_to_the_cores_and_refuses_bad_values():
-    assert WEB_PROCESSES[0] <= web_processes({}) <= 4
+def test_web_processes_defaults_to_the_cores_plus_one_and_refuses_bad_values():
+    assert 2 <= web_processes({}) <= 8
     assert web_processes({"PEFS_WEB_PROCESSES": "3"}) == 3
-    for bad in ("0", "17", "-1", "two", "1e3", "99999999999999999999"):
-        with pytest.raises(ValueError, match="PEFS_WEB_PROCESSES must be an integer from 1 to 16"):
+    for bad in ("0", "17", "-1", "two", "1e3", "99999999999999999999", "²"):
+        with pytest.raises(ValueError, match=rf"PEFS_WEB_PROCESSES must be an integer from 1 to {WEB_PROCESSES[1]}"):
             web_processes({"PEFS_WEB_PROCESSES": bad})
 
 
-def test_sockets_share_one_port_and_each_process_gets_its_own():
-    sockets = reuseport_sockets("127.0.0.1", 0, 3)
-    try:
-        ports = {s.getsockname()[1] for s in sockets}
-        assert len(ports) == 1 and len({s.fileno() for s in sockets}) == 3
-        argv = daphne_argv(sockets[1], "python")
-        assert argv[-3:] == ["--fd", str(sockets[1].fileno()), "pefs_web.asgi:application"]
-        with socket.create_connection(("127.0.0.1", ports.pop()), timeout=2):
-            pass  # the kernel queues the connection on one of them
-    finally:
-        for s in sockets:
-            s.close()
+def test_the_websocket_port_follows_the_http_port_unless_set():
+    assert websocket_port({}, 8000) == 8001
+    assert websocket_port({}, 65535) == 65534
+    assert websocket_port({"PEFS_WS_PORT": "9100"}, 8000) == 9100
+    for bad in ("0", "65536", "port"):
+        with pytest.raises(ValueError, match="PEFS_WS_PORT must be an integer from 1 to 65535"):
+            websocket_port({"PEFS_WS_PORT": bad}, 8000)
 
 
-@pytest.mark.parametrize("reuseport", [False, True])
-def test_a_port_in_use_is_refused_not_shared(reuseport):
-    # Another program on the port (a plain server, or another PEFS with its own reuseport sockets)
-    # must not silently get half of our connections, nor we half of its.
-    if reuseport:
-        taken = reuseport_sockets("127.0.0.1", 0, 1)
-    else:
-        taken = [socket.socket()]
-        taken[0].bind(("127.0.0.1", 0))
-        taken[0].listen()
-    try:
-        with pytest.raises(OSError):
-            reuseport_sockets("127.0.0.1", taken[0].getsockname()[1], 2)
-    finally:
-        for s in taken:
-            s.close()
+def test_a_port_in_use_stops_the_launch_naming_the_setting():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit, match=rf"127.0.0.1:{port} is in use.*PEFS_WS_PORT"):
+            ensure_free("127.0.0.1", port, "PEFS_WS_PORT")
+    ensure_free("127.0.0.1", port, "PEFS_WS_PORT")  # closed: free again
+
+
+def test_the_command_lines():
+    http = gunicorn_argv("127.0.0.1", 8000, 3, "python")
+    assert http[:3] == ["python", "-m", "gunicorn"] and http[-1] == "pefs_web.wsgi:application"
+    assert http[http.index("--workers") + 1] == "3" and http[http.index("--bind") + 1] == "127.0.0.1:8000"
+    assert http[http.index("--worker-class") + 1] == "sync"
+    assert gunicorn_argv("::1", 8000, 1, "python")[gunicorn_argv("::1", 8000, 1).index("--bind") + 1] == "[::1]:8000"
+    assert daphne_argv("0.0.0.0", 8001, "python") == ["python", "-m", "daphne", "-b", "0.0.0.0", "-p", "8001",
+                                                      "pefs_web.asgi:application"]
 
 
 def test_collectstatic_writes_plotly_and_gzip_copies(tmp_path, settings):
@@ -60,3 +64,15 @@ def test_collectstatic_writes_plotly_and_gzip_copies(tmp_path, settings):
     assert packed.stat().st_size < plotly.stat().st_size / 2
     assert gzip.decompress(packed.read_bytes()) == plotly.read_bytes()
     assert (tmp_path / "static" / "pefs" / "js" / "search.js.gz").is_file()
+
+
+def test_pages_tell_the_browser_the_websocket_port_only_when_it_has_its_own(settings):
+    from types import SimpleNamespace
+
+    from experiments.pages import live_config
+
+    search = SimpleNamespace(pk=7)
+    settings.PEFS_WEBSOCKET_PORT = None
+    assert live_config(search)["wsPort"] is None  # the page's own host and port
+    settings.PEFS_WEBSOCKET_PORT = 8001
+    assert live_config(search)["wsPort"] == 8001 and live_config(search)["ws"] == "/ws/searches/7/"

@@ -29,8 +29,8 @@ def test_beat_runs_in_its_own_process_beside_the_workers(launched):
 def test_a_killed_worker_is_restarted_while_the_web_server_and_redis_stay_up(launched):
     # Given a running system
     worker = launched.child("celery", " worker ", "gpu,default")
-    web, redis = launched.child("daphne"), launched.child("redis-server")
-    assert worker and web and redis
+    web, websockets, redis = launched.child("gunicorn"), launched.child("daphne"), launched.child("redis-server")
+    assert worker and web and websockets and redis
     # When the trial worker is killed outright
     os.kill(worker.pid, signal.SIGKILL)
     # Then the web server keeps answering while the supervisor restarts the worker
@@ -44,7 +44,8 @@ def test_a_killed_worker_is_restarted_while_the_web_server_and_redis_stay_up(lau
         time.sleep(0.5)
     assert f"worker (pid {worker.pid}) exited with code -9" in launched.log()
     assert "restarting in" in launched.log()
-    assert launched.child("daphne").pid == web.pid and launched.child("redis-server").pid == redis.pid
+    assert launched.child("gunicorn").pid == web.pid and launched.child("daphne").pid == websockets.pid
+    assert launched.child("redis-server").pid == redis.pid
     assert _answers(launched.url)
 
 
@@ -57,6 +58,7 @@ def test_ctrl_c_stops_every_process_of_the_tree(launched):
     tree = launched.tree()
     names = [" ".join(p.cmdline()) for p in tree]
     assert any("beat" in n for n in names) and any("daphne" in n for n in names), names
+    assert any("gunicorn" in n for n in names), names
     # When Ctrl-C reaches the launcher (the terminal's signal; the children have sessions of their own)
     launched.proc.send_signal(signal.SIGINT)
     assert launched.proc.wait(timeout=60) == 0

@@ -53,7 +53,7 @@
   // flushed or restarted): events were missed as in a reconnect, so it counts as one ("reconnect").
   // Reconnects back off from 1 s to 30 s; code 1008 (not the owner) stops.
   //
-  //   const live = PEFS.followSearch({ ws: config.ws, statusEl: el, onEvent: handle,
+  //   const live = PEFS.followSearch({ ws: config.ws, wsPort: config.wsPort, statusEl: el, onEvent: handle,
   //                                    catchUp: async function (reason) { ... }, safetyMs: 30000 });
   //   live.counters.events; live.counters.resyncs; live.dropConnection();
   PEFS.followSearch = function (options) {
@@ -79,7 +79,9 @@
 
     function connect() {
       const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-      socket = new WebSocket(scheme + window.location.host + options.ws);
+      // WebSockets on their own port (make run: Daphne beside gunicorn), else the page's host and port.
+      const host = options.wsPort ? window.location.hostname + ":" + options.wsPort : window.location.host;
+      socket = new WebSocket(scheme + host + options.ws);
       setStatus(everConnected ? "reconnecting…" : "connecting…", "reconnecting");
       socket.onopen = function () {
         const reconnect = everConnected;

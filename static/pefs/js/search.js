@@ -194,7 +194,7 @@
     redraw();
     backfillAll();
     loadCharts();
-    const follower = PEFS.followSearch({ ws: config.ws, statusEl: statusEl, onEvent: onEvent, catchUp: catchUp });
+    const follower = PEFS.followSearch({ ws: config.ws, wsPort: config.wsPort, statusEl: statusEl, onEvent: onEvent, catchUp: catchUp });
     // Read by the browser tests: event and backfill counters, the tracked trials, a dropped connection.
     PEFS.live = Object.assign(follower.counters, { trials: trials, dropConnection: follower.dropConnection });
   });

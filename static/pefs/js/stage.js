@@ -22,7 +22,7 @@
       else if (event.type === "search.status" && event.search.status !== "running") catchUp().catch(function () {});
     }
     async function catchUp() { statusIs((await PEFS.getJSON(config.detail)).status); }
-    const follower = PEFS.followSearch({ ws: config.ws, statusEl: document.getElementById("stage-live"),
+    const follower = PEFS.followSearch({ ws: config.ws, wsPort: config.wsPort, statusEl: document.getElementById("stage-live"),
                                          onEvent: onEvent, catchUp: catchUp, safetyMs: SAFETY_POLL_MS });
     PEFS.live = Object.assign(follower.counters, { dropConnection: follower.dropConnection });
   }

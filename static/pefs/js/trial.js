@@ -89,7 +89,7 @@
       statusEl.className = "live-status";
       return;
     }
-    const follower = PEFS.followSearch({ ws: config.ws, statusEl: statusEl, onEvent: onEvent, catchUp: catchUp,
+    const follower = PEFS.followSearch({ ws: config.ws, wsPort: config.wsPort, statusEl: statusEl, onEvent: onEvent, catchUp: catchUp,
                                          safetyMs: SAFETY_POLL_MS });
     PEFS.live = Object.assign(follower.counters, { dropConnection: follower.dropConnection });
   });
