@@ -61,3 +61,22 @@ def test_form_is_keyboard_usable_and_previews_budget_and_upload(
     page.wait_for_selector("#upload-err-name .errorlist")
     assert "already exists" in page.inner_text("#upload-err-name")
     assert not page.errors, page.errors
+
+
+def test_editing_the_form_quickly_logs_no_console_errors_and_the_previews_end_current(
+        live_daphne, user, tiny_backbone, bundled_tasks, new_page):
+    # htmx used to abort a preview request when the next change came (hx-sync replace) and logged
+    # each abort as a console error; now a change waits for the request in flight, and the last one wins.
+    page = new_page(live_daphne)
+    errors = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    log_in(page, "alice", "alice-password-1")
+    page.goto("/searches/new/")
+    page.select_option("#id_backbone", str(tiny_backbone.pk))
+    page.check('input[name="budget_kind"][value="absolute"]')
+    for value in ("1000", "2000", "3000", "4000", "5678"):
+        page.fill("#id_budget_value", value)
+        page.dispatch_event("#id_budget_value", "change")
+    page.wait_for_selector("#budget-preview-value:has-text('5,678')")
+    page.wait_for_load_state("networkidle")
+    assert errors == []
