@@ -78,5 +78,12 @@ def test_editing_the_form_quickly_logs_no_console_errors_and_the_previews_end_cu
         page.fill("#id_budget_value", value)
         page.dispatch_event("#id_budget_value", "change")
     page.wait_for_selector("#budget-preview-value:has-text('5,678')")
+    # and the plan follows the tasks ticked last, after a quick tick, untick, tick
+    boxes = page.locator('input[name="tasks"]:not([disabled])')
+    boxes.nth(0).check()
+    boxes.nth(1).check()
+    boxes.nth(1).uncheck()
+    page.wait_for_selector("#search-plan-value:has-text('trials')")
     page.wait_for_load_state("networkidle")
+    assert page.locator("#plan-example-sets tbody tr").count() == 1
     assert errors == []
