@@ -163,6 +163,11 @@ class ReplayReport:
     agreement: float  # fraction of bootstrap resamples where halving decides like the full stage
     resamples: int
     plan: HalvingPlan
+    # The resamples in which the full stage's decision is itself clear: its best choice's mean final
+    # score beats the runner-up's by at least SEPARABLE_Z standard errors (Welch). Halving can only be
+    # expected to agree with a decision the stage's own data support.
+    separable_resamples: int = 0
+    separable_agreement: float | None = None
 
     @property
     def same_decision(self) -> bool:
@@ -175,6 +180,8 @@ class ReplayReport:
             "same_decision": self.same_decision,
             "agreement": self.agreement,
             "resamples": self.resamples,
+            "separable_resamples": self.separable_resamples,
+            "separable_agreement": self.separable_agreement,
             "plan": self.plan.to_dict(),
         }
 
@@ -184,6 +191,24 @@ def _best_mean(finals: Mapping[str, list[float]], order: Sequence[str]) -> str |
     if not means:
         return None
     return min(means, key=lambda c: (-means[c], order.index(c)))
+
+
+# One-sided 95%: the runner-up's mean is below the best's with that confidence (normal approximation).
+SEPARABLE_Z = 1.645
+
+
+def _separation(trials: Sequence[RecordedTrial], order: Sequence[str]) -> float:
+    """Welch z of the best choice's mean final score over the runner-up's (inf: no variance; 0: fewer
+    than two choices with two scores each)."""
+    finals = {c: [t.scores[-1] for t in trials if t.choice == c and t.scores[-1] is not None] for c in order}
+    finals = {c: v for c, v in finals.items() if len(v) >= 2}
+    if len(finals) < 2:
+        return 0.0
+    means = {c: statistics.fmean(v) for c, v in finals.items()}
+    best, runner_up = sorted(finals, key=lambda c: (-means[c], order.index(c)))[:2]
+    error = math.sqrt(sum(statistics.variance(finals[c]) / len(finals[c]) for c in (best, runner_up)))
+    gap = means[best] - means[runner_up]
+    return gap / error if error > 0 else (math.inf if gap > 0 else 0.0)
 
 
 def _full_decision(trials: Sequence[RecordedTrial], order: Sequence[str]) -> str | None:
@@ -226,7 +251,8 @@ def replay(
     The full decision is the choice with the highest mean final-epoch score; the halving decision
     the choice whose surviving designs have the highest mean final-epoch score. ``agreement``
     repeats both on ``resamples`` stratified bootstrap resamples (trials redrawn within each
-    choice, so every choice keeps its count).
+    choice, so every choice keeps its count); ``separable_agreement`` counts only the resamples in
+    which the full stage separates its best choice from the runner-up (SEPARABLE_Z).
     """
     if not trials:
         raise SpaceError("trials", "need at least one recorded trial")
@@ -245,10 +271,14 @@ def replay(
 
     rng = random.Random(seed)
     by_choice = {c: [t for t in trials if t.choice == c] for c in order}
-    agree = 0
+    agree = separable = agree_separable = 0
     for _ in range(resamples):
         resample = [t for c in order for t in rng.choices(by_choice[c], k=len(by_choice[c]))]
-        agree += _full_decision(resample, order) == _halving_decision(resample, rungs, eta, order)
+        same = _full_decision(resample, order) == _halving_decision(resample, rungs, eta, order)
+        agree += same
+        if _separation(resample, order) >= SEPARABLE_Z:
+            separable += 1
+            agree_separable += same
     counts = {c: len(v) for c, v in by_choice.items()}
     return ReplayReport(
         full_decision=full,
@@ -256,4 +286,6 @@ def replay(
         agreement=agree / resamples,
         resamples=resamples,
         plan=plan_halving(counts, epochs=epochs, eta=eta, min_epochs=min_epochs),
+        separable_resamples=separable,
+        separable_agreement=agree_separable / separable if separable else None,
     )

@@ -75,3 +75,25 @@ def test_replay_validates_input() -> None:
     with pytest.raises(SpaceError) as info:
         replay([trial("a", 1.0)], eta=1)
     assert info.value.field == "eta"
+
+
+def test_replay_counts_the_resamples_where_the_full_stage_itself_separates() -> None:
+    # "good" beats "bad" by 20 points with spread 1: every resample separates, and halving agrees
+    trials = [trial("good", 60 + i, 70 + i, 80 + i % 2) for i in range(6)]
+    trials += [trial("bad", 50 + i, 55 + i, 60 + i % 2) for i in range(6)]
+    clear = replay(trials, eta=3, resamples=50, seed=1)
+    assert clear.separable_resamples == 50 and clear.separable_agreement == 1.0
+    # Two choices with the same final scores never separate: no separable resample, no figure
+    tied = [trial("x", 60 + i, 70, 70) for i in range(4)] + [trial("y", 60 + i, 70, 70) for i in range(4)]
+    report = replay(tied, eta=2, resamples=30, seed=0)
+    assert report.separable_resamples == 0 and report.separable_agreement is None
+    assert report.to_dict()["separable_resamples"] == 0
+
+
+def test_separation_is_the_welch_z_of_the_best_over_the_runner_up() -> None:
+    from experiments.space.halving import _separation
+
+    trials = [trial("a", 10.0), trial("a", 12.0), trial("b", 5.0), trial("b", 7.0), trial("c", 0.0), trial("c", 1.0)]
+    # a: mean 11, variance 2; b: mean 6, variance 2; se = sqrt(2/2 + 2/2) = sqrt(2)
+    assert _separation(trials, ["a", "b", "c"]) == pytest.approx(5 / 2 ** 0.5)
+    assert _separation([trial("a", 1.0), trial("a", 2.0)], ["a"]) == 0.0
