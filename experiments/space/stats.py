@@ -2,8 +2,14 @@
 
 For the component a stage decides, the successful trials are grouped by their choice of that
 component and each group is described by: n, mean, median, sample standard deviation (n - 1 in the
-denominator), a seeded percentile-bootstrap 95% confidence interval of the mean, and the empirical
-distribution function (EDF) of the scores.
+denominator), a 95% confidence interval of the mean, and the empirical distribution function (EDF)
+of the scores.
+
+The interval is the wider of two: a seeded percentile bootstrap, and the Student-t interval (mean
+± t(0.975, n - 1) · s / sqrt(n)). The bootstrap alone is far too narrow for the few designs a stage
+gives each choice: with two scores it is their range, which covers the mean only half the time
+(the study in docs/study/ called a stage "separable" on two scores per choice that way). With
+many scores the two intervals nearly coincide.
 
 EDF: ``F(x)`` = fraction of designs scoring *at most* x, evaluated at each distinct score, so the
 curve is a non-decreasing step function ending at 1. PEFS scores are "higher is better" (GLUE
@@ -30,14 +36,15 @@ statistics (``aliases`` and ``label`` in the JSON, ``"uniform = decreasing"``) a
 recorded under any alias for its choice.
 
 >>> summary = summarise(
-...     [TrialOutcome({"allocation": "uniform"}, 80.0),
-...      TrialOutcome({"allocation": "uniform"}, 82.0),
-...      TrialOutcome({"allocation": "increasing"}, 60.0),
-...      TrialOutcome({"allocation": "increasing"}, 62.0),
-...      TrialOutcome({"allocation": "increasing"}, None)],
+...     [TrialOutcome({"allocation": "uniform"}, score) for score in (80.0, 81.0, 82.0)]
+...     + [TrialOutcome({"allocation": "increasing"}, score) for score in (60.0, 61.0, 62.0, None)],
 ...     component="allocation", open_choices=["increasing", "uniform"])
 >>> summary.recommendation.choice, summary.recommendation.status, summary.failed
 ('uniform', 'separable', 1)
+>>> summarise([TrialOutcome({"allocation": c}, x) for c, x in
+...            [("uniform", 80.0), ("uniform", 82.0), ("increasing", 60.0), ("increasing", 62.0)]],
+...           component="allocation", open_choices=["increasing", "uniform"]).recommendation.status
+'not_separable'
 """
 
 from __future__ import annotations
@@ -78,7 +85,7 @@ class ChoiceStats:
     mean: float | None
     median: float | None
     std: float | None  # sample standard deviation; None when n < 2
-    ci95: tuple[float, float] | None  # bootstrap CI of the mean; None when n < 2
+    ci95: tuple[float, float] | None  # CI of the mean (bootstrap widened to Student-t); None when n < 2
     edf: tuple[tuple[float, float], ...]
     aliases: tuple[str, ...] = ()  # patterns this choice stands for, itself first (aliases.py)
 
@@ -166,7 +173,8 @@ class StageSummary:
             "choices": [c.to_dict() for c in self.choices],
             "overall": self.overall.to_dict(),
             "recommendation": self.recommendation.to_dict() if self.recommendation else None,
-            "bootstrap": {"resamples": self.resamples, "seed": self.seed, "level": CI_LEVEL},
+            "bootstrap": {"resamples": self.resamples, "seed": self.seed, "level": CI_LEVEL,
+                          "interval": "the wider of the percentile bootstrap and Student-t"},
         }
 
 
@@ -215,6 +223,31 @@ def bootstrap_ci(
     return quantile(means, tail), quantile(means, 1 - tail)
 
 
+def t_interval(scores: Sequence[float], *, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Student-t confidence interval of the mean (at least two scores).
+
+    >>> [round(x, 2) for x in t_interval([68.0, 69.0])]
+    [62.15, 74.85]
+    """
+    from scipy.stats import t  # a well-kept quantile function; imported on first use
+
+    n = len(scores)
+    if n < 2:
+        raise SpaceError("scores", "need at least two scores")
+    mean = statistics.fmean(scores)
+    half = float(t.ppf(1 - (1 - level) / 2, n - 1)) * statistics.stdev(scores) / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def mean_ci(
+    scores: Sequence[float], *, seed: int | str, resamples: int = DEFAULT_RESAMPLES, level: float = CI_LEVEL
+) -> tuple[float, float]:
+    """The wider of the percentile-bootstrap and the Student-t interval (module docstring)."""
+    low, high = bootstrap_ci(scores, seed=seed, resamples=resamples, level=level)
+    t_low, t_high = t_interval(scores, level=level)
+    return min(low, t_low), max(high, t_high)
+
+
 def describe(
     scores: Sequence[float],
     *,
@@ -235,7 +268,7 @@ def describe(
         mean=statistics.fmean(scores) if n else None,
         median=statistics.median(scores) if n else None,
         std=statistics.stdev(scores) if n >= 2 else None,
-        ci95=bootstrap_ci(scores, seed=stream, resamples=resamples) if n >= 2 else None,
+        ci95=mean_ci(scores, seed=stream, resamples=resamples) if n >= 2 else None,
         edf=edf_points(scores),
         aliases=tuple(aliases) if len(aliases) > 1 else (),
     )

@@ -136,7 +136,7 @@ def test_a_choice_below_the_minimum_holds_the_stage_for_a_person() -> None:
 
 def test_a_choice_no_design_can_meet_the_budget_does_not_hold_the_stage() -> None:
     summary = summarise(
-        outcomes("assignment.G2", {"A": [70.0, 71.0], "L": [60.0, 61.0]}),
+        outcomes("assignment.G2", {"A": [70.0, 71.0, 72.0], "L": [60.0, 61.0, 62.0]}),
         component="assignment.G2",
         open_choices=["A", "B", "L"],
         infeasible=["B"],
@@ -208,7 +208,8 @@ def test_summary_json_shape() -> None:
         "ci95",
         "edf",
     }
-    assert data["bootstrap"] == {"resamples": 2000, "seed": 4, "level": 0.95}
+    assert data["bootstrap"] == {"resamples": 2000, "seed": 4, "level": 0.95,
+                                 "interval": "the wider of the percentile bootstrap and Student-t"}
 
 
 @pytest.mark.parametrize(
@@ -258,3 +259,23 @@ def test_single_scores_compare_only_when_allowed() -> None:
     rec = lenient.recommendation
     assert (rec.choice, rec.status, rec.runner_up) == ("G1", "not_separable", "G1+G2")
     assert "too few for a confidence interval" in rec.reason
+
+
+def test_two_scores_per_choice_rarely_separate_the_interval_is_at_least_student_t() -> None:
+    # The percentile bootstrap of two scores is their range; the interval used is at least the
+    # Student-t one (t(0.975, 1) = 12.71): 68 and 69 give 68.5 +- 6.35, not [68, 69].
+    from experiments.space.stats import bootstrap_ci, describe, t_interval
+
+    assert bootstrap_ci([68.0, 69.0], seed=0) == (68.0, 69.0)
+    low, high = describe([68.0, 69.0], choice="a").ci95
+    assert (low, high) == pytest.approx(t_interval([68.0, 69.0]))
+    assert (low, high) == pytest.approx((62.147, 74.853), abs=1e-3)
+    # The study's S3 (G1 71.41 against G1+G2 68.46 on two designs each) would not be separable
+    summary = summarise(outcomes("groups", {"G1": [70.86, 71.95], "G1+G2": [66.48, 70.45], "G2": [67.65, 68.97]}),
+                        component="groups", open_choices=["G1", "G2", "G1+G2"])
+    assert (summary.recommendation.choice, summary.recommendation.status) == ("G1", "not_separable")
+    # With many scores the two intervals nearly agree, and the bootstrap may be the wider one
+    many = [float(x % 7) for x in range(200)]
+    boot, student = bootstrap_ci(many, seed="0:a"), t_interval(many)  # describe's stream: "<seed>:<choice>"
+    assert describe(many, choice="a").ci95 == (min(boot[0], student[0]), max(boot[1], student[1]))
+    assert abs((boot[1] - boot[0]) - (student[1] - student[0])) < 0.1 * (student[1] - student[0])
