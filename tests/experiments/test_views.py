@@ -319,6 +319,7 @@ def test_report_compares_selected_design_with_baselines(owner_client, search, us
     assert 'id="chart-bars"' in body and 'class="heat"' in body
     assert "G1+G2" in body and "override" in body and "cheaper" in body
     assert "not expressible" in body  # PEFT export of an adapter design
+    assert "Student-t interval" in body  # how the intervals are made
     assert decided.key in body
 
 

@@ -179,7 +179,7 @@
     }), CONFIG);
   }
 
-  // Mean of each choice with its bootstrap 95% CI as a horizontal interval; the recommendation bold.
+  // Mean of each choice with its 95% CI (bootstrap widened to Student-t) as a horizontal interval; the recommendation bold.
   function meanCI(el, choices, recommended) {
     const rows = choices.filter(function (c) { return c.mean !== null && c.mean !== undefined; });
     if (!rows.length) { empty(el, "No choice has a successful trial yet."); return; }
