@@ -309,6 +309,10 @@ class StageApproveSerializer(serializers.Serializer):
 
 # --- trials ----------------------------------------------------------------------------------
 
+# One field instance formats every timestamp of a trial row as DRF's DateTimeField does.
+_DATETIME = serializers.DateTimeField()
+
+
 class TrialSerializer(serializers.ModelSerializer):
     """One row of the trial table (no design document: see the trial detail)."""
 
@@ -356,10 +360,6 @@ class TrialSerializer(serializers.ModelSerializer):
             "finished_at": None if trial.finished_at is None else stamp(trial.finished_at),
             "error": self.get_error(trial),
         }
-
-
-# One field instance formats every timestamp of a trial row as DRF's DateTimeField does.
-_DATETIME = serializers.DateTimeField()
 
 
 class TrialDetailSerializer(TrialSerializer):
