@@ -161,6 +161,12 @@ def full_stability(trials: list[dict], *, resamples: int, seed: int) -> float:
     return same / resamples
 
 
+def _schedule(eta: int, first: int) -> str:
+    """The JSON key of a halving schedule: "2" (eta 2, first rung after 1 epoch, as a search runs
+    it), "3, first rung >= 3" when --min-epochs moves the first rung later."""
+    return str(eta) if first == 1 else f"{eta}, first rung >= {first}"
+
+
 def _pooled_separable(rows: list[dict]) -> float | None:
     separable = sum(r["separable_resamples"] for r in rows)
     agreed = sum(r["separable_resamples"] * r["separable_agreement"] for r in rows if r["separable_resamples"])
@@ -181,10 +187,11 @@ def replay_all(args: argparse.Namespace) -> None:
         for stage in data["stages"]:
             trials = [RecordedTrial(t["choice"], t["scores"]) for t in stage["trials"]]
             rates = (stage.get("settings") or {}).get("strategy_learning_rates")
-            for eta in args.eta:
-                report = replay(trials, eta=eta, resamples=args.resamples, seed=args.seed)
+            for eta, first in [(eta, first) for eta in args.eta for first in args.min_epochs]:
+                report = replay(trials, eta=eta, min_epochs=first, resamples=args.resamples, seed=args.seed)
                 plan = report.plan
                 row = {"recording": name, "stage": stage["stage"], "component": stage["component"], "eta": eta,
+                       "schedule": _schedule(eta, first),
                        "strategy_rates": "measured" if rates else "one rate for all",
                        "rungs": [r.epochs for r in plan.rungs], "trials": len(trials),
                        "full_decision": report.full_decision, "halving_decision": report.halving_decision,
@@ -197,7 +204,7 @@ def replay_all(args: argparse.Namespace) -> None:
                        "final_means": {c: round(statistics.fmean(v), 2)
                                        for c, v in _finals(stage["trials"]).items() if v}}
                 results.append(row)
-                print(f"{name} {row['stage']:6s} {row['component']:10s} eta {eta}: rungs {row['rungs']}, agreement "
+                print(f"{name} {row['stage']:6s} {row['component']:10s} eta {row['schedule']}: rungs {row['rungs']}, agreement "
                       f"{row['agreement']:.2f}, {row['trial_epochs']}/{row['full_trial_epochs']} trial-epochs "
                       f"({row['cost_fraction']:.2f}), full {row['full_decision']} / halving {row['halving_decision']}; "
                       f"the full stage decides the same on {row['full_stability']:.2f} of resamples; "
@@ -206,9 +213,9 @@ def replay_all(args: argparse.Namespace) -> None:
                       f"final means {row['final_means']}",
                       flush=True)
     summary = {}
-    for eta in args.eta:
-        rows = [r for r in results if r["eta"] == eta]
-        summary[str(eta)] = {
+    for schedule in dict.fromkeys(r["schedule"] for r in results):
+        rows = [r for r in results if r["schedule"] == schedule]
+        summary[schedule] = {
             "min_agreement": min(r["agreement"] for r in rows),
             "mean_agreement": round(statistics.fmean(r["agreement"] for r in rows), 3),
             # the ceiling: how often the full stage agrees with itself when its trials are redrawn
@@ -245,8 +252,12 @@ def main() -> None:
                         help="record: decide these components first (e.g. grouping=decreasing allocation=uniform)")
     parser.add_argument("--append", action="store_true", help="record: add the stages to the file's")
     parser.add_argument("--eta", type=int, nargs="+", default=[3])
+    parser.add_argument("--min-epochs", type=int, nargs="+", default=[1],
+                        help="replay: epochs before the first rung (1: as a search runs halving); several to compare")
     parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args()
+    if not all(1 <= m <= 1000 for m in args.min_epochs) or not all(2 <= e <= 1000 for e in args.eta):
+        parser.error("--min-epochs must be from 1 to 1000 and --eta from 2 to 1000")
     for name in ("epochs", "per_choice", "stages", "groups", "train_examples", "eval_examples", "resamples"):
         if not 1 <= getattr(args, name) <= 100_000:
             parser.error(f"--{name.replace('_', '-')} must be from 1 to 100000")

@@ -22,6 +22,16 @@ def test_the_replay_reads_the_committed_recording_and_prints_one_json_line_last(
         assert row["trial_epochs"] < row["full_trial_epochs"] == row["trials"] * row["rungs"][-1]
 
 
+def test_a_later_first_rung_is_replayed_beside_the_searchs_schedule():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "halving.py"), "--eta", "3", "--min-epochs", "1", "3",
+                           "--resamples", "20"], capture_output=True, text=True, timeout=120, cwd=ROOT, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(result["by_eta"]) == {"3", "3, first rung >= 3"}
+    later = [row for row in result["stages"] if row["schedule"] == "3, first rung >= 3"]
+    assert later and all(row["rungs"][0] >= 3 for row in later)
+    assert all(row["rungs"][0] == 1 for row in result["stages"] if row["schedule"] == "3")
+
+
 def test_record_writes_one_file():
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "halving.py"), "record", "--file", "a.json", "b.json"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
