@@ -169,6 +169,9 @@ def run(args: argparse.Namespace, env: Environment) -> dict:
 
     client = Client()
     client.force_login(seeded["user"])
+    from pefs_web.serving import freeze_startup_objects
+
+    freeze_startup_objects()  # as a web process does once the application is loaded (pefs_web/wsgi.py)
     endpoints = {
         "search_page": reverse("search-detail", kwargs={"search_id": search.pk}),
         "trial_list_api": f"/api/searches/{search.pk}/trials/?ordering=-score",

@@ -14,6 +14,7 @@ from django.conf import settings  # noqa: E402
 
 from experiments.routing import websocket_urlpatterns  # noqa: E402
 from pefs_web.body_limit import RequestBodyLimit  # noqa: E402
+from pefs_web.serving import freeze_startup_objects  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -21,3 +22,4 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+freeze_startup_objects()
