@@ -194,20 +194,17 @@ class Server:
             self.port = probe.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.kind, self.processes = kind, processes
-        argv = (gunicorn_argv("127.0.0.1", self.port, processes) if kind == "gunicorn"
-                else daphne_argv("127.0.0.1", self.port))
+        self.processes = processes
+        self.argv = (gunicorn_argv("127.0.0.1", self.port, processes) if kind == "gunicorn"
+                     else daphne_argv("127.0.0.1", self.port))
         with open(log_path, "ab") as log:
-            self.procs = [spawn(argv, env={**os.environ, STATIC_COLLECTED: "1"}, cwd=ROOT, stdout=log,
+            self.procs = [spawn(self.argv, env={**os.environ, STATIC_COLLECTED: "1"}, cwd=ROOT, stdout=log,
                                 stderr=subprocess.STDOUT)]
 
     @property
     def command(self) -> str:
-        from pefs_web.serving import daphne_argv, gunicorn_argv
-
-        argv = (gunicorn_argv("127.0.0.1", self.port, self.processes) if self.kind == "gunicorn"
-                else daphne_argv("127.0.0.1", self.port))
-        return " ".join(["python", *argv[1:]])
+        """The server's command line, as the JSON line reports it."""
+        return " ".join(["python", *self.argv[1:]])
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until the server has answered a few requests over fresh connections (two per process; a
