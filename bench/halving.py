@@ -47,9 +47,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# The committed recordings: the first (every module at one learning rate, 3e-3, 64 training examples)
-# and the second (each strategy at the rate a search gives it, 128 training examples, as the study).
-DEFAULT_FILES = [ROOT / "bench" / "data" / "halving_stages.json", ROOT / "bench" / "data" / "halving_stages_measured.json"]
+# The committed recordings: the first (every module at one learning rate, 3e-3, 64 training examples),
+# the second (each strategy at the rate a search gives it, 128 training examples, as the study), and the
+# third (as the second, 12 designs a choice, with the selection loss and ranking AUC after every epoch).
+DEFAULT_FILES = [ROOT / "bench" / "data" / name
+                 for name in ("halving_stages.json", "halving_stages_measured.json", "halving_stages_auc.json")]
 
 
 def _stage(space, spec, *, per_choice: int, seed: int, shape, budget, options):
@@ -100,20 +102,28 @@ def record(args: argparse.Namespace) -> None:
         stage_started = time.perf_counter()
         trials = []
         for i, drawn in enumerate(batch.designs):
-            per_epoch: list[float] = []
+            per_epoch: list[float | None] = []
+            losses: list[float | None] = []  # the selection set's loss after every epoch (eval_loss)
+            aucs: list[float | None] = []  # and its ranking AUC (eval_auc)
+
+            def on_eval(task, step, metrics, per_epoch=per_epoch, losses=losses, aucs=aucs):
+                per_epoch.append(round(metrics["score"], 4))
+                losses.append(round(metrics["eval_loss"], 6))
+                aucs.append(round(metrics["eval_auc"], 6) if "eval_auc" in metrics else None)
+
             config = TrainConfig(batch_size=16, epochs=args.epochs, max_length=64, learning_rate=args.learning_rate,
                                  train_examples=args.train_examples, eval_examples=args.eval_examples,
                                  seed=drawn.data_seed, device="cpu")
-            callbacks = Callbacks(on_eval=lambda task, step, metrics: per_epoch.append(round(metrics["score"], 4)))
+            callbacks = Callbacks(on_eval=on_eval)
             try:
                 run_design(drawn.design, [args.task], train_config=config, callbacks=callbacks,
                            backbone_cache=cache, role="selection")
             except Exception as exc:  # a diverged design is a failed trial, as in a search
                 print(f"{spec.name} #{i}: {type(exc).__name__}: {exc}", flush=True)
-                per_epoch = [None] * args.epochs
+                per_epoch, losses, aucs = [None] * args.epochs, [None] * args.epochs, [None] * args.epochs
             choice = drawn.choices[spec.component]
-            trials.append({"choice": choice, "scores": per_epoch})
-            print(f"{spec.name} #{i} {choice}: {per_epoch}", flush=True)
+            trials.append({"choice": choice, "scores": per_epoch, "losses": losses, "aucs": aucs})
+            print(f"{spec.name} #{i} {choice}: {per_epoch} loss {losses} auc {aucs}", flush=True)
         full = _decide(trials)
         stages.append({"stage": spec.name, "component": spec.component, "trials": trials, "full_decision": full,
                        "settings": settings, "seconds": round(time.perf_counter() - stage_started, 1)})
@@ -161,16 +171,57 @@ def full_stability(trials: list[dict], *, resamples: int, seed: int) -> float:
     return same / resamples
 
 
-def _schedule(eta: int, first: int) -> str:
-    """The JSON key of a halving schedule: "2" (eta 2, first rung after 1 epoch, as a search runs
-    it), "3, first rung >= 3" when --min-epochs moves the first rung later."""
-    return str(eta) if first == 1 else f"{eta}, first rung >= {first}"
+def _schedule(eta: int, first: int, rank_by: str = "score") -> str:
+    """The JSON key of a halving schedule: "2" (eta 2, first rung after 1 epoch, ranked by score),
+    "3, first rung >= 3" when --min-epochs moves the first rung later, ", ranked by auc" when the
+    rungs rank by another signal."""
+    key = str(eta) if first == 1 else f"{eta}, first rung >= {first}"
+    return key if rank_by == "score" else f"{key}, ranked by {rank_by}"
 
 
 def _pooled_separable(rows: list[dict]) -> float | None:
     separable = sum(r["separable_resamples"] for r in rows)
     agreed = sum(r["separable_resamples"] * r["separable_agreement"] for r in rows if r["separable_resamples"])
     return round(agreed / separable, 3) if separable else None
+
+
+RANKINGS = ("score", "auc", "loss", "oracle")
+
+
+def _ranking(trial: dict, rank_by: str) -> list[float | None] | None:
+    """What the rungs rank a recorded trial by (higher is better): its score (None, as a search did
+    before), the selection set's ranking AUC or negated loss after each epoch (recordings from
+    session 5 on), or its own final score at every rung ("oracle": perfect foresight, the ceiling
+    of any ranking, which shows what the survivors' decision rule itself can agree with)."""
+    if rank_by == "score":
+        return None
+    if rank_by == "oracle":
+        return [trial["scores"][-1]] * len(trial["scores"])
+    values = trial.get("aucs" if rank_by == "auc" else "losses")
+    if values is None:
+        raise KeyError(rank_by)
+    return [None if v is None else (v if rank_by == "auc" else -v) for v in values]
+
+
+def signal_correlations(trials: list[dict]) -> dict[str, list[float | None]]:
+    """How well each recorded signal after epoch k orders the designs by their final score: Spearman's
+    rho over the stage's trials (failed ones left out), per epoch. The score itself reaches 1.0 at the
+    last epoch; a signal that ranks early rungs well is high at the first epochs."""
+    from scipy.stats import spearmanr
+
+    done = [t for t in trials if t["scores"][-1] is not None]
+    finals = [t["scores"][-1] for t in done]
+    correlations = {}
+    for name, key, sign in (("score", "scores", 1), ("auc", "aucs", 1), ("loss", "losses", -1)):
+        if not done or any(t.get(key) is None for t in done):
+            continue
+        series = []
+        for epoch in range(len(finals and done[0]["scores"])):
+            values = [sign * t[key][epoch] for t in done]
+            rho = spearmanr(values, finals).statistic if len(set(values)) > 1 else None
+            series.append(None if rho is None or rho != rho else round(float(rho), 3))
+        correlations[name] = series
+    return correlations
 
 
 def replay_all(args: argparse.Namespace) -> None:
@@ -185,13 +236,20 @@ def replay_all(args: argparse.Namespace) -> None:
             "task", "epochs", "per_choice", "groups", "train_examples", "eval_examples", "eval_role", "backbone",
             "learning_rate")}
         for stage in data["stages"]:
-            trials = [RecordedTrial(t["choice"], t["scores"]) for t in stage["trials"]]
+            correlations = signal_correlations(stage["trials"])
+            if set(correlations) - {"score"}:
+                print(f"{name} {stage['stage']}: Spearman rho of each signal after epoch 1..{data['epochs']} with the "
+                      f"final score: " + "; ".join(f"{k} {v}" for k, v in correlations.items()), flush=True)
             rates = (stage.get("settings") or {}).get("strategy_learning_rates")
-            for eta, first in [(eta, first) for eta in args.eta for first in args.min_epochs]:
+            for eta, first, rank_by in [(e, f, r) for e in args.eta for f in args.min_epochs for r in args.rank_by]:
+                try:
+                    trials = [RecordedTrial(t["choice"], t["scores"], _ranking(t, rank_by)) for t in stage["trials"]]
+                except KeyError:  # an older recording without that signal
+                    continue
                 report = replay(trials, eta=eta, min_epochs=first, resamples=args.resamples, seed=args.seed)
                 plan = report.plan
                 row = {"recording": name, "stage": stage["stage"], "component": stage["component"], "eta": eta,
-                       "schedule": _schedule(eta, first),
+                       "schedule": _schedule(eta, first, rank_by), "rank_by": rank_by,
                        "strategy_rates": "measured" if rates else "one rate for all",
                        "rungs": [r.epochs for r in plan.rungs], "trials": len(trials),
                        "full_decision": report.full_decision, "halving_decision": report.halving_decision,
@@ -200,6 +258,7 @@ def replay_all(args: argparse.Namespace) -> None:
                        "separable_agreement": report.separable_agreement, "trial_epochs": plan.trial_epochs,
                        "full_trial_epochs": plan.full_trial_epochs,
                        "cost_fraction": round(plan.trial_epochs / plan.full_trial_epochs, 3),
+                       "signal_correlations": correlations,
                        "full_stability": full_stability(stage["trials"], resamples=args.resamples, seed=args.seed),
                        "final_means": {c: round(statistics.fmean(v), 2)
                                        for c, v in _finals(stage["trials"]).items() if v}}
@@ -254,6 +313,9 @@ def main() -> None:
     parser.add_argument("--eta", type=int, nargs="+", default=[3])
     parser.add_argument("--min-epochs", type=int, nargs="+", default=[1],
                         help="replay: epochs before the first rung (1: as a search runs halving); several to compare")
+    parser.add_argument("--rank-by", nargs="+", choices=RANKINGS, default=["score"],
+                        help="replay: what rungs rank designs by (score; auc, loss: recordings that have them; "
+                             "oracle: the final score, the ceiling of any ranking); several to compare")
     parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args()
     if not all(1 <= m <= 1000 for m in args.min_epochs) or not all(2 <= e <= 1000 for e in args.eta):

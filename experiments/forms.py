@@ -42,6 +42,9 @@ def _config_field(spec: dataclasses.Field, help_text: str) -> forms.Field:
     optional = "None" in annotation
     if optional:
         help_text = f"{help_text}; leave empty for none"
+    if spec.metadata.get("choices"):
+        return forms.ChoiceField(label=label, help_text=help_text,
+                                 choices=[(c, c) for c in spec.metadata["choices"]])
     if annotation.startswith("bool"):
         return forms.BooleanField(label=label, required=False, help_text=help_text)
     if annotation.startswith("int"):

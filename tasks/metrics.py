@@ -165,3 +165,29 @@ def task_score(kind: str, metrics: Mapping[str, float]) -> float:
     if missing:
         raise MetricError("metrics", f"missing {', '.join(missing)} needed for {kind!r}")
     return float(100.0 * sum(float(metrics[key]) for key in keys) / len(keys))
+
+
+def ranking_auc(
+    probabilities: Sequence[Sequence[float]] | np.ndarray, labels: Sequence[int] | np.ndarray
+) -> float:
+    """Macro one-vs-rest ROC AUC of class probabilities (n x k), over the classes present with both
+    positives and negatives (binary: the AUC of the positive class). 0.5 when no class qualifies.
+
+    It measures how well the model *orders* examples, so it moves before accuracy does while a
+    barely trained model still predicts the majority class everywhere (successive halving's early
+    rungs rank by it, experiments.space.halving). Ties count half, as scikit-learn's roc_auc_score.
+    """
+    probs = np.asarray(probabilities, dtype=np.float64)
+    gold = np.asarray(labels)
+    if probs.ndim != 2 or probs.shape[0] != gold.shape[0]:
+        raise MetricError("probabilities", f"need shape (n, k) with n = {gold.shape[0]}, got {probs.shape}")
+    aucs = []
+    for k in range(probs.shape[1]):
+        positive = gold == k
+        n_pos = int(positive.sum())
+        n_neg = positive.size - n_pos
+        if n_pos == 0 or n_neg == 0:
+            continue
+        ranks = rankdata(probs[:, k])
+        aucs.append((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(np.mean(aucs)) if aucs else 0.5

@@ -3,7 +3,9 @@
 A stage of a search with ``halving_eta`` trains in rungs (experiments.space.halving; epochs ends
 ``rung_epochs(E, eta)``, e.g. 1 and 3 of E = 3 at eta = 3). Every design of the stage trains to
 the first rung. When every trial of a rung is final, the best ``ceil(n / eta)`` of each choice
-(``promote``: n counts the choice's trials of that rung, failed ones included) continue from their
+(``promote``: n counts the choice's trials of that rung, failed ones included; ranked by the plan's
+``rank_by``, SearchConfig.halving_rank_by: the selection set's ranking AUC by default, since after a
+few steps every design still answers the majority class and the scores tie) continue from their
 rung checkpoint to the next rung; the others are *halted*: they keep their rung score, flagged,
 and the stage's statistics leave them out, because a score after fewer epochs is not comparable.
 The last rung's survivors are the stage's evidence. Only a stage that decides a component halves
@@ -35,6 +37,7 @@ from django.db import transaction
 from django.db.models import F
 
 from experiments.space import DesignSpace, SearchConfig, promote, rung_epochs
+from experiments.space.halving import rank_value
 
 from .. import events
 from ..files import artifact_storage, directory_store, storage_delete_tree, storage_walk
@@ -49,7 +52,7 @@ def halving_stage_plan(config: SearchConfig, component: str | None) -> dict[str,
     rungs = rung_epochs(config.epochs, eta=config.halving_eta)
     if len(rungs) < 2:  # one rung: nothing to halve (e.g. 1 epoch)
         return None
-    return {"eta": config.halving_eta, "rungs": list(rungs)}
+    return {"eta": config.halving_eta, "rungs": list(rungs), "rank_by": config.halving_rank_by}
 
 
 def stage_halving(stage: Stage) -> dict[str, Any] | None:
@@ -148,7 +151,11 @@ def stage_rung_advance(stage: Stage) -> bool:
     space = DesignSpace.from_dict(stage.space)
     canonical = {alias: choice for choice, names in space.aliases(stage.component).items() for alias in names}
     rows = list(stage.trials.filter(rung=stage.rung, halted=False))
-    scores = {t.pk: (t.score if t.status == Trial.Status.SUCCEEDED else None) for t in rows}
+    # Ranked by the plan's signal (the selection set's ranking AUC unless the search asked for the
+    # score; stages planned before it existed ranked by the score).
+    rank_by = halving.get("rank_by", "score")
+    scores = {t.pk: (rank_value(t.scores, t.score, rank_by) if t.status == Trial.Status.SUCCEEDED else None)
+              for t in rows}
     choice_of = {t.pk: canonical.get(t.choices.get(stage.component), str(t.choices.get(stage.component)))
                  for t in rows}
     survivors = promote(scores, choice_of, eta=halving["eta"])
@@ -182,7 +189,8 @@ def stage_halving_summary(stage: Stage) -> dict[str, Any] | None:
     spent = sum(rungs[min(rung, len(rungs) - 1)] for rung, _, _ in trials)
     full = len(trials) * rungs[-1]
     per_rung = [sum(1 for rung, _, _ in trials if rung >= k) for k in range(len(rungs))]
-    return {"eta": halving["eta"], "rungs": rungs, "trials_per_rung": per_rung,
+    return {"eta": halving["eta"], "rungs": rungs, "rank_by": halving.get("rank_by", "score"),
+            "trials_per_rung": per_rung,
             "survivors": sum(1 for rung, halted, status in trials
                              if rung == len(rungs) - 1 and status == Trial.Status.SUCCEEDED),
             "trial_epochs": spent, "full_trial_epochs": full, "saved_trial_epochs": full - spent}

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from experiments.space.halving import rank_value
 from tasks.timing import RUNNING_PHASES, add_phases, rounded
 
 from .. import events
@@ -103,8 +104,10 @@ def trial_finish(*, trial_id: int, attempt: int, status: str, result: TrialResul
             trial.notes = [*trial.notes, *(n for n in result.notes if n not in trial.notes)]  # keep crash notes
             fields += ["score", "scores", "trainable_params", "head_params", "optimised_params", "notes"]
             if result.rung_epochs is not None:
+                rank_by = ((trial.stage.plan or {}).get("halving") or {}).get("rank_by", "score")
                 trial.rung_scores = [*(r for r in trial.rung_scores if r.get("rung") != trial.rung),
                                      {"rung": trial.rung, "epochs": result.rung_epochs, "score": result.score,
+                                      "rank_by": rank_by, "rank": rank_value(result.scores, result.score, rank_by),
                                       "seconds": seconds}]
                 trial.checkpoint = result.checkpoint
                 fields += ["rung_scores", "checkpoint"]

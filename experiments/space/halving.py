@@ -130,6 +130,41 @@ def plan_halving(
     )
 
 
+# What a rung ranks the designs of a choice by (SearchConfig.halving_rank_by). A stage still decides
+# by the survivors' final scores; the ranking only picks the survivors.
+RANK_BY = {
+    "auc": "the selection set's ranking AUC (tasks.metrics.ranking_auc; the score for regression "
+    "tasks): it orders examples well before accuracy leaves the majority class",
+    "score": "the selection-set score, as the stage decides",
+}
+
+
+def rank_value(per_task: Mapping[str, Any] | None, score: float | None, rank_by: str) -> float | None:
+    """What a rung ranks a finished trial by (higher is better; None: not ranked, e.g. failed).
+
+    ``per_task`` is the trial's ``{task: {"metrics": {...}, "score": s}}`` (tasks.runner); "auc"
+    averages ``100 * eval_auc`` over the tasks, a task without one (regression) counting its score,
+    and falls back to ``score`` for results without per-task metrics.
+
+    >>> rank_value({"sst2": {"metrics": {"eval_auc": 0.75}, "score": 58.5}}, 58.5, "auc")
+    75.0
+    >>> rank_value({"sst2": {"metrics": {"eval_auc": 0.75}, "score": 58.5}}, 58.5, "score")
+    58.5
+    """
+    if rank_by not in RANK_BY:
+        raise SpaceError("halving_rank_by", f"must be one of {sorted(RANK_BY)}, got {rank_by!r}")
+    if score is None or rank_by == "score" or not per_task:
+        return score
+    values = []
+    for entry in per_task.values():
+        metrics = (entry or {}).get("metrics") or {}
+        value = 100.0 * metrics["eval_auc"] if isinstance(metrics.get("eval_auc"), (int, float)) else entry.get("score")
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return score
+        values.append(float(value))
+    return statistics.fmean(values) if values else score
+
+
 def promote(
     scores: Mapping[Any, float | None], choice_of: Mapping[Any, str], *, eta: int
 ) -> set[Any]:
@@ -150,10 +185,19 @@ def promote(
 
 @dataclass(frozen=True)
 class RecordedTrial:
-    """A trial of a fully trained stage: its choice, its score after each epoch (None: failed)."""
+    """A trial of a fully trained stage: its choice, its score after each epoch (None: failed), and
+    optionally what rungs rank it by after each epoch (``ranking``, higher is better, e.g. the
+    selection set's ranking AUC; None: rank by the score, as the stage decides)."""
 
     choice: str
     scores: Sequence[float | None]
+    ranking: Sequence[float | None] | None = None
+
+    def rank_value(self, epoch: int) -> float | None:
+        """What a rung ending after ``epoch`` epochs ranks this trial by (None: failed)."""
+        if self.scores[epoch - 1] is None:
+            return None
+        return self.scores[epoch - 1] if self.ranking is None else self.ranking[epoch - 1]
 
 
 @dataclass(frozen=True)
@@ -226,7 +270,7 @@ def _halving_decision(
     for end in rungs[:-1]:
         alive = sorted(
             promote(
-                {i: trials[i].scores[end - 1] for i in alive},
+                {i: trials[i].rank_value(end) for i in alive},
                 {i: trials[i].choice for i in alive},
                 eta=eta,
             )
@@ -249,7 +293,8 @@ def replay(
     """Would halving have decided this fully trained stage the same way? (module docstring)
 
     The full decision is the choice with the highest mean final-epoch score; the halving decision
-    the choice whose surviving designs have the highest mean final-epoch score. ``agreement``
+    the choice whose surviving designs have the highest mean final-epoch score, the survivors of
+    each rung being the best of their choice by ``RecordedTrial.rank_value``. ``agreement``
     repeats both on ``resamples`` stratified bootstrap resamples (trials redrawn within each
     choice, so every choice keeps its count); ``separable_agreement`` counts only the resamples in
     which the full stage separates its best choice from the runner-up (SEPARABLE_Z).
@@ -258,10 +303,10 @@ def replay(
         raise SpaceError("trials", "need at least one recorded trial")
     epochs = len(trials[0].scores)
     for i, t in enumerate(trials):
-        if len(t.scores) != epochs:
-            raise SpaceError(
-                f"trials[{i}].scores", f"has {len(t.scores)} epochs, trials[0] has {epochs}"
-            )
+        for name in ("scores", "ranking"):
+            values = getattr(t, name)
+            if values is not None and len(values) != epochs:
+                raise SpaceError(f"trials[{i}].{name}", f"has {len(values)} epochs, trials[0] has {epochs}")
     if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
         raise SpaceError("resamples", f"must be a positive integer, got {resamples!r}")
     rungs = rung_epochs(epochs, eta=eta, min_epochs=min_epochs)

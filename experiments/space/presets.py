@@ -163,6 +163,15 @@ class SearchConfig:
             "min_successes reach the last rung (2 to 16; empty: off)"
         },
     )
+    halving_rank_by: str = field(
+        default="auc",
+        metadata={
+            "help": "what successive halving's rungs rank each choice's designs by: auc (the "
+            "selection set's ranking AUC, informative while accuracy is still at the majority "
+            "class; bench/halving.py) or score; the stage decides by the survivors' scores either way",
+            "choices": ("auc", "score"),
+        },
+    )
     min_successes: int = field(
         default=2,
         metadata={
@@ -220,6 +229,8 @@ class SearchConfig:
             if not isinstance(getattr(self, flag), bool):
                 raise SpaceError(flag, f"must be true or false, got {getattr(self, flag)!r}")
         _int("halving_eta", self.halving_eta, 2, optional=True)
+        if self.halving_rank_by not in ("auc", "score"):
+            raise SpaceError("halving_rank_by", f"must be auc or score, got {_shown(self.halving_rank_by)}")
         if isinstance(self.min_successes, int) and not isinstance(self.min_successes, bool):
             if self.min_successes < MIN_SUCCESSES:
                 raise SpaceError(

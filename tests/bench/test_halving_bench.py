@@ -14,8 +14,9 @@ def test_the_replay_reads_the_committed_recording_and_prints_one_json_line_last(
                           capture_output=True, text=True, timeout=120, cwd=ROOT, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["benchmark"] == "halving" and set(result["by_eta"]) == {"2", "3"}
-    # both committed recordings: one learning rate for all, and the measured per-strategy rates
-    assert set(result["recorded"]) == {"halving_stages.json", "halving_stages_measured.json"}
+    # the committed recordings: one learning rate for all, the measured per-strategy rates, and those
+    # with the selection loss and ranking AUC after every epoch
+    assert set(result["recorded"]) == {"halving_stages.json", "halving_stages_measured.json", "halving_stages_auc.json"}
     assert {row["strategy_rates"] for row in result["stages"]} == {"one rate for all", "measured"}
     for row in result["stages"]:
         assert 0 <= row["agreement"] <= 1 and 0 <= row["full_stability"] <= 1
@@ -42,3 +43,24 @@ def test_flags_are_bounded():
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "halving.py"), "--resamples", "1000000"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 2 and "--resamples must be from 1 to 100000" in done.stderr
+
+
+def test_rungs_ranked_by_the_recorded_auc_and_by_foresight_are_replayed_beside_the_score():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "halving.py"), "--eta", "3", "--rank-by", "score",
+                           "auc", "oracle", "--resamples", "20"], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(result["by_eta"]) == {"3", "3, ranked by auc", "3, ranked by oracle"}
+    rows = result["stages"]
+    # only recordings with a per-epoch AUC can be ranked by it; every recording can be by foresight
+    with_auc = {r["recording"] for r in rows if r["rank_by"] == "auc"}
+    assert with_auc == {"halving_stages_auc.json"}
+    assert {r["recording"] for r in rows if r["rank_by"] == "oracle"} == {r["recording"] for r in rows}
+    for recording in with_auc:
+        recorded = json.loads((ROOT / "bench" / "data" / recording).read_text())
+        assert all(len(t["aucs"]) == len(t["scores"]) for s in recorded["stages"] for t in s["trials"])
+    # the same trials and plan whatever the ranking: only the survivors differ
+    for row in rows:
+        twin = next(r for r in rows if r["rank_by"] == "score" and (r["recording"], r["stage"], r["trials"]) ==
+                    (row["recording"], row["stage"], row["trials"]))
+        assert (row["trial_epochs"], row["full_decision"]) == (twin["trial_epochs"], twin["full_decision"])

@@ -47,7 +47,7 @@ def test_a_halving_stage_promotes_each_choices_best_and_survivors_continue_their
                                                                                       bundled_tasks):
     search = _search(user, tiny_backbone, bundled_tasks)
     stage = search.stages.get(order=0)
-    assert stage.plan["halving"] == {"eta": 2, "rungs": [1, 2]}
+    assert stage.plan["halving"] == {"eta": 2, "rungs": [1, 2], "rank_by": "auc"}
 
     _run_queued(search)
 
@@ -60,9 +60,13 @@ def test_a_halving_stage_promotes_each_choices_best_and_survivors_continue_their
         by_choice[trial.choices[stage.component]].append(trial)
     for choice, members in by_choice.items():
         survivors = [t for t in members if not t.halted]
-        # The best ceil(n / eta) of each choice by their rung-1 score went on; the rest were halted
+        # The best ceil(n / eta) of each choice by their rung-1 ranking AUC went on; the rest were halted
         assert len(survivors) == keep_count(len(members), 2), choice
-        first_rung = {t.pk: t.rung_scores[0]["score"] for t in members}
+        assert {t.rung_scores[0]["rank_by"] for t in members} == {"auc"}
+        first_rung = {t.pk: t.rung_scores[0]["rank"] for t in members}
+        for trial in members:  # a halted trial's metrics are its rung-1 metrics: the AUC it was ranked by
+            if trial.halted:
+                assert first_rung[trial.pk] == pytest.approx(100 * trial.scores["sst2"]["metrics"]["eval_auc"])
         assert min(first_rung[t.pk] for t in survivors) >= max(
             (first_rung[t.pk] for t in members if t.halted), default=-1)
         for trial in members:
@@ -95,7 +99,8 @@ def test_a_halving_stage_promotes_each_choices_best_and_survivors_continue_their
     table = client.get(reverse("search-trials", args=[search.pk])).content.decode()
     assert "halted after rung 1 of 2 (1 epoch)" in table and "rung 2 of 2 (2 epochs)" in table
     detail = client.get(reverse("trial-detail", args=[search.pk, survivor.pk])).content.decode()
-    assert 'id="rungs"' in detail and "curve goes on" in detail
+    assert 'id="rungs"' in detail and "curve goes on" in detail and "AUC " in detail
+    assert "ranked by the selection set's ranking AUC" in page
     # The score-vs-parameters chart leaves halted trials out (their scores are from fewer epochs)
     # and carries what each plotted trial's optimiser updated next to its stored count
     data = pages.chart_data(search)
@@ -106,6 +111,25 @@ def test_a_halving_stage_promotes_each_choices_best_and_survivors_continue_their
     Trial.objects.filter(pk=stale.pk).update(status=Trial.Status.FAILED, halted=False)
     with pytest.raises(ValidationError, match="past this trial's rung"):
         services.trial_retry(trial=Trial.objects.get(pk=stale.pk))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_search_can_rank_its_rungs_by_score(user, tiny_backbone, bundled_tasks):
+    search = _search(user, tiny_backbone, bundled_tasks, halving_rank_by="score")
+    stage = search.stages.get(order=0)
+    assert stage.plan["halving"]["rank_by"] == "score"
+    _run_queued(search, until=lambda trial: trial.rung == 1)  # the first rung only
+
+    members: dict[str, list[Trial]] = defaultdict(list)
+    for trial in stage.trials.all():
+        members[trial.choices[stage.component]].append(trial)
+    for choice, trials in members.items():
+        assert all(t.rung_scores[0]["rank_by"] == "score" and t.rung_scores[0]["rank"] == t.rung_scores[0]["score"]
+                   for t in trials)
+        survivors = [t for t in trials if not t.halted]
+        assert len(survivors) == keep_count(len(trials), 2), choice
+        assert min(t.rung_scores[0]["score"] for t in survivors) >= max(
+            (t.rung_scores[0]["score"] for t in trials if t.halted), default=-1)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, roc_auc_score
 
 from tasks.metrics import (
     METRIC_KEYS,
@@ -17,6 +17,7 @@ from tasks.metrics import (
     f1_binary,
     matthews_correlation,
     pearson,
+    ranking_auc,
     spearman,
     task_score,
 )
@@ -58,6 +59,33 @@ def test_agrees_with_sklearn_and_scipy(seed):
     assert spearman(noisy.round(0), scores) == pytest.approx(
         spearmanr(noisy.round(0), scores).statistic
     )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ranking_auc_agrees_with_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    gold = rng.integers(0, 2, size=300)
+    p1 = np.clip(0.5 + 0.2 * (gold - 0.5) + rng.normal(0, 0.2, size=300), 0, 1).round(2)  # ties
+    binary = np.stack([1 - p1, p1], axis=1)
+    assert ranking_auc(binary, gold) == pytest.approx(roc_auc_score(gold, p1))
+    multi_gold = rng.integers(0, 3, size=300)
+    logits = rng.normal(0, 1, size=(300, 3)) + np.eye(3)[multi_gold]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert ranking_auc(probs, multi_gold) == pytest.approx(
+        roc_auc_score(multi_gold, probs, multi_class="ovr", average="macro")
+    )
+
+
+def test_ranking_auc_of_a_majority_class_model_still_orders_examples():
+    # Every example predicted class 0 (accuracy = majority share), yet class-1 examples get more
+    # probability: the AUC sees it, accuracy does not.
+    gold = np.array([0, 0, 0, 1, 1])
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.85, 0.15], [0.7, 0.3], [0.6, 0.4]])
+    assert accuracy(probs.argmax(axis=1), gold) == 0.6
+    assert ranking_auc(probs, gold) == 1.0
+    assert ranking_auc([[0.5, 0.5]] * 3, [1, 1, 1]) == 0.5  # one class only: undefined, neutral
+    with pytest.raises(MetricError, match="probabilities"):
+        ranking_auc([0.1, 0.2], [0, 1])
 
 
 def test_degenerate_inputs_score_zero_not_nan():

@@ -70,8 +70,8 @@ def test_a_design_is_trained_and_scored_on_each_task(tiny):
 
     assert isinstance(outcome, DesignOutcome)
     assert set(outcome.per_task) == {"rte", "stsb"}
-    assert set(outcome.per_task["rte"]["metrics"]) == {"accuracy"}
-    assert set(outcome.per_task["stsb"]["metrics"]) == {"pearson", "spearman"}
+    assert set(outcome.per_task["rte"]["metrics"]) == {"accuracy", "eval_loss", "eval_auc"}
+    assert set(outcome.per_task["stsb"]["metrics"]) == {"pearson", "spearman", "eval_loss"}  # no AUC: regression
     assert outcome.score == pytest.approx(
         (outcome.per_task["rte"]["score"] + outcome.per_task["stsb"]["score"]) / 2
     )

@@ -119,7 +119,8 @@ def test_callbacks_report_steps_evaluations_and_the_schedule(tiny_bert_config, r
     assert [m["epoch"] for _, _, m in recorder.evals] == pytest.approx([2 / 3, 1.0, 4 / 3, 2.0])
     last = recorder.evals[-1][2]
     assert result.score == last["score"] == pytest.approx(100 * last["accuracy"])
-    assert result.steps == 6 and result.metrics == {"accuracy": last["accuracy"]}
+    assert result.steps == 6
+    assert result.metrics == {key: last[key] for key in ("accuracy", "eval_loss", "eval_auc")}
 
 
 def test_stop_flag_cancels_within_a_step(tiny_bert_config, rte):
@@ -166,11 +167,41 @@ def test_regression_task_reports_correlations(tiny_bert_config, minilm_tokenizer
         stsb,
         TrainConfig(batch_size=16, epochs=1, eval_batch_size=256),
     )
-    assert set(result.metrics) == {"pearson", "spearman"}
+    assert set(result.metrics) == {"pearson", "spearman", "eval_loss"}
     assert result.score == pytest.approx(
         50 * (result.metrics["pearson"] + result.metrics["spearman"])
     )
     assert math.isfinite(result.final_loss)
+
+
+def _eval_inputs(encoded):
+    """The evaluation set as one padded batch, built here rather than by the engine."""
+    columns = {name: encoded.eval[name][:] for name in encoded.input_columns}
+    width = max(len(row) for row in columns["input_ids"])
+    inputs = {}
+    for name, rows in columns.items():
+        pad = encoded.pad_token_id if name == "input_ids" else 0
+        inputs[name] = torch.tensor([list(row) + [pad] * (width - len(row)) for row in rows])
+    return inputs
+
+
+@pytest.mark.parametrize("batch_size", [7, 1000])
+def test_eval_loss_is_the_mean_loss_over_the_evaluation_set(tiny_bert_config, rte, batch_size):
+    model = _model(tiny_bert_config).eval()
+    with torch.no_grad():
+        logits = model(**_eval_inputs(rte)).logits
+    expected = nn.functional.cross_entropy(logits, torch.tensor(rte.eval["labels"][:]))
+    metrics = evaluate(model, rte, batch_size=batch_size)
+    assert metrics["eval_loss"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_eval_loss_of_a_regression_task_is_the_squared_error(tiny_bert_config, minilm_tokenizer):
+    stsb = encode_task("stsb", minilm_tokenizer, max_length=32, train_examples=32, eval_examples=40)
+    model = _model(tiny_bert_config, num_labels=1).eval()
+    with torch.no_grad():
+        predictions = model(**_eval_inputs(stsb)).logits.view(-1)
+    expected = nn.functional.mse_loss(predictions, torch.tensor(stsb.eval["labels"][:], dtype=torch.float32))
+    assert evaluate(model, stsb, batch_size=16)["eval_loss"] == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_evaluate_leaves_the_training_mode_alone(tiny_bert_config, rte):

@@ -24,10 +24,11 @@
         return { label: name, steps: steps, values: steps.map(function (s) { return series[name].get(s); }) };
       });
     };
-    const loss = pick(function (n) { return /:loss$/.test(n); });
-    const metrics = pick(function (n) { return !/:(loss|lr|examples_per_s)$/.test(n); });
+    // The training loss per step beside the evaluation set's loss per evaluation (eval_loss).
+    const loss = pick(function (n) { return /:(eval_)?loss$/.test(n); });
+    const metrics = pick(function (n) { return !/:(loss|eval_loss|lr|examples_per_s)$/.test(n); });
     const lossEl = document.getElementById("chart-loss");
-    PEFS.charts.curves(lossEl, loss, { title: "training loss", ytitle: "loss", empty: "No loss recorded yet." });
+    PEFS.charts.curves(lossEl, loss, { title: "training loss (and evaluation loss)", ytitle: "loss", empty: "No loss recorded yet." });
     PEFS.charts.curves(document.getElementById("chart-metric"), metrics,
       { title: "evaluation metrics", ytitle: "value", empty: "No evaluation yet: metrics appear after the first evaluation." });
     lossEl.dataset.points = loss.reduce(function (total, s) { return total + s.steps.length; }, 0);  // browser tests

@@ -8,6 +8,7 @@ from experiments.space.halving import (
     keep_count,
     plan_halving,
     promote,
+    rank_value,
     replay,
     rung_epochs,
 )
@@ -66,6 +67,34 @@ def test_replay_detects_a_different_decision() -> None:
     report = replay(trials, eta=3, resamples=20, seed=0)
     assert (report.full_decision, report.halving_decision) == ("b", "a")
     assert not report.same_decision and report.agreement < 1.0
+
+
+def test_replay_ranks_rungs_by_the_trials_ranking_when_it_has_one() -> None:
+    # After the first epoch every score ties at the majority class (58.5); the ranking signal (an AUC)
+    # already orders the designs as their final scores will. Ranked by score, the tie goes to the
+    # earlier trials: choice "a" keeps its two worst designs and halving picks "b"; ranked by the AUC
+    # it keeps "a"'s best and agrees with the full stage.
+    finals = {"a": [60, 62, 93], "b": [70, 71, 72]}  # means: a 71.67, b 71
+    aucs = {"a": [0.60, 0.61, 0.80], "b": [0.70, 0.71, 0.72]}
+    by_score = [RecordedTrial(c, [58.5, f]) for c in finals for f in finals[c]]
+    by_auc = [RecordedTrial(c, [58.5, f], [a, a]) for c in finals for f, a in zip(finals[c], aucs[c])]
+    assert replay(by_score, eta=2, resamples=1).halving_decision == "b"  # rungs 1, 2: each choice keeps 2 of 3
+    assert replay(by_auc, eta=2, resamples=1).halving_decision == replay(by_auc, eta=2, resamples=1).full_decision == "a"
+    assert by_auc[2].rank_value(1) == 0.80 and by_score[2].rank_value(1) == 58.5
+    failed = RecordedTrial("a", [None, None], [0.9, 0.9])
+    assert failed.rank_value(1) is None  # a failed trial is never promoted, whatever its ranking says
+
+
+def test_rank_value_of_a_trial_result() -> None:
+    per_task = {"sst2": {"metrics": {"accuracy": 0.585, "eval_auc": 0.72}, "score": 58.5},
+                "stsb": {"metrics": {"pearson": 0.3, "spearman": 0.2}, "score": 25.0}}  # regression: no AUC
+    assert rank_value(per_task, 41.75, "auc") == pytest.approx((72.0 + 25.0) / 2)
+    assert rank_value(per_task, 41.75, "score") == 41.75
+    assert rank_value(None, 41.75, "auc") == 41.75  # no per-task metrics: the score
+    assert rank_value(per_task, None, "auc") is None  # failed
+    with pytest.raises(SpaceError) as info:
+        rank_value(per_task, 41.75, "loss")
+    assert info.value.field == "halving_rank_by"
 
 
 def test_replay_validates_input() -> None:

@@ -48,6 +48,8 @@ def test_every_field_is_overridable_and_round_trips() -> None:
         ({"learning_rate": 0}, "learning_rate"),
         ({"max_train_examples": 0}, "max_train_examples"),
         ({"halving_eta": 1}, "halving_eta"),
+        ({"halving_rank_by": "loss"}, "halving_rank_by"),
+        ({"halving_rank_by": ["auc"]}, "halving_rank_by"),
         ({"balance": "yes"}, "balance"),
         ({"final_seeds": 0}, "final_seeds"),
         ({"min_successes": 0}, "min_successes"),
