@@ -71,12 +71,13 @@ def test_the_search_totals_add_up_with_and_without_halving() -> None:
     assert final.name == "final" and final.halving is None  # arms are not halved
 
 
-def test_the_study_preset_keeps_two_designs_per_choice_at_the_last_rung() -> None:
+def test_the_study_preset_keeps_three_designs_per_choice_at_the_last_rung() -> None:
     config = preset("study")
-    assert (config.halving_eta, config.epochs, config.num_groups) == (2, 2, 2)
+    assert (config.halving_eta, config.halving_rank_by, config.epochs, config.num_groups) == (2, "auc", 2, 2)
     assert (config.max_train_examples, config.max_eval_examples, config.batch_size, config.max_length) == (
         128, 200, 16, 64)
-    assert (config.final_seeds, config.final_epochs, config.final_lr_grid, config.reference_stage) == (3, 2, 2, False)
+    assert (config.final_seeds, config.final_epochs, config.final_lr_grid, config.reference_stage) == (3, 2, 3, False)
+    assert config.min_successes == 3
     assert rung_epochs(config.epochs, eta=config.halving_eta) == (1, 2)
     plan = search_plan(config, num_layers=6, tasks=STUDY_TASKS)
     for stage in plan.stages:
