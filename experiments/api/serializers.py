@@ -287,6 +287,9 @@ class SearchPlanSerializer(serializers.Serializer):
     task_epochs = serializers.IntegerField(help_text="With successive halving (halving_eta), if set.")
     full_task_epochs = serializers.IntegerField(help_text="The same trials, each trained for every epoch.")
     halving_eta = serializers.IntegerField(allow_null=True)
+    halving_rank_by = serializers.ChoiceField(choices=["auc", "score"], allow_null=True,
+                                              help_text="What halving's rungs rank each choice's designs by; "
+                                                        "null without halving.")
     upper_bound = serializers.BooleanField(help_text="Totals assume S3 tunes every group (the most it can).")
     example_sets = serializers.ListField(child=serializers.DictField(), help_text=(
         "Per task: its training examples, selection set and report set (split, pool, count, seed)."))

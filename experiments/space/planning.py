@@ -144,6 +144,7 @@ class SearchPlan:
 
     stages: tuple[StagePlan, ...]
     tasks: int
+    halving_rank_by: str = "auc"  # what halving's rungs rank by (SearchConfig.halving_rank_by)
 
     @property
     def trials(self) -> int:
@@ -179,6 +180,7 @@ class SearchPlan:
             "task_epochs": self.task_epochs,
             "full_task_epochs": self.full_task_epochs,
             "halving_eta": self.halving_eta,
+            "halving_rank_by": self.halving_rank_by if self.halving_eta is not None else None,
             "upper_bound": self.upper_bound,
         }
 
@@ -358,7 +360,7 @@ def search_plan(config: SearchConfig, *, num_layers: int, tasks: int = 1) -> Sea
                     and config.num_groups > 1,
                 )
             )
-    return SearchPlan(stages=tuple(stages), tasks=tasks)
+    return SearchPlan(stages=tuple(stages), tasks=tasks, halving_rank_by=config.halving_rank_by)
 
 
 __all__ = ["SearchPlan", "StagePlan", "min_per_choice", "search_plan", "stage_plan"]

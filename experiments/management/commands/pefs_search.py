@@ -219,8 +219,10 @@ class Command(BaseCommand):
                           f"(limits {plan['limits']['trials_per_search']:,} and "
                           f"{plan['limits']['task_epochs_per_search']:,} per search).")
         if plan.get("halving_eta"):
-            self.stdout.write(f"  with successive halving (eta {plan['halving_eta']}): {plan['task_epochs']:,} "
-                              f"task-epochs; without it the same trials: {plan['full_task_epochs']:,}")
+            ranked = "the selection set's ranking AUC" if plan.get("halving_rank_by") == "auc" else "score"
+            self.stdout.write(f"  with successive halving (eta {plan['halving_eta']}, rungs ranked by {ranked}): "
+                              f"{plan['task_epochs']:,} task-epochs; without it the same trials: "
+                              f"{plan['full_task_epochs']:,}")
         for stage in plan["stages"]:
             note = f"  ({stage['note']})" if stage["note"] else ""
             halving = stage.get("halving")

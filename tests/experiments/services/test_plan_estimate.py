@@ -156,6 +156,12 @@ def test_the_form_shows_halving_example_sets_and_duration(client, user, backbone
     assert (plan["task_epochs"], plan["full_task_epochs"]) == (expected.task_epochs, expected.full_task_epochs)
     assert expected.task_epochs < expected.full_task_epochs
     assert 'id="plan-halving"' in body and f"{expected.full_task_epochs:,}" in body
+    assert "rungs ranked by the selection set's ranking AUC" in body
+    ranked_by_score = client.get(reverse("search-plan-preview"),
+                                 _form_data(backbone, [rte], "study", halving_rank_by="score")).content.decode()
+    assert "rungs ranked by score" in ranked_by_score
+    bad = client.get(reverse("search-plan-preview"), _form_data(backbone, [rte], "study", halving_rank_by="loss"))
+    assert "halving_rank_by" in bad.context["form"].errors
     assert 'id="plan-example-sets"' in body and "GLUE dev" in body and "reviews.csv" in body
     assert 'id="plan-estimate"' in body and "at least 1 worker" in body
     # Without halving the form says nothing about it
@@ -178,8 +184,8 @@ def test_the_api_dry_run_shows_halving_example_sets_and_duration(api, backbone, 
     assert response.status_code == 200, response.json()
     body = response.json()
     expected = search_plan(preset("study"), num_layers=backbone.num_layers, tasks=1)
-    assert (body["task_epochs"], body["full_task_epochs"], body["halving_eta"]) == (
-        expected.task_epochs, expected.full_task_epochs, 2)
+    assert (body["task_epochs"], body["full_task_epochs"], body["halving_eta"], body["halving_rank_by"]) == (
+        expected.task_epochs, expected.full_task_epochs, 2, "auc")
     assert body["stages"][0]["halving"]["rungs"] == [1, 2]
     assert body["example_sets"][0]["selection"]["count"] == 200
     assert "min" in body["estimate"]["text"] and body["estimate"]["workers"] == 1
