@@ -4,8 +4,8 @@ A stage of a search with ``halving_eta`` trains in rungs (experiments.space.halv
 ``rung_epochs(E, eta)``, e.g. 1 and 3 of E = 3 at eta = 3). Every design of the stage trains to
 the first rung. When every trial of a rung is final, the best ``ceil(n / eta)`` of each choice
 (``promote``: n counts the choice's trials of that rung, failed ones included; ranked by the plan's
-``rank_by``, SearchConfig.halving_rank_by: the selection set's ranking AUC by default, since after a
-few steps every design still answers the majority class and the scores tie) continue from their
+``rank_by``, SearchConfig.halving_rank_by: the score by default, or the selection set's ranking AUC)
+continue from their
 rung checkpoint to the next rung; the others are *halted*: they keep their rung score, flagged,
 and the stage's statistics leave them out, because a score after fewer epochs is not comparable.
 The last rung's survivors are the stage's evidence. Only a stage that decides a component halves
@@ -151,8 +151,8 @@ def stage_rung_advance(stage: Stage) -> bool:
     space = DesignSpace.from_dict(stage.space)
     canonical = {alias: choice for choice, names in space.aliases(stage.component).items() for alias in names}
     rows = list(stage.trials.filter(rung=stage.rung, halted=False))
-    # Ranked by the plan's signal (the selection set's ranking AUC unless the search asked for the
-    # score; stages planned before it existed ranked by the score).
+    # Ranked by the plan's signal (the score unless the search asked for the ranking AUC; stages
+    # planned before the choice existed ranked by the score).
     rank_by = halving.get("rank_by", "score")
     scores = {t.pk: (rank_value(t.scores, t.score, rank_by) if t.status == Trial.Status.SUCCEEDED else None)
               for t in rows}

@@ -144,7 +144,7 @@ class SearchPlan:
 
     stages: tuple[StagePlan, ...]
     tasks: int
-    halving_rank_by: str = "auc"  # what halving's rungs rank by (SearchConfig.halving_rank_by)
+    halving_rank_by: str = "score"  # what halving's rungs rank by (SearchConfig.halving_rank_by)
 
     @property
     def trials(self) -> int:

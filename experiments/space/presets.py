@@ -5,7 +5,7 @@
 - "quick": a laptop-sized look at the search (one short epoch, a few hundred examples per task).
 - "study": sized for a 2-core CPU study on the bundled MiniLM over bundled GLUE tasks (the
   committed one, docs/study/, ran sst2 and mrpc) with successive halving on: G = 2, 2 epochs with
-  halving eta 2 (rungs at 1 and 2 epochs, ranked by the ranking AUC), so each deciding stage draws
+  halving eta 2 (rungs at 1 and 2 epochs), so each deciding stage draws
   min_successes (3) x 2 = 6 designs per open choice and 3 of each survive to the last rung
   (planning.min_per_choice); 128 training and 200 selection examples per task, batch 16, length 64;
   no reference stage; 3 final seeds after a 3-rate grid per arm, 2 final epochs.
@@ -164,11 +164,12 @@ class SearchConfig:
         },
     )
     halving_rank_by: str = field(
-        default="auc",
+        default="score",
         metadata={
-            "help": "what successive halving's rungs rank each choice's designs by: auc (the "
-            "selection set's ranking AUC, informative while accuracy is still at the majority "
-            "class; bench/halving.py) or score; the stage decides by the survivors' scores either way",
+            "help": "what successive halving's rungs rank each choice's designs by: score (what the "
+            "stage decides by) or auc (the selection set's ranking AUC, which moves while accuracy "
+            "is still at the majority class; on the recorded stages it was not the better ranking, "
+            "bench/halving.py); the stage decides by the survivors' scores either way",
             "choices": ("auc", "score"),
         },
     )
@@ -314,11 +315,10 @@ PRESETS: dict[str, SearchConfig] = {
     ),
 }
 # Sized for a 2-core CPU study (module docstring): quick's short-run recipe (length 64, batch 16,
-# no reference stage, 3 final seeds) with halving at eta 2 over 2 epochs (rungs at 1 and 2), the
-# rungs ranked by the selection set's ranking AUC. What the first study (two designs a choice, a
-# 2-rate grid) showed set the rest: three designs a choice reach the last rung (min_successes 3; two
-# gave intervals too wide to decide anything), and a 3-rate final grid (every arm had picked the top
-# of the 2-rate one). designs_per_stage 18 is what the three-choice stages need (3 choices x 3 x
+# no reference stage, 3 final seeds) with halving at eta 2 over 2 epochs (rungs at 1 and 2). What
+# the first study (two designs a choice, a 2-rate grid) showed set the rest: three designs a choice
+# reach the last rung (min_successes 3; two gave intervals too wide to decide anything), and a
+# 3-rate final grid (every arm had picked the top of the 2-rate one). designs_per_stage 18 is what the three-choice stages need (3 choices x 3 x
 # eta 2); the strategy-set stages are raised to 15 x 6 = 90. On MiniLM with two GLUE tasks (sst2,
 # mrpc) the plan estimates at most about 55 min (docs/study/ says what it took).
 PRESETS["study"] = PRESETS["quick"].replace(

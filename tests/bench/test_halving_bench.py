@@ -59,6 +59,12 @@ def test_rungs_ranked_by_the_recorded_auc_and_by_foresight_are_replayed_beside_t
     for recording in with_auc:
         recorded = json.loads((ROOT / "bench" / "data" / recording).read_text())
         assert all(len(t["aucs"]) == len(t["scores"]) for s in recorded["stages"] for t in s["trials"])
+    # each signal's rank correlation with the final score after every epoch: the score's own is 1 at the end
+    for row in rows:
+        correlations = row["signal_correlations"]
+        assert correlations["score"][-1] == 1.0 and len(correlations["score"]) == row["rungs"][-1]
+        assert ("auc" in correlations) == (row["recording"] in with_auc)
+        assert all(rho is None or -1 <= rho <= 1 for series in correlations.values() for rho in series)
     # the same trials and plan whatever the ranking: only the survivors differ
     for row in rows:
         twin = next(r for r in rows if r["rank_by"] == "score" and (r["recording"], r["stage"], r["trials"]) ==

@@ -45,7 +45,7 @@ def _run_queued(search: Search, *, until=lambda trial: False) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_a_halving_stage_promotes_each_choices_best_and_survivors_continue_their_curves(user, tiny_backbone,
                                                                                       bundled_tasks):
-    search = _search(user, tiny_backbone, bundled_tasks)
+    search = _search(user, tiny_backbone, bundled_tasks, halving_rank_by="auc")
     stage = search.stages.get(order=0)
     assert stage.plan["halving"] == {"eta": 2, "rungs": [1, 2], "rank_by": "auc"}
 
@@ -114,8 +114,8 @@ def test_a_halving_stage_promotes_each_choices_best_and_survivors_continue_their
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_search_can_rank_its_rungs_by_score(user, tiny_backbone, bundled_tasks):
-    search = _search(user, tiny_backbone, bundled_tasks, halving_rank_by="score")
+def test_a_search_ranks_its_rungs_by_score_unless_asked_otherwise(user, tiny_backbone, bundled_tasks):
+    search = _search(user, tiny_backbone, bundled_tasks)
     stage = search.stages.get(order=0)
     assert stage.plan["halving"]["rank_by"] == "score"
     _run_queued(search, until=lambda trial: trial.rung == 1)  # the first rung only

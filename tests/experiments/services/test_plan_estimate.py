@@ -156,10 +156,10 @@ def test_the_form_shows_halving_example_sets_and_duration(client, user, backbone
     assert (plan["task_epochs"], plan["full_task_epochs"]) == (expected.task_epochs, expected.full_task_epochs)
     assert expected.task_epochs < expected.full_task_epochs
     assert 'id="plan-halving"' in body and f"{expected.full_task_epochs:,}" in body
-    assert "rungs ranked by the selection set's ranking AUC" in body
-    ranked_by_score = client.get(reverse("search-plan-preview"),
-                                 _form_data(backbone, [rte], "study", halving_rank_by="score")).content.decode()
-    assert "rungs ranked by score" in ranked_by_score
+    assert "rungs ranked by score" in body
+    ranked_by_auc = client.get(reverse("search-plan-preview"),
+                               _form_data(backbone, [rte], "study", halving_rank_by="auc")).content.decode()
+    assert "rungs ranked by the selection set's ranking AUC" in ranked_by_auc
     bad = client.get(reverse("search-plan-preview"), _form_data(backbone, [rte], "study", halving_rank_by="loss"))
     assert "halving_rank_by" in bad.context["form"].errors
     assert 'id="plan-example-sets"' in body and "GLUE dev" in body and "reviews.csv" in body
@@ -185,7 +185,7 @@ def test_the_api_dry_run_shows_halving_example_sets_and_duration(api, backbone, 
     body = response.json()
     expected = search_plan(preset("study"), num_layers=backbone.num_layers, tasks=1)
     assert (body["task_epochs"], body["full_task_epochs"], body["halving_eta"], body["halving_rank_by"]) == (
-        expected.task_epochs, expected.full_task_epochs, 2, "auc")
+        expected.task_epochs, expected.full_task_epochs, 2, "score")
     assert body["stages"][0]["halving"]["rungs"] == [1, 2]
     assert body["example_sets"][0]["selection"]["count"] == 200
     assert "min" in body["estimate"]["text"] and body["estimate"]["workers"] == 1

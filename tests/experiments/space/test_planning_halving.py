@@ -73,7 +73,7 @@ def test_the_search_totals_add_up_with_and_without_halving() -> None:
 
 def test_the_study_preset_keeps_three_designs_per_choice_at_the_last_rung() -> None:
     config = preset("study")
-    assert (config.halving_eta, config.halving_rank_by, config.epochs, config.num_groups) == (2, "auc", 2, 2)
+    assert (config.halving_eta, config.halving_rank_by, config.epochs, config.num_groups) == (2, "score", 2, 2)
     assert (config.max_train_examples, config.max_eval_examples, config.batch_size, config.max_length) == (
         128, 200, 16, 64)
     assert (config.final_seeds, config.final_epochs, config.final_lr_grid, config.reference_stage) == (3, 2, 3, False)
