@@ -17,6 +17,12 @@ choice) in which both decide alike. It reports the trial-epochs halving spends a
 stage. Target (issue 11): the same decision in at least 90% of replays at no more than a third of
 the trial-epochs.
 
+Each row also gives ``ceiling``: how often halving with perfect foresight (each rung ranking by the
+final score itself) decides like the full stage. The survivors' mean is a mean of each choice's best
+designs, the full stage's a mean of all of them, so where the ceiling is below the target no ranking
+signal can reach it; and ``ranking_agreement``: how often the schedule's own ranking decides as
+perfect foresight would (the ranking's own quality).
+
 Each row also gives ``full_stability``: how often the *full* stage decides as it did when its own
 trials are redrawn. Where that is low, the choices are not separated by the stage's data at all,
 and no cheaper procedure can be expected to agree with the full stage more often than that. And
@@ -255,7 +261,9 @@ def replay_all(args: argparse.Namespace) -> None:
                        "full_decision": report.full_decision, "halving_decision": report.halving_decision,
                        "agreement": report.agreement,
                        "separable_resamples": report.separable_resamples,
-                       "separable_agreement": report.separable_agreement, "trial_epochs": plan.trial_epochs,
+                       "separable_agreement": report.separable_agreement,
+                       "ceiling": report.ceiling, "ranking_agreement": report.ranking_agreement,
+                       "trial_epochs": plan.trial_epochs,
                        "full_trial_epochs": plan.full_trial_epochs,
                        "cost_fraction": round(plan.trial_epochs / plan.full_trial_epochs, 3),
                        "signal_correlations": correlations,
@@ -269,7 +277,8 @@ def replay_all(args: argparse.Namespace) -> None:
                       f"the full stage decides the same on {row['full_stability']:.2f} of resamples; "
                       f"where it separates its choices ({row['separable_resamples']} resamples) halving agrees in "
                       f"{'-' if row['separable_agreement'] is None else format(row['separable_agreement'], '.2f')}; "
-                      f"final means {row['final_means']}",
+                      f"with perfect foresight halving would agree in {row['ceiling']:.2f} (the ceiling), and it "
+                      f"decides like that in {row['ranking_agreement']:.2f}; final means {row['final_means']}",
                       flush=True)
     summary = {}
     for schedule in dict.fromkeys(r["schedule"] for r in results):
@@ -281,6 +290,11 @@ def replay_all(args: argparse.Namespace) -> None:
             "mean_full_stability": round(statistics.fmean(r["full_stability"] for r in rows), 3),
             # agreement over the resamples (all stages) in which the full stage separates its best choice
             "separable_agreement": _pooled_separable(rows),
+            # the most any ranking could reach with the survivors' decision (perfect foresight), and how
+            # often the schedule's own ranking decides as perfect foresight would
+            "min_ceiling": min(r["ceiling"] for r in rows),
+            "max_ceiling": max(r["ceiling"] for r in rows),
+            "mean_ranking_agreement": round(statistics.fmean(r["ranking_agreement"] for r in rows), 3),
             "cost_fraction": round(sum(r["trial_epochs"] for r in rows) / sum(r["full_trial_epochs"] for r in rows), 3),
             "meets_target": all(r["agreement"] >= 0.9 for r in rows)
             and sum(r["trial_epochs"] for r in rows) * 3 <= sum(r["full_trial_epochs"] for r in rows),

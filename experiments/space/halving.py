@@ -213,6 +213,13 @@ class ReplayReport:
     # expected to agree with a decision the stage's own data support.
     separable_resamples: int = 0
     separable_agreement: float | None = None
+    # The two parts of a disagreement. ``ceiling``: how often halving with perfect foresight (every
+    # rung ranking by the final score itself) decides like the full stage: the survivors' mean is a
+    # mean of each choice's best designs, not of all of them, so even perfect ranking can disagree.
+    # ``ranking_agreement``: how often halving decides like that perfect-foresight halving, i.e.
+    # whether its rungs found the designs that end best.
+    ceiling: float | None = None
+    ranking_agreement: float | None = None
 
     @property
     def same_decision(self) -> bool:
@@ -227,6 +234,8 @@ class ReplayReport:
             "resamples": self.resamples,
             "separable_resamples": self.separable_resamples,
             "separable_agreement": self.separable_agreement,
+            "ceiling": self.ceiling,
+            "ranking_agreement": self.ranking_agreement,
             "plan": self.plan.to_dict(),
         }
 
@@ -317,11 +326,15 @@ def replay(
 
     rng = random.Random(seed)
     by_choice = {c: [t for t in trials if t.choice == c] for c in order}
-    agree = separable = agree_separable = 0
+    agree = separable = agree_separable = ceiling = ranked = 0
     for _ in range(resamples):
         resample = [t for c in order for t in rng.choices(by_choice[c], k=len(by_choice[c]))]
-        same = _full_decision(resample, order) == _halving_decision(resample, rungs, eta, order)
+        full_choice, halving_choice = _full_decision(resample, order), _halving_decision(resample, rungs, eta, order)
+        foresight = _halving_decision(_with_foresight(resample), rungs, eta, order)
+        same = full_choice == halving_choice
         agree += same
+        ceiling += foresight == full_choice
+        ranked += foresight == halving_choice
         if _separation(resample, order) >= SEPARABLE_Z:
             separable += 1
             agree_separable += same
@@ -334,4 +347,11 @@ def replay(
         plan=plan_halving(counts, epochs=epochs, eta=eta, min_epochs=min_epochs),
         separable_resamples=separable,
         separable_agreement=agree_separable / separable if separable else None,
+        ceiling=ceiling / resamples,
+        ranking_agreement=ranked / resamples,
     )
+
+
+def _with_foresight(trials: Sequence[RecordedTrial]) -> list[RecordedTrial]:
+    """The same trials ranked at every rung by their own final score (perfect foresight)."""
+    return [RecordedTrial(t.choice, t.scores, [t.scores[-1]] * len(t.scores)) for t in trials]

@@ -97,6 +97,24 @@ def test_rank_value_of_a_trial_result() -> None:
     assert info.value.field == "halving_rank_by"
 
 
+def test_replay_separates_the_ceiling_of_the_survivors_rule_from_the_ranking() -> None:
+    # Where the early epochs predict the final ones, the ranking decides as perfect foresight would
+    good = [trial("g", 60 + i, 70 + i, 80 + i) for i in range(6)] + [trial("h", 50 + i, 55 + i, 60 + i) for i in range(6)]
+    report = replay(good, eta=3, resamples=50, seed=1)
+    assert report.ranking_agreement == 1.0 and report.ceiling == 1.0
+    # "a": one excellent design among poor ones; "b" uniformly decent. Perfect foresight keeps a's
+    # excellent design and compares its survivors' mean with b's, so it can disagree with the full
+    # stage's mean of all designs: the ceiling is below 1 whatever the ranking.
+    spiky = [trial("a", 90, 95, 95)] + [trial("a", 40, 40, 41) for _ in range(3)] + [trial("b", 60, 60, 60)] * 4
+    spiky_report = replay(spiky, eta=3, resamples=200, seed=0)
+    assert 0 < spiky_report.ceiling < 1
+    # The first epoch ranks "a"'s designs backwards: the ranking keeps a's worst, foresight its best
+    backwards = [trial("a", 60 - i, 60 + 10 * i) for i in range(4)] + [trial("b", 60, 70)] * 4
+    report = replay(backwards, eta=2, resamples=200, seed=0)
+    assert report.halving_decision == "b" and report.full_decision == "a"
+    assert report.ranking_agreement < 1 and report.to_dict()["ceiling"] == report.ceiling
+
+
 def test_replay_validates_input() -> None:
     with pytest.raises(SpaceError) as info:
         replay([trial("a", 1.0, 2.0), trial("b", 1.0)])
