@@ -241,7 +241,7 @@ def replay_all(args: argparse.Namespace) -> None:
         recorded[name] = {k: data.get(k) for k in (
             "task", "epochs", "per_choice", "groups", "train_examples", "eval_examples", "eval_role", "backbone",
             "learning_rate")}
-        for stage in data["stages"]:
+        for index, stage in enumerate(data["stages"]):
             correlations = signal_correlations(stage["trials"])
             if set(correlations) - {"score"}:
                 print(f"{name} {stage['stage']}: Spearman rho of each signal after epoch 1..{data['epochs']} with the "
@@ -254,7 +254,8 @@ def replay_all(args: argparse.Namespace) -> None:
                     continue
                 report = replay(trials, eta=eta, min_epochs=first, resamples=args.resamples, seed=args.seed)
                 plan = report.plan
-                row = {"recording": name, "stage": stage["stage"], "component": stage["component"], "eta": eta,
+                row = {"recording": name, "stage_index": index, "stage": stage["stage"], "component": stage["component"],
+                       "eta": eta,
                        "schedule": _schedule(eta, first, rank_by), "rank_by": rank_by,
                        "strategy_rates": "measured" if rates else "one rate for all",
                        "rungs": [r.epochs for r in plan.rungs], "trials": len(trials),

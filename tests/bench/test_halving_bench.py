@@ -67,6 +67,6 @@ def test_rungs_ranked_by_the_recorded_auc_and_by_foresight_are_replayed_beside_t
         assert all(rho is None or -1 <= rho <= 1 for series in correlations.values() for rho in series)
     # the same trials and plan whatever the ranking: only the survivors differ
     for row in rows:
-        twin = next(r for r in rows if r["rank_by"] == "score" and (r["recording"], r["stage"], r["trials"]) ==
-                    (row["recording"], row["stage"], row["trials"]))
+        twin = next(r for r in rows if r["rank_by"] == "score" and (r["recording"], r["stage_index"]) ==
+                    (row["recording"], row["stage_index"]))
         assert (row["trial_epochs"], row["full_decision"]) == (twin["trial_epochs"], twin["full_decision"])
