@@ -35,6 +35,8 @@ Usage::
     .venv/bin/python bench/halving.py record --stages 1 --per-choice 6 --epochs 9 --train-examples 64
         # ~8 min on 2 CPU cores (the committed recording)
     .venv/bin/python bench/halving.py --eta 2 3                             # replay, seconds
+    .venv/bin/python bench/halving.py --eta 2 3 --min-epochs 1 3 --rank-by score auc
+        # later first rungs, and rungs ranked by the recorded ranking AUC (recordings that have it)
 
 The last printed line is one JSON object.
 """
