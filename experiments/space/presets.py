@@ -33,6 +33,7 @@ from typing import Any
 
 from experiments.space.compiling import Budget
 from experiments.space.errors import SpaceError
+from experiments.space.halving import RANK_BY
 from experiments.space.space import MAX_GROUPS
 from tasks.peft.strategies import default_learning_rates
 from tasks.peft.strategies import names as strategy_names
@@ -170,7 +171,7 @@ class SearchConfig:
             "stage decides by) or auc (the selection set's ranking AUC, which moves while accuracy "
             "is still at the majority class; on the recorded stages it was not the better ranking, "
             "bench/halving.py); the stage decides by the survivors' scores either way",
-            "choices": ("auc", "score"),
+            "choices": tuple(RANK_BY),
         },
     )
     min_successes: int = field(
@@ -230,8 +231,8 @@ class SearchConfig:
             if not isinstance(getattr(self, flag), bool):
                 raise SpaceError(flag, f"must be true or false, got {getattr(self, flag)!r}")
         _int("halving_eta", self.halving_eta, 2, optional=True)
-        if self.halving_rank_by not in ("auc", "score"):
-            raise SpaceError("halving_rank_by", f"must be auc or score, got {_shown(self.halving_rank_by)}")
+        if not isinstance(self.halving_rank_by, str) or self.halving_rank_by not in RANK_BY:
+            raise SpaceError("halving_rank_by", f"must be {' or '.join(RANK_BY)}, got {_shown(self.halving_rank_by)}")
         if isinstance(self.min_successes, int) and not isinstance(self.min_successes, bool):
             if self.min_successes < MIN_SUCCESSES:
                 raise SpaceError(
