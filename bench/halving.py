@@ -218,13 +218,15 @@ def signal_correlations(trials: list[dict]) -> dict[str, list[float | None]]:
     from scipy.stats import spearmanr
 
     done = [t for t in trials if t["scores"][-1] is not None]
+    if not done:
+        return {}
     finals = [t["scores"][-1] for t in done]
     correlations = {}
     for name, key, sign in (("score", "scores", 1), ("auc", "aucs", 1), ("loss", "losses", -1)):
-        if not done or any(t.get(key) is None for t in done):
+        if any(t.get(key) is None for t in done):
             continue
         series = []
-        for epoch in range(len(finals and done[0]["scores"])):
+        for epoch in range(len(done[0]["scores"])):
             values = [sign * t[key][epoch] for t in done]
             rho = spearmanr(values, finals).statistic if len(set(values)) > 1 else None
             series.append(None if rho is None or rho != rho else round(float(rho), 3))

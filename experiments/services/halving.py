@@ -59,6 +59,11 @@ def stage_halving(stage: Stage) -> dict[str, Any] | None:
     return (stage.plan or {}).get("halving")
 
 
+def stage_rank_by(stage: Stage) -> str:
+    """What the stage's rungs rank designs by; stages planned before the choice existed used the score."""
+    return (stage_halving(stage) or {}).get("rank_by", "score")
+
+
 def checkpoint_root(search_id: int) -> Path:
     return Path(settings.DATA_DIR) / "checkpoints" / str(search_id)
 
@@ -151,9 +156,7 @@ def stage_rung_advance(stage: Stage) -> bool:
     space = DesignSpace.from_dict(stage.space)
     canonical = {alias: choice for choice, names in space.aliases(stage.component).items() for alias in names}
     rows = list(stage.trials.filter(rung=stage.rung, halted=False))
-    # Ranked by the plan's signal (the score unless the search asked for the ranking AUC; stages
-    # planned before the choice existed ranked by the score).
-    rank_by = halving.get("rank_by", "score")
+    rank_by = stage_rank_by(stage)
     scores = {t.pk: (rank_value(t.scores, t.score, rank_by) if t.status == Trial.Status.SUCCEEDED else None)
               for t in rows}
     choice_of = {t.pk: canonical.get(t.choices.get(stage.component), str(t.choices.get(stage.component)))
@@ -189,7 +192,7 @@ def stage_halving_summary(stage: Stage) -> dict[str, Any] | None:
     spent = sum(rungs[min(rung, len(rungs) - 1)] for rung, _, _ in trials)
     full = len(trials) * rungs[-1]
     per_rung = [sum(1 for rung, _, _ in trials if rung >= k) for k in range(len(rungs))]
-    return {"eta": halving["eta"], "rungs": rungs, "rank_by": halving.get("rank_by", "score"),
+    return {"eta": halving["eta"], "rungs": rungs, "rank_by": stage_rank_by(stage),
             "trials_per_rung": per_rung,
             "survivors": sum(1 for rung, halted, status in trials
                              if rung == len(rungs) - 1 and status == Trial.Status.SUCCEEDED),

@@ -23,6 +23,7 @@ from tasks.timing import RUNNING_PHASES, add_phases, rounded
 from .. import events
 from ..models import Search, Stage, Trial
 from . import queue
+from .halving import stage_rank_by
 from .searches import stage_check_complete
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def trial_finish(*, trial_id: int, attempt: int, status: str, result: TrialResul
             trial.notes = [*trial.notes, *(n for n in result.notes if n not in trial.notes)]  # keep crash notes
             fields += ["score", "scores", "trainable_params", "head_params", "optimised_params", "notes"]
             if result.rung_epochs is not None:
-                rank_by = ((trial.stage.plan or {}).get("halving") or {}).get("rank_by", "score")
+                rank_by = stage_rank_by(trial.stage)
                 trial.rung_scores = [*(r for r in trial.rung_scores if r.get("rung") != trial.rung),
                                      {"rung": trial.rung, "epochs": result.rung_epochs, "score": result.score,
                                       "rank_by": rank_by, "rank": rank_value(result.scores, result.score, rank_by),

@@ -319,8 +319,9 @@ PRESETS: dict[str, SearchConfig] = {
 # no reference stage, 3 final seeds) with halving at eta 2 over 2 epochs (rungs at 1 and 2). What
 # the first study (two designs a choice, a 2-rate grid) showed set the rest: three designs a choice
 # reach the last rung (min_successes 3; two gave intervals too wide to decide anything), and a
-# 3-rate final grid (every arm had picked the top of the 2-rate one). designs_per_stage 18 is what the three-choice stages need (3 choices x 3 x
-# eta 2); the strategy-set stages are raised to 15 x 6 = 90. On MiniLM with two GLUE tasks (sst2,
+# 3-rate final grid (every arm had picked the top of the 2-rate one). designs_per_stage 18 is what
+# the three-choice stages need (3 choices x 3 x eta 2); the strategy-set stages are raised to
+# 15 x 6 = 90. On MiniLM with two GLUE tasks (sst2,
 # mrpc) the plan estimates at most about 55 min (docs/study/ says what it took).
 PRESETS["study"] = PRESETS["quick"].replace(
     designs_per_stage=18,
