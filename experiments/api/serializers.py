@@ -290,6 +290,13 @@ class SearchPlanSerializer(serializers.Serializer):
     halving_rank_by = serializers.ChoiceField(choices=["auc", "score"], allow_null=True,
                                               help_text="What halving's rungs rank each choice's designs by; "
                                                         "null without halving.")
+    halving_first_rung_steps = serializers.IntegerField(
+        allow_null=True, help_text="Optimizer steps (per task) each design trains before the first rung "
+                                   "ranks it (halving_min_steps); null without halving or with all examples.")
+    halving_note = serializers.CharField(allow_blank=True, help_text="Why halving_eta halves no stage; empty "
+                                                                     "when a stage halves or halving is off.")
+    steps_per_epoch = serializers.IntegerField(allow_null=True, help_text="Optimizer steps of one epoch on one "
+                                               "task; null with all training examples.")
     upper_bound = serializers.BooleanField(help_text="Totals assume S3 tunes every group (the most it can).")
     example_sets = serializers.ListField(child=serializers.DictField(), help_text=(
         "Per task: its training examples, selection set and report set (split, pool, count, seed)."))

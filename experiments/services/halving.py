@@ -46,13 +46,16 @@ from .queue import trials_continue
 
 
 def halving_stage_plan(config: SearchConfig, component: str | None) -> dict[str, Any] | None:
-    """The halving entry of a stage's plan ({"eta", "rungs"}), or None when the stage trains in full."""
+    """The halving entry of a stage's plan ({"eta", "rungs", "rank_by", "first_rung_steps"}), or None
+    when the stage trains in full (one rung: too few epochs for a first rung after halving_min_steps)."""
     if config.halving_eta is None or not component:
         return None
-    rungs = rung_epochs(config.epochs, eta=config.halving_eta)
+    rungs = rung_epochs(config.epochs, eta=config.halving_eta, min_epochs=config.halving_min_epochs())
     if len(rungs) < 2:  # one rung: nothing to halve (e.g. 1 epoch)
         return None
-    return {"eta": config.halving_eta, "rungs": list(rungs), "rank_by": config.halving_rank_by}
+    steps = config.steps_per_epoch()
+    return {"eta": config.halving_eta, "rungs": list(rungs), "rank_by": config.halving_rank_by,
+            "first_rung_steps": None if steps is None else rungs[0] * steps}
 
 
 def stage_halving(stage: Stage) -> dict[str, Any] | None:
@@ -193,6 +196,7 @@ def stage_halving_summary(stage: Stage) -> dict[str, Any] | None:
     full = len(trials) * rungs[-1]
     per_rung = [sum(1 for rung, _, _ in trials if rung >= k) for k in range(len(rungs))]
     return {"eta": halving["eta"], "rungs": rungs, "rank_by": stage_rank_by(stage),
+            "first_rung_steps": halving.get("first_rung_steps"),
             "trials_per_rung": per_rung,
             "survivors": sum(1 for rung, halted, status in trials
                              if rung == len(rungs) - 1 and status == Trial.Status.SUCCEEDED),

@@ -55,7 +55,8 @@ from .stage_trials import stage_trials_add
 
 
 def search_config(search: Search) -> SearchConfig:
-    return SearchConfig.from_dict(search.config)
+    # Searches stored before halving_min_steps existed ranked their first rung after one epoch.
+    return SearchConfig.from_dict({"halving_min_steps": 1, **search.config})
 
 
 def search_create(*, owner: AbstractBaseUser, name: str, tasks: list[Task], backbone: Backbone,

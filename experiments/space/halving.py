@@ -85,16 +85,20 @@ def _check(epochs: int, eta: int, min_epochs: int) -> None:
 
 
 def rung_epochs(epochs: int, *, eta: int = 3, min_epochs: int = 1) -> tuple[int, ...]:
-    """Cumulative epochs at the end of each rung; the last is ``epochs``.
+    """Cumulative epochs at the end of each rung; the last is ``epochs``. No rung ends before
+    ``min_epochs``; where ``epochs`` leaves no room for a rung before the last, there is one rung
+    (the stage trains in full).
 
     >>> rung_epochs(10, eta=3), rung_epochs(3, eta=2), rung_epochs(1, eta=3)
     ((1, 3, 10), (2, 3), (1,))
+    >>> rung_epochs(9, eta=3, min_epochs=3), rung_epochs(2, eta=2, min_epochs=3)
+    ((3, 9), (2,))
     """
     _check(epochs, eta, min_epochs)
     top = 0
     while epochs / eta ** (top + 1) >= min_epochs:
         top += 1
-    ends = sorted({max(min_epochs, round(epochs / eta ** (top - k))) for k in range(top + 1)})
+    ends = sorted({min(epochs, max(min_epochs, round(epochs / eta ** (top - k)))) for k in range(top + 1)})
     return tuple(ends)
 
 

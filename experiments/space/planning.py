@@ -145,6 +145,8 @@ class SearchPlan:
     stages: tuple[StagePlan, ...]
     tasks: int
     halving_rank_by: str = "score"  # what halving's rungs rank by (SearchConfig.halving_rank_by)
+    steps_per_epoch: int | None = None  # optimizer steps of one epoch on one task (None: unknown)
+    halving_note: str = ""  # why a search with halving_eta halves no stage ("" when one does)
 
     @property
     def trials(self) -> int:
@@ -164,6 +166,12 @@ class SearchPlan:
         return next((s.halving.eta for s in self.stages if s.halving is not None), None)
 
     @property
+    def halving_first_rung_steps(self) -> int | None:
+        """Optimizer steps (per task) every design trains before the first rung ranks it."""
+        first = next((s.halving.rungs[0].epochs for s in self.stages if s.halving is not None), None)
+        return None if first is None or self.steps_per_epoch is None else first * self.steps_per_epoch
+
+    @property
     def upper_bound(self) -> bool:
         """True when the totals assume the most stages S3 can lead to."""
         return any(s.upper_bound for s in self.stages)
@@ -181,6 +189,9 @@ class SearchPlan:
             "full_task_epochs": self.full_task_epochs,
             "halving_eta": self.halving_eta,
             "halving_rank_by": self.halving_rank_by if self.halving_eta is not None else None,
+            "halving_first_rung_steps": self.halving_first_rung_steps,
+            "halving_note": self.halving_note,
+            "steps_per_epoch": self.steps_per_epoch,
             "upper_bound": self.upper_bound,
         }
 
@@ -195,7 +206,7 @@ def min_per_choice(config: SearchConfig) -> int:
     """
     if config.halving_eta is None:
         return config.min_successes
-    rungs = rung_epochs(config.epochs, eta=config.halving_eta)
+    rungs = rung_epochs(config.epochs, eta=config.halving_eta, min_epochs=config.halving_min_epochs())
     return config.min_successes * config.halving_eta ** (len(rungs) - 1)
 
 
@@ -206,7 +217,9 @@ def _halving(config: SearchConfig, choices: int, designs: int) -> HalvingPlan | 
         return None
     share, extra = divmod(designs, choices)
     per_choice = {f"choice{i}": share + (i < extra) for i in range(choices)}
-    return plan_halving(per_choice, epochs=config.epochs, eta=config.halving_eta)
+    plan = plan_halving(per_choice, epochs=config.epochs, eta=config.halving_eta,
+                        min_epochs=config.halving_min_epochs())
+    return plan if len(plan.rungs) > 1 else None  # one rung: the stage trains in full
 
 
 def _deciding(
@@ -360,7 +373,28 @@ def search_plan(config: SearchConfig, *, num_layers: int, tasks: int = 1) -> Sea
                     and config.num_groups > 1,
                 )
             )
-    return SearchPlan(stages=tuple(stages), tasks=tasks, halving_rank_by=config.halving_rank_by)
+    return SearchPlan(stages=tuple(stages), tasks=tasks, halving_rank_by=config.halving_rank_by,
+                      steps_per_epoch=config.steps_per_epoch(),
+                      halving_note=_halving_note(config, stages))
+
+
+def _halving_note(config: SearchConfig, stages: list[StagePlan]) -> str:
+    """Why a search with ``halving_eta`` halves none of its stages ("" when one halves, or none is asked).
+    A second rung needs ``epochs >= eta x`` the first rung's epochs (halving.rung_epochs).
+
+    >>> from experiments.space.presets import preset
+    >>> _halving_note(preset("study", halving_min_steps=24), [])  # the study preset's own is 1
+    'halving (eta 2) is off: stages train 2 epochs; the first rung needs 24 optimizer steps (halving_min_steps), 3 epochs of 8, so halving needs at least 6'
+    """
+    if config.halving_eta is None or any(s.halving is not None for s in stages):
+        return ""
+    min_epochs, steps = config.halving_min_epochs(), config.steps_per_epoch()
+    first = (f"the first rung needs {config.halving_min_steps} optimizer steps (halving_min_steps), "
+             f"{min_epochs} epoch{'s' if min_epochs > 1 else ''} of {steps}, so" if steps is not None and min_epochs > 1
+             else "with the first rung after 1 epoch,")
+    return (f"halving (eta {config.halving_eta}) is off: stages train {config.epochs} "
+            f"epoch{'s' if config.epochs > 1 else ''}; {first} halving needs at least "
+            f"{config.halving_eta * min_epochs}")
 
 
 __all__ = ["SearchPlan", "StagePlan", "min_per_choice", "search_plan", "stage_plan"]

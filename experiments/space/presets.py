@@ -51,6 +51,7 @@ LIMITS: dict[str, int | float] = {
     "learning_rate": 1.0,
     "batch_size": 1024,
     "halving_eta": 16,
+    "halving_min_steps": 100_000,
     "min_successes": 100,
     "bootstrap_resamples": 100_000,
     "final_seeds": 20,
@@ -90,6 +91,12 @@ def _check_strategy_rates(rates: Any) -> dict[str, float] | None:
         checked[strategy] = float(rate)
     return checked
 
+
+# Steps before halving's first rung (SearchConfig.halving_min_steps). On the recorded MiniLM / SST-2
+# stages (bench/halving.py, README) the score after 8 steps ordered designs by their final score with
+# Spearman rho 0.09 and 0.37; after 24 steps (3 epochs of 8) halving decided like the full stage in
+# 87-91% of replays on the stage whose own decision is stable.
+HALVING_MIN_STEPS = 24
 
 # Below two successes a choice has no spread, so its confidence interval is undefined and
 # comparing it is guesswork.
@@ -174,6 +181,16 @@ class SearchConfig:
             "choices": tuple(RANK_BY),
         },
     )
+    halving_min_steps: int = field(
+        default=HALVING_MIN_STEPS,
+        metadata={
+            "help": "optimizer steps every design trains before halving's first rung ranks it: the "
+            "first rung comes at the first epoch that reaches them (an epoch: max_train_examples / "
+            "batch_size steps; with all examples, 1 epoch). On the recorded stages (bench/halving.py) "
+            "a first rung after 8 steps ranked nearly at random; a stage whose epochs are too few "
+            "for a later first rung trains in full (1: rank after the first epoch)"
+        },
+    )
     min_successes: int = field(
         default=2,
         metadata={
@@ -231,6 +248,7 @@ class SearchConfig:
             if not isinstance(getattr(self, flag), bool):
                 raise SpaceError(flag, f"must be true or false, got {getattr(self, flag)!r}")
         _int("halving_eta", self.halving_eta, 2, optional=True)
+        _int("halving_min_steps", self.halving_min_steps, 1)
         if not isinstance(self.halving_rank_by, str) or self.halving_rank_by not in RANK_BY:
             raise SpaceError("halving_rank_by", f"must be {' or '.join(RANK_BY)}, got {_shown(self.halving_rank_by)}")
         if isinstance(self.min_successes, int) and not isinstance(self.min_successes, bool):
@@ -246,6 +264,23 @@ class SearchConfig:
         _int("final_epochs", self.final_epochs, 1)
         _int("final_lr_grid", self.final_lr_grid, 1)
         _int("seed", self.seed, 0)
+
+    def steps_per_epoch(self) -> int | None:
+        """Optimizer steps of one epoch on one task (None: all training examples, count unknown here)."""
+        if self.max_train_examples is None:
+            return None
+        return math.ceil(self.max_train_examples / self.batch_size)
+
+    def halving_min_epochs(self) -> int:
+        """Epochs before halving's first rung: the fewest that reach ``halving_min_steps``.
+
+        >>> SearchConfig(max_train_examples=128, batch_size=16, halving_min_steps=24).halving_min_epochs()
+        3
+        >>> SearchConfig(max_train_examples=384, batch_size=16, halving_min_steps=24).halving_min_epochs()
+        1
+        """
+        steps = self.steps_per_epoch()
+        return 1 if steps is None else max(1, math.ceil(self.halving_min_steps / steps))
 
     def learning_rates(self) -> dict[str, float]:
         """Each strategy's rate: the configured one, else its measured default."""
@@ -323,10 +358,14 @@ PRESETS: dict[str, SearchConfig] = {
 # the three-choice stages need (3 choices x 3 x eta 2); the strategy-set stages are raised to
 # 15 x 6 = 90. On MiniLM with two GLUE tasks (sst2,
 # mrpc) the plan estimates at most about 55 min (docs/study/ says what it took).
+# Its first rung comes after one epoch, 8 steps (halving_min_steps 1), as in both committed studies:
+# bench/halving.py shows such a rung promotes nearly at random, and a rung after 24 steps (the
+# default) would need 6 epochs of 128 examples, more than a 90-minute study on 2 cores affords.
 PRESETS["study"] = PRESETS["quick"].replace(
     designs_per_stage=18,
     epochs=2,
     halving_eta=2,
+    halving_min_steps=1,
     min_successes=3,
     num_groups=2,
     max_train_examples=128,

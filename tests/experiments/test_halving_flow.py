@@ -23,7 +23,8 @@ from tests.conftest import TINY_OVERRIDES
 pytestmark = pytest.mark.slow
 
 # Two epochs at eta 2: rungs end at epochs 1 and 2; each choice keeps the better half at rung 1.
-HALVING = {**TINY_OVERRIDES, "epochs": 2, "halving_eta": 2, "designs_per_stage": 4}
+# Tiny tasks (2 steps an epoch): the first rung after one epoch (halving_min_steps 1).
+HALVING = {**TINY_OVERRIDES, "epochs": 2, "halving_eta": 2, "halving_min_steps": 1, "designs_per_stage": 4}
 
 
 def _search(user, tiny_backbone, bundled_tasks, **extra) -> Search:
@@ -47,7 +48,8 @@ def test_a_halving_stage_promotes_each_choices_best_and_survivors_continue_their
                                                                                       bundled_tasks):
     search = _search(user, tiny_backbone, bundled_tasks, halving_rank_by="auc")
     stage = search.stages.get(order=0)
-    assert stage.plan["halving"] == {"eta": 2, "rungs": [1, 2], "rank_by": "auc"}
+    # 32 examples at batch 16: the first rung after 2 optimizer steps
+    assert stage.plan["halving"] == {"eta": 2, "rungs": [1, 2], "rank_by": "auc", "first_rung_steps": 2}
 
     _run_queued(search)
 
@@ -96,6 +98,7 @@ def test_a_halving_stage_promotes_each_choices_best_and_survivors_continue_their
     client.force_login(user)
     page = client.get(reverse("stage-detail", args=[search.pk, stage.pk])).content.decode()
     assert f"<strong>{halted} saved</strong>" in page and "Successive halving" in page
+    assert "rungs end at epoch 1, 2 (the first after 2 optimizer steps per task)" in page
     table = client.get(reverse("search-trials", args=[search.pk])).content.decode()
     assert "halted after rung 1 of 2 (1 epoch)" in table and "rung 2 of 2 (2 epochs)" in table
     detail = client.get(reverse("trial-detail", args=[search.pk, survivor.pk])).content.decode()

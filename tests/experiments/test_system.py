@@ -152,7 +152,8 @@ def test_successive_halving_runs_its_rungs_on_a_real_worker(user, tiny_backbone,
     worker = worker_factory()
     search = services.search_create(owner=user, name="halving", tasks=[bundled_tasks["sst2"]], backbone=tiny_backbone,
                                     budget_kind="absolute", budget_value=6000, groups=2, preset="quick",
-                                    overrides={**SYSTEM_OVERRIDES, "epochs": 2, "halving_eta": 2},
+                                    overrides={**SYSTEM_OVERRIDES, "epochs": 2, "halving_eta": 2,
+                                               "halving_min_steps": 1},
                                     auto_approve=False, seed=5)
     stage = wait_for(lambda: search.stages.filter(order=0, status="awaiting").first(), timeout=600,
                      what="the first stage to wait for approval", logs=[worker])

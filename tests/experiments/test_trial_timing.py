@@ -17,7 +17,8 @@ from tasks.timing import PHASES, RUNNING_PHASES
 from tests.conftest import TINY_OVERRIDES
 
 # Two epochs at eta 2: every design trains rung 1 (and writes its checkpoint), the survivors rung 2.
-HALVING = {**TINY_OVERRIDES, "epochs": 2, "halving_eta": 2, "designs_per_stage": 4}
+# Tiny tasks (2 steps an epoch): the first rung after one epoch (halving_min_steps 1).
+HALVING = {**TINY_OVERRIDES, "epochs": 2, "halving_eta": 2, "halving_min_steps": 1, "designs_per_stage": 4}
 # The clocks of claim and finish (the database's) and of the phases (the worker's) differ by this much at most.
 TOLERANCE_S = 0.05
 

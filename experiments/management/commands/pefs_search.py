@@ -223,6 +223,11 @@ class Command(BaseCommand):
             self.stdout.write(f"  with successive halving (eta {plan['halving_eta']}, rungs ranked by {ranked}): "
                               f"{plan['task_epochs']:,} task-epochs; without it the same trials: "
                               f"{plan['full_task_epochs']:,}")
+            if plan.get("halving_first_rung_steps"):
+                self.stdout.write(f"  the first rung ranks designs after {plan['halving_first_rung_steps']:,} "
+                                  "optimizer steps")
+        if plan.get("halving_note"):
+            self.stdout.write(f"  {plan['halving_note']}")
         for stage in plan["stages"]:
             note = f"  ({stage['note']})" if stage["note"] else ""
             halving = stage.get("halving")

@@ -209,3 +209,39 @@ def test_halving_is_no_longer_refused(user, backbone, rte):
     assert services.UNSCHEDULED_SETTINGS == {}
     config, _ = services.search_config_build(backbone=backbone, groups=2, preset="study")
     assert config.halving_eta == 2
+
+
+def test_the_form_api_and_cli_say_when_the_first_rung_ranks_and_when_halving_is_off(client, api, user, backbone,
+                                                                                   rte):
+    client.force_login(user)
+    # 128 examples a task at batch 16, 24 steps before the first rung: 3 epochs; 9 epochs at eta 3: rungs 3, 9
+    later = {"halving_min_steps": 24, "halving_eta": 3, "epochs": 9}
+    body = client.get(reverse("search-plan-preview"), _form_data(backbone, [rte], "study", **later)).content.decode()
+    assert "The first rung ranks designs after 24 optimizer steps" in body and "rungs at 3, 9 epochs" in body
+    off = client.get(reverse("search-plan-preview"),
+                     _form_data(backbone, [rte], "study", halving_min_steps=24)).content.decode()
+    assert 'id="plan-halving-off"' in off and "Halving (eta 2) is off" in off and 'id="plan-halving"' not in off
+    response = api.post(reverse("api:search-list"), {
+        "name": "s", "tasks": ["rte"], "backbone": str(backbone.pk), "groups": 2, "preset": "study",
+        "overrides": later, "dry_run": True}, format="json")
+    assert response.status_code == 200, response.json()
+    plan = response.json()
+    assert (plan["halving_first_rung_steps"], plan["steps_per_epoch"], plan["halving_note"]) == (24, 8, "")
+    assert plan["stages"][0]["halving"]["rungs"] == [3, 9]
+    out = io.StringIO()
+    call_command("pefs_search", "--tasks", "rte", "--preset", "study", "--dry-run", "--user", user.username,
+                 "--set", "halving_min_steps=24", stdout=out)
+    assert "halving (eta 2) is off: stages train 2 epochs" in out.getvalue()
+    assert not Search.objects.exists()
+
+
+def test_a_search_stored_before_halving_min_steps_keeps_its_first_rung(user, backbone):
+    from experiments.services.searches import search_config
+
+    stored = {**PRESETS["study"].to_dict(), "epochs": 9, "halving_eta": 3}
+    stored.pop("halving_min_steps")
+    search = SearchFactory(owner=user, backbone=backbone, config=stored)
+    assert search_config(search).halving_min_steps == 1
+    from experiments.services.halving import halving_stage_plan
+
+    assert halving_stage_plan(search_config(search), "grouping")["rungs"] == [1, 3, 9]

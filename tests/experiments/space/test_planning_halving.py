@@ -86,3 +86,50 @@ def test_the_study_preset_keeps_three_designs_per_choice_at_the_last_rung() -> N
         last = stage.halving.rungs[-1]
         assert len(last.trials_per_choice) == stage.choices
         assert min(last.trials_per_choice.values()) >= config.min_successes
+
+
+# The first rung after a number of optimizer steps (SearchConfig.halving_min_steps): on the recorded
+# stages a rung after 8 steps promoted nearly at random (bench/halving.py).
+
+def test_the_first_rung_waits_for_halving_min_steps() -> None:
+    # 128 examples at batch 16: 8 steps an epoch, so 24 steps are 3 epochs; eta 3 over 9 epochs: rungs 3, 9
+    config = preset("study", halving_min_steps=24, halving_eta=3, epochs=9)
+    assert (config.steps_per_epoch(), config.halving_min_epochs()) == (8, 3)
+    plan = search_plan(config, num_layers=6, tasks=2)
+    halved = [s for s in plan.stages if s.halving is not None]
+    assert halved and all([r.epochs for r in s.halving.rungs] == [3, 9] for s in halved)
+    assert plan.halving_first_rung_steps == 24 and plan.to_dict()["halving_first_rung_steps"] == 24
+    # Two rungs, not three: each choice draws min_successes x eta designs, not x eta^2
+    assert min_per_choice(config) == config.min_successes * 3
+    # Ranked after the first epoch, the same search has three rungs (1, 3, 9)
+    eager = preset("study", halving_min_steps=1, halving_eta=3, epochs=9)
+    assert [r.epochs for r in search_plan(eager, num_layers=6, tasks=2).stages[0].halving.rungs] == [1, 3, 9]
+
+
+def test_a_first_rung_beyond_the_stage_turns_halving_off_and_says_why() -> None:
+    config = preset("study", halving_min_steps=24)  # 2 epochs of 8 steps: no room for a rung after 24
+    plan = search_plan(config, num_layers=6, tasks=2)
+    assert plan.halving_eta is None and plan.task_epochs == plan.full_task_epochs
+    assert all(s.halving is None for s in plan.stages)
+    assert min_per_choice(config) == config.min_successes  # no rungs to survive
+    note = plan.to_dict()["halving_note"]
+    assert "halving (eta 2) is off" in note and "24 optimizer steps" in note and "at least 6" in note
+    # A rung never ends after the stage's last epoch (it used to: (3,) for 2 epochs)
+    assert rung_epochs(2, eta=2, min_epochs=3) == (2,)
+    assert search_plan(preset("study"), num_layers=6, tasks=2).to_dict()["halving_note"] == ""
+
+
+def test_with_all_training_examples_the_first_rung_is_the_first_epoch() -> None:
+    config = preset("paper", halving_eta=3)  # max_train_examples None: an epoch's steps are unknown
+    assert config.steps_per_epoch() is None and config.halving_min_epochs() == 1
+    plan = search_plan(config, num_layers=6, tasks=1)
+    assert plan.halving_first_rung_steps is None and [r.epochs for r in plan.stages[1].halving.rungs] == [1, 3]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 100_001, True, 2.5, "24"])
+def test_halving_min_steps_is_bounded_and_named(bad) -> None:
+    from experiments.space.errors import SpaceError
+
+    with pytest.raises(SpaceError) as caught:
+        preset("study", halving_min_steps=bad)
+    assert caught.value.field == "halving_min_steps"
