@@ -37,6 +37,8 @@ Usage::
     .venv/bin/python bench/halving.py --eta 2 3                             # replay, seconds
     .venv/bin/python bench/halving.py --eta 2 3 --min-epochs 1 3 --rank-by score auc
         # later first rungs, and rungs ranked by the recorded ranking AUC (recordings that have it)
+    .venv/bin/python bench/halving.py --eta 2 3 --min-steps 24
+        # the first rung after 24 optimizer steps, as a search with halving_min_steps 24 places it
 
 The last printed line is one JSON object.
 """
@@ -45,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -179,12 +182,22 @@ def full_stability(trials: list[dict], *, resamples: int, seed: int) -> float:
     return same / resamples
 
 
-def _schedule(eta: int, first: int, rank_by: str = "score") -> str:
+def _schedule(eta: int, first: int | str, rank_by: str = "score") -> str:
     """The JSON key of a halving schedule: "2" (eta 2, first rung after 1 epoch, ranked by score),
-    "3, first rung >= 3" when --min-epochs moves the first rung later, ", ranked by auc" when the
-    rungs rank by another signal."""
+    "3, first rung >= 3" when --min-epochs moves the first rung later, "3, first rung >= 24 steps"
+    with --min-steps, ", ranked by auc" when the rungs rank by another signal."""
     key = str(eta) if first == 1 else f"{eta}, first rung >= {first}"
     return key if rank_by == "score" else f"{key}, ranked by {rank_by}"
+
+
+BATCH_SIZE = 16  # what ``record`` trains at
+
+
+def _first_rungs(args: argparse.Namespace, train_examples: int) -> list[tuple[int | str, int]]:
+    """(schedule label, epochs before the first rung) for --min-epochs, then --min-steps: a number of
+    optimizer steps is the fewest epochs of this recording that reach it (SearchConfig.halving_min_steps)."""
+    steps = math.ceil(train_examples / BATCH_SIZE)
+    return [(m, m) for m in args.min_epochs] + [(f"{n} steps", math.ceil(n / steps)) for n in args.min_steps]
 
 
 def _pooled_separable(rows: list[dict]) -> float | None:
@@ -251,7 +264,8 @@ def replay_all(args: argparse.Namespace) -> None:
                 print(f"{name} {stage['stage']}: Spearman rho of each signal after epoch 1..{data['epochs']} with the "
                       f"final score: " + "; ".join(f"{k} {v}" for k, v in correlations.items()), flush=True)
             rates = (stage.get("settings") or {}).get("strategy_learning_rates")
-            for eta, first, rank_by in [(e, f, r) for e in args.eta for f in args.min_epochs for r in args.rank_by]:
+            firsts = _first_rungs(args, (stage.get("settings") or {}).get("train_examples") or data["train_examples"])
+            for eta, (label, first), rank_by in [(e, f, r) for e in args.eta for f in firsts for r in args.rank_by]:
                 try:
                     trials = [RecordedTrial(t["choice"], t["scores"], _ranking(t, rank_by)) for t in stage["trials"]]
                 except KeyError:  # an older recording without that signal
@@ -260,7 +274,7 @@ def replay_all(args: argparse.Namespace) -> None:
                 plan = report.plan
                 row = {"recording": name, "stage_index": index, "stage": stage["stage"], "component": stage["component"],
                        "eta": eta,
-                       "schedule": _schedule(eta, first, rank_by), "rank_by": rank_by,
+                       "schedule": _schedule(eta, label, rank_by), "rank_by": rank_by,
                        "strategy_rates": "measured" if rates else "one rate for all",
                        "rungs": [r.epochs for r in plan.rungs], "trials": len(trials),
                        "full_decision": report.full_decision, "halving_decision": report.halving_decision,
@@ -332,6 +346,9 @@ def main() -> None:
     parser.add_argument("--eta", type=int, nargs="+", default=[3])
     parser.add_argument("--min-epochs", type=int, nargs="+", default=[1],
                         help="replay: epochs before the first rung (1: as a search runs halving); several to compare")
+    parser.add_argument("--min-steps", type=int, nargs="*", default=[],
+                        help="replay: optimizer steps before the first rung (as SearchConfig.halving_min_steps), "
+                             "turned into epochs per recording; several to compare")
     parser.add_argument("--rank-by", nargs="+", choices=RANKINGS, default=["score"],
                         help="replay: what rungs rank designs by (score; auc, loss: recordings that have them; "
                              "oracle: the final score, the ceiling of any ranking); several to compare")
@@ -339,6 +356,8 @@ def main() -> None:
     args = parser.parse_args()
     if not all(1 <= m <= 1000 for m in args.min_epochs) or not all(2 <= e <= 1000 for e in args.eta):
         parser.error("--min-epochs must be from 1 to 1000 and --eta from 2 to 1000")
+    if not all(1 <= m <= 100_000 for m in args.min_steps):
+        parser.error("--min-steps must be from 1 to 100000")
     for name in ("epochs", "per_choice", "stages", "groups", "train_examples", "eval_examples", "resamples"):
         if not 1 <= getattr(args, name) <= 100_000:
             parser.error(f"--{name.replace('_', '-')} must be from 1 to 100000")

@@ -70,3 +70,18 @@ def test_rungs_ranked_by_the_recorded_auc_and_by_foresight_are_replayed_beside_t
         twin = next(r for r in rows if r["rank_by"] == "score" and (r["recording"], r["stage_index"]) ==
                     (row["recording"], row["stage_index"]))
         assert (row["trial_epochs"], row["full_decision"]) == (twin["trial_epochs"], twin["full_decision"])
+
+
+def test_a_first_rung_after_a_number_of_steps_becomes_each_recordings_epochs():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "halving.py"), "--eta", "3", "--min-epochs", "1",
+                           "--min-steps", "24", "--resamples", "20"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(result["by_eta"]) == {"3", "3, first rung >= 24 steps"}
+    later = {row["recording"]: row["rungs"] for row in result["stages"] if row["schedule"].endswith("24 steps")}
+    # 128 examples at batch 16 are 8 steps an epoch: 3 epochs; 64 examples (4 steps) need 6, which leaves
+    # 9 epochs no second rung at eta 3, so that stage trains in full
+    assert later["halving_stages_measured.json"] == [3, 9] and later["halving_stages.json"] == [9]
+    bad = subprocess.run([sys.executable, str(ROOT / "bench" / "halving.py"), "--min-steps", "0"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert bad.returncode == 2 and "--min-steps" in bad.stderr
