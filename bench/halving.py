@@ -301,8 +301,16 @@ def replay_all(args: argparse.Namespace) -> None:
                       flush=True)
     summary = {}
     for schedule in dict.fromkeys(r["schedule"] for r in results):
-        rows = [r for r in results if r["schedule"] == schedule]
+        everything = [r for r in results if r["schedule"] == schedule]
+        # A stage whose first rung would come at its last epoch trains in full (one rung, as a search
+        # plans it): it agrees by construction and saves nothing, so the figures below leave it out.
+        rows = [r for r in everything if len(r["rungs"]) > 1]
+        if not rows:
+            summary[schedule] = {"stages_halved": 0, "stages_in_full": len(everything), "meets_target": False}
+            continue
         summary[schedule] = {
+            "stages_halved": len(rows),
+            "stages_in_full": len(everything) - len(rows),
             "min_agreement": min(r["agreement"] for r in rows),
             "mean_agreement": round(statistics.fmean(r["agreement"] for r in rows), 3),
             # the ceiling: how often the full stage agrees with itself when its trials are redrawn

@@ -82,6 +82,11 @@ def test_a_first_rung_after_a_number_of_steps_becomes_each_recordings_epochs():
     # 128 examples at batch 16 are 8 steps an epoch: 3 epochs; 64 examples (4 steps) need 6, which leaves
     # 9 epochs no second rung at eta 3, so that stage trains in full
     assert later["halving_stages_measured.json"] == [3, 9] and later["halving_stages.json"] == [9]
+    # A stage trained in full agrees by construction and saves nothing: the summary leaves it out
+    summary = result["by_eta"]["3, first rung >= 24 steps"]
+    in_full = sum(1 for row in result["stages"] if row["schedule"].endswith("24 steps") and len(row["rungs"]) == 1)
+    assert summary["stages_in_full"] == in_full >= 2 and summary["stages_halved"] == len(result["stages"]) / 2 - in_full
+    assert summary["cost_fraction"] < 1
     bad = subprocess.run([sys.executable, str(ROOT / "bench" / "halving.py"), "--min-steps", "0"],
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert bad.returncode == 2 and "--min-steps" in bad.stderr
