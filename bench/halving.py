@@ -23,6 +23,10 @@ designs, the full stage's a mean of all of them, so where the ceiling is below t
 signal can reach it; and ``ranking_agreement``: how often the schedule's own ranking decides as
 perfect foresight would (the ranking's own quality).
 
+Each row also gives ``first_rung_agreement`` (not halving): how often training every design only to
+the first rung and deciding by the mean of all of them there decides like the full stage, at
+``first_rung_cost`` (first rung / E) of its trial-epochs: what a shorter stage of the same size gives.
+
 Each row also gives ``full_stability``: how often the *full* stage decides as it did when its own
 trials are redrawn. Where that is low, the choices are not separated by the stage's data at all,
 and no cheaper procedure can be expected to agree with the full stage more often than that. And
@@ -59,10 +63,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # The committed recordings: the first (every module at one learning rate, 3e-3, 64 training examples),
-# the second (each strategy at the rate a search gives it, 128 training examples, as the study), and the
-# third (as the second, 12 designs a choice, with the selection loss and ranking AUC after every epoch).
+# the second (each strategy at the rate a search gives it, 128 training examples, as the study), the
+# third (as the second, 12 designs a choice, with the selection loss and ranking AUC after every epoch),
+# the fourth (S1 of the third's seed 1 with 384 training examples: 24 steps an epoch) and the fifth (the
+# fourth's designs and training, scored on 1,000 selection examples instead of 200).
 DEFAULT_FILES = [ROOT / "bench" / "data" / name
-                 for name in ("halving_stages.json", "halving_stages_measured.json", "halving_stages_auc.json")]
+                 for name in ("halving_stages.json", "halving_stages_measured.json", "halving_stages_auc.json",
+                              "halving_stages_384.json", "halving_stages_384_eval1000.json")]
 
 
 def _stage(space, spec, *, per_choice: int, seed: int, shape, budget, options):
@@ -282,6 +289,9 @@ def replay_all(args: argparse.Namespace) -> None:
                        "separable_resamples": report.separable_resamples,
                        "separable_agreement": report.separable_agreement,
                        "ceiling": report.ceiling, "ranking_agreement": report.ranking_agreement,
+                       # not halving: every design to the first rung only, decided by all designs' mean
+                       "first_rung_agreement": report.first_rung_agreement,
+                       "first_rung_cost": round(plan.rungs[0].epochs / plan.epochs, 3),
                        "trial_epochs": plan.trial_epochs,
                        "full_trial_epochs": plan.full_trial_epochs,
                        "cost_fraction": round(plan.trial_epochs / plan.full_trial_epochs, 3),
@@ -297,7 +307,9 @@ def replay_all(args: argparse.Namespace) -> None:
                       f"where it separates its choices ({row['separable_resamples']} resamples) halving agrees in "
                       f"{'-' if row['separable_agreement'] is None else format(row['separable_agreement'], '.2f')}; "
                       f"with perfect foresight halving would agree in {row['ceiling']:.2f} (the ceiling), and it "
-                      f"decides like that in {row['ranking_agreement']:.2f}; final means {row['final_means']}",
+                      f"decides like that in {row['ranking_agreement']:.2f}; every design to the first rung, "
+                      f"decided by all designs' mean there: {row['first_rung_agreement']:.2f} at "
+                      f"{row['first_rung_cost']:.2f} of the cost; final means {row['final_means']}",
                       flush=True)
     summary = {}
     for schedule in dict.fromkeys(r["schedule"] for r in results):
@@ -322,6 +334,10 @@ def replay_all(args: argparse.Namespace) -> None:
             "min_ceiling": min(r["ceiling"] for r in rows),
             "max_ceiling": max(r["ceiling"] for r in rows),
             "mean_ranking_agreement": round(statistics.fmean(r["ranking_agreement"] for r in rows), 3),
+            # every design trained to the first rung only, the stage deciding by all designs' mean there
+            "first_rung_agreement": [r["first_rung_agreement"] for r in rows],
+            "first_rung_cost": round(sum(r["trials"] * r["rungs"][0] for r in rows)
+                                     / sum(r["full_trial_epochs"] for r in rows), 3),
             "cost_fraction": round(sum(r["trial_epochs"] for r in rows) / sum(r["full_trial_epochs"] for r in rows), 3),
             "meets_target": all(r["agreement"] >= 0.9 for r in rows)
             and sum(r["trial_epochs"] for r in rows) * 3 <= sum(r["full_trial_epochs"] for r in rows),

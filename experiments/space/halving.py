@@ -224,6 +224,11 @@ class ReplayReport:
     # whether its rungs found the designs that end best.
     ceiling: float | None = None
     ranking_agreement: float | None = None
+    # Not halving: how often the mean over *all* of a choice's designs at the first rung's epoch
+    # decides like the full stage (every design trained to the first rung only, at rungs[0] / E of
+    # the full stage's trial-epochs). A stage decides about a choice's designs as a whole, which a
+    # mean over all of them estimates and the survivors' mean does not.
+    first_rung_agreement: float | None = None
 
     @property
     def same_decision(self) -> bool:
@@ -240,6 +245,7 @@ class ReplayReport:
             "separable_agreement": self.separable_agreement,
             "ceiling": self.ceiling,
             "ranking_agreement": self.ranking_agreement,
+            "first_rung_agreement": self.first_rung_agreement,
             "plan": self.plan.to_dict(),
         }
 
@@ -269,11 +275,13 @@ def _separation(trials: Sequence[RecordedTrial], order: Sequence[str]) -> float:
     return gap / error if error > 0 else (math.inf if gap > 0 else 0.0)
 
 
-def _full_decision(trials: Sequence[RecordedTrial], order: Sequence[str]) -> str | None:
+def _full_decision(trials: Sequence[RecordedTrial], order: Sequence[str], epoch: int = -1) -> str | None:
+    """The choice with the best mean score over all its designs after ``epoch`` (-1: the last)."""
+    index = epoch if epoch < 0 else epoch - 1
     finals: dict[str, list[float]] = {c: [] for c in order}
     for t in trials:
-        if t.scores[-1] is not None:
-            finals[t.choice].append(t.scores[-1])
+        if t.scores[index] is not None:
+            finals[t.choice].append(t.scores[index])
     return _best_mean(finals, order)
 
 
@@ -330,7 +338,7 @@ def replay(
 
     rng = random.Random(seed)
     by_choice = {c: [t for t in trials if t.choice == c] for c in order}
-    agree = separable = agree_separable = ceiling = ranked = 0
+    agree = separable = agree_separable = ceiling = ranked = early = 0
     for _ in range(resamples):
         resample = [t for c in order for t in rng.choices(by_choice[c], k=len(by_choice[c]))]
         full_choice, halving_choice = _full_decision(resample, order), _halving_decision(resample, rungs, eta, order)
@@ -339,6 +347,7 @@ def replay(
         agree += same
         ceiling += foresight == full_choice
         ranked += foresight == halving_choice
+        early += _full_decision(resample, order, rungs[0]) == full_choice
         if _separation(resample, order) >= SEPARABLE_Z:
             separable += 1
             agree_separable += same
@@ -353,6 +362,7 @@ def replay(
         separable_agreement=agree_separable / separable if separable else None,
         ceiling=ceiling / resamples,
         ranking_agreement=ranked / resamples,
+        first_rung_agreement=early / resamples,
     )
 
 

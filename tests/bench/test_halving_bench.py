@@ -14,9 +14,10 @@ def test_the_replay_reads_the_committed_recording_and_prints_one_json_line_last(
                           capture_output=True, text=True, timeout=120, cwd=ROOT, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["benchmark"] == "halving" and set(result["by_eta"]) == {"2", "3"}
-    # the committed recordings: one learning rate for all, the measured per-strategy rates, and those
-    # with the selection loss and ranking AUC after every epoch
-    assert set(result["recorded"]) == {"halving_stages.json", "halving_stages_measured.json", "halving_stages_auc.json"}
+    # the committed recordings: one learning rate for all, the measured per-strategy rates, those
+    # with the selection loss and ranking AUC after every epoch, and two with 24-step epochs
+    assert set(result["recorded"]) == {"halving_stages.json", "halving_stages_measured.json", "halving_stages_auc.json",
+                                       "halving_stages_384.json", "halving_stages_384_eval1000.json"}
     assert {row["strategy_rates"] for row in result["stages"]} == {"one rate for all", "measured"}
     for row in result["stages"]:
         assert 0 <= row["agreement"] <= 1 and 0 <= row["full_stability"] <= 1
@@ -54,7 +55,7 @@ def test_rungs_ranked_by_the_recorded_auc_and_by_foresight_are_replayed_beside_t
     rows = result["stages"]
     # only recordings with a per-epoch AUC can be ranked by it; every recording can be by foresight
     with_auc = {r["recording"] for r in rows if r["rank_by"] == "auc"}
-    assert with_auc == {"halving_stages_auc.json"}
+    assert with_auc == {"halving_stages_auc.json", "halving_stages_384.json", "halving_stages_384_eval1000.json"}
     assert {r["recording"] for r in rows if r["rank_by"] == "oracle"} == {r["recording"] for r in rows}
     for recording in with_auc:
         recorded = json.loads((ROOT / "bench" / "data" / recording).read_text())
@@ -70,6 +71,8 @@ def test_rungs_ranked_by_the_recorded_auc_and_by_foresight_are_replayed_beside_t
         twin = next(r for r in rows if r["rank_by"] == "score" and (r["recording"], r["stage_index"]) ==
                     (row["recording"], row["stage_index"]))
         assert (row["trial_epochs"], row["full_decision"]) == (twin["trial_epochs"], twin["full_decision"])
+        # deciding by every design's mean at the first rung does not depend on the ranking either
+        assert row["first_rung_agreement"] == twin["first_rung_agreement"] and 0 < row["first_rung_cost"] < 1
 
 
 def test_a_first_rung_after_a_number_of_steps_becomes_each_recordings_epochs():

@@ -144,3 +144,16 @@ def test_separation_is_the_welch_z_of_the_best_over_the_runner_up() -> None:
     # a: mean 11, variance 2; b: mean 6, variance 2; se = sqrt(2/2 + 2/2) = sqrt(2)
     assert _separation(trials, ["a", "b", "c"]) == pytest.approx(5 / 2 ** 0.5)
     assert _separation([trial("a", 1.0), trial("a", 2.0)], ["a"]) == 0.0
+
+
+def test_replay_measures_deciding_by_every_designs_mean_at_the_first_rung() -> None:
+    # "a": one excellent design among poor ones; "b" uniformly decent. The survivors' mean picks a,
+    # the full stage's mean of all designs picks b, and so does the mean of all designs after the first
+    # epoch (a's first-epoch mean 52.5 < 60): that rule agrees where halving cannot.
+    spiky = [trial("a", 90, 95, 95)] + [trial("a", 40, 40, 41) for _ in range(3)] + [trial("b", 60, 60, 60)] * 4
+    report = replay(spiky, eta=3, resamples=1, seed=0)
+    assert (report.full_decision, report.halving_decision) == ("b", "a")
+    assert report.first_rung_agreement == 1.0 and report.to_dict()["first_rung_agreement"] == 1.0
+    # When the first epoch orders the choices the other way round, it disagrees every time
+    crossing = [trial("a", 70, 50) for _ in range(3)] + [trial("b", 50, 70) for _ in range(3)]
+    assert replay(crossing, eta=2, resamples=20, seed=0).first_rung_agreement == 0.0
