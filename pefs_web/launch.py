@@ -215,6 +215,14 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def install_signal_handlers() -> None:
+    """Ctrl-C (SIGINT), SIGTERM and SIGHUP stop the launcher and, through it, every child. SIGINT is
+    set explicitly too: a process started from a non-interactive shell's background job inherits
+    SIGINT ignored, and Python then leaves it ignored, so Ctrl-C (or a test's SIGINT) did nothing."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pefs_web.launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -228,8 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     restrict_umask()  # before anything is written; every child inherits it
     # Children run in sessions of their own, so the terminal's signals reach only this process.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    install_signal_handlers()
     if args.command == "run":
         return run(args.host, args.port)
     if args.command == "bench":
