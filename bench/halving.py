@@ -66,10 +66,12 @@ if str(ROOT) not in sys.path:
 # the second (each strategy at the rate a search gives it, 128 training examples, as the study), the
 # third (as the second, 12 designs a choice, with the selection loss and ranking AUC after every epoch),
 # the fourth (S1 of the third's seed 1 with 384 training examples: 24 steps an epoch) and the fifth (the
-# fourth's designs and training, scored on 1,000 selection examples instead of 200).
+# fourth's designs and training, scored on 1,000 selection examples instead of 200), and the sixth (as
+# the fourth, seed 2).
 DEFAULT_FILES = [ROOT / "bench" / "data" / name
                  for name in ("halving_stages.json", "halving_stages_measured.json", "halving_stages_auc.json",
-                              "halving_stages_384.json", "halving_stages_384_eval1000.json")]
+                              "halving_stages_384.json", "halving_stages_384_eval1000.json",
+                              "halving_stages_384_seed2.json")]
 
 
 def _stage(space, spec, *, per_choice: int, seed: int, shape, budget, options):

@@ -17,7 +17,8 @@ def test_the_replay_reads_the_committed_recording_and_prints_one_json_line_last(
     # the committed recordings: one learning rate for all, the measured per-strategy rates, those
     # with the selection loss and ranking AUC after every epoch, and two with 24-step epochs
     assert set(result["recorded"]) == {"halving_stages.json", "halving_stages_measured.json", "halving_stages_auc.json",
-                                       "halving_stages_384.json", "halving_stages_384_eval1000.json"}
+                                       "halving_stages_384.json", "halving_stages_384_eval1000.json",
+                                       "halving_stages_384_seed2.json"}
     assert {row["strategy_rates"] for row in result["stages"]} == {"one rate for all", "measured"}
     for row in result["stages"]:
         assert 0 <= row["agreement"] <= 1 and 0 <= row["full_stability"] <= 1
@@ -55,7 +56,8 @@ def test_rungs_ranked_by_the_recorded_auc_and_by_foresight_are_replayed_beside_t
     rows = result["stages"]
     # only recordings with a per-epoch AUC can be ranked by it; every recording can be by foresight
     with_auc = {r["recording"] for r in rows if r["rank_by"] == "auc"}
-    assert with_auc == {"halving_stages_auc.json", "halving_stages_384.json", "halving_stages_384_eval1000.json"}
+    assert with_auc == {"halving_stages_auc.json", "halving_stages_384.json", "halving_stages_384_eval1000.json",
+                        "halving_stages_384_seed2.json"}
     assert {r["recording"] for r in rows if r["rank_by"] == "oracle"} == {r["recording"] for r in rows}
     for recording in with_auc:
         recorded = json.loads((ROOT / "bench" / "data" / recording).read_text())
