@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import sys
@@ -65,8 +64,8 @@ if str(ROOT) not in sys.path:
 # The committed recordings: the first (every module at one learning rate, 3e-3, 64 training examples),
 # the second (each strategy at the rate a search gives it, 128 training examples, as the study), the
 # third (as the second, 12 designs a choice, with the selection loss and ranking AUC after every epoch),
-# the fourth (S1 of the third's seed 1 with 384 training examples: 24 steps an epoch) and the fifth (the
-# fourth's designs and training, scored on 1,000 selection examples instead of 200), and the sixth (as
+# the fourth (S1 of the third's seed 1 with 384 training examples: 24 steps an epoch), the fifth (the
+# fourth's designs and training, scored on 1,000 selection examples instead of 200) and the sixth (as
 # the fourth, seed 2).
 DEFAULT_FILES = [ROOT / "bench" / "data" / name
                  for name in ("halving_stages.json", "halving_stages_measured.json", "halving_stages_auc.json",
@@ -204,9 +203,14 @@ BATCH_SIZE = 16  # what ``record`` trains at
 
 def _first_rungs(args: argparse.Namespace, train_examples: int) -> list[tuple[int | str, int]]:
     """(schedule label, epochs before the first rung) for --min-epochs, then --min-steps: a number of
-    optimizer steps is the fewest epochs of this recording that reach it (SearchConfig.halving_min_steps)."""
-    steps = math.ceil(train_examples / BATCH_SIZE)
-    return [(m, m) for m in args.min_epochs] + [(f"{n} steps", math.ceil(n / steps)) for n in args.min_steps]
+    optimizer steps becomes this recording's epochs as a search's SearchConfig.halving_min_epochs does."""
+    from experiments.space.presets import SearchConfig
+
+    def epochs(steps: int) -> int:
+        return SearchConfig(max_train_examples=train_examples, batch_size=BATCH_SIZE,
+                            halving_min_steps=steps).halving_min_epochs()
+
+    return [(m, m) for m in args.min_epochs] + [(f"{n} steps", epochs(n)) for n in args.min_steps]
 
 
 def _pooled_separable(rows: list[dict]) -> float | None:

@@ -47,9 +47,10 @@ def bars(report: dict) -> dict:
 
 
 def page(data: dict, title: str) -> str:
+    from pefs_web.static_finders import PACKAGE_FILES  # the plotly.js the pages are served
     from tasks.peft.strategies import ui_description
 
-    plotly_js = (Path(__import__("plotly").__file__).parent / "package_data" / "plotly.min.js").read_text()
+    plotly_js = PACKAGE_FILES["vendor/plotly.min.js"]().read_text()
     charts_js = (ROOT / "static" / "pefs" / "js" / "charts.js").read_text()
     strategies = json.dumps(ui_description())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
