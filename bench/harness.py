@@ -179,11 +179,12 @@ def session_cookie(user) -> str:
 
 class Server:
     """The web served as `make run` serves it (pefs_web/serving.py) on a free loopback port, static
-    files collected and precompressed first: ``kind="gunicorn"`` runs ``processes`` synchronous
-    gunicorn workers on the WSGI application (HTTP, what pages and the API are served by);
+    files collected and precompressed first: ``kind="gunicorn"`` runs ``processes`` gunicorn
+    processes with its asyncio ASGI worker (HTTP, what pages and the API are served by; ``sync``:
+    synchronous workers on the WSGI application, as behind a buffering proxy);
     ``kind="daphne"`` one Daphne process on the ASGI application (WebSockets, and HTTP too)."""
 
-    def __init__(self, kind: str, log_path: Path, processes: int = 1) -> None:
+    def __init__(self, kind: str, log_path: Path, processes: int = 1, *, sync: bool = False) -> None:
         from pefs_web.serving import STATIC_COLLECTED, daphne_argv, gunicorn_argv
         from pefs_web.supervisor import spawn
 
@@ -195,7 +196,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.processes = processes
-        self.argv = (gunicorn_argv("127.0.0.1", self.port, processes) if kind == "gunicorn"
+        self.argv = (gunicorn_argv("127.0.0.1", self.port, processes, sync=sync) if kind == "gunicorn"
                      else daphne_argv("127.0.0.1", self.port))
         with open(log_path, "ab") as log:
             self.procs = [spawn(self.argv, env={**os.environ, STATIC_COLLECTED: "1"}, cwd=ROOT, stdout=log,

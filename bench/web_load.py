@@ -1,8 +1,9 @@
 """Pages under concurrency: 50 logged-in clients at the search page, the trials API and the charts.
 
 Serving: as ``make run`` serves pages and the API (pefs_web/serving.py): ``--processes``
-synchronous gunicorn workers (default ``make run``'s: PEFS_WEB_PROCESSES, else cores + 1) on the
-WSGI application, on one port of 127.0.0.1, beside the same Redis the WebSockets use; DEBUG off;
+gunicorn processes (default ``make run``'s: PEFS_WEB_PROCESSES, else cores + 1) with its asyncio
+ASGI worker on the ASGI application (``--sync``: synchronous workers on the WSGI application, as
+behind a buffering proxy), on one port of 127.0.0.1, beside the same Redis the WebSockets use; DEBUG off;
 static files collected first and served by WhiteNoise with their gzip copies. The command line is
 in the JSON line. (The WebSockets' Daphne is measured by bench/live_latency.py.)
 
@@ -25,7 +26,7 @@ per second; the CPU seconds of each server process and of this client process (i
 cores with the server); load
 average before and after. Targets: search page p95 <= 500 ms, trials API p95 <= 200 ms, 0 errors.
 
-    .venv/bin/python bench/web_load.py [--clients 50] [--seconds 60] [--think-ms 1000] [--processes 3]
+    .venv/bin/python bench/web_load.py [--clients 50] [--seconds 60] [--think-ms 1000] [--processes 3] [--sync]
 """
 from __future__ import annotations
 
@@ -59,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     parser.add_argument("--processes", type=bounded(1, 16), default=web_processes(dict(os.environ)),
                         help="gunicorn workers (1-16; default make run's: PEFS_WEB_PROCESSES, else cores + 1)")
+    parser.add_argument("--sync", action="store_true",
+                        help="synchronous gunicorn workers on the WSGI application (behind a buffering proxy)")
     parser.add_argument("--trials", type=bounded(1, 20_000), default=500, help="trials of the search (1-20,000)")
     parser.add_argument("--points", type=bounded(3, 1000), default=100, help="metric points per trial (3-1,000)")
     return parser.parse_args(argv)
@@ -147,7 +150,7 @@ def run(args: argparse.Namespace, env: Environment) -> dict:
 
     connections.close_all()
     processes = args.processes
-    server = Server("gunicorn", log_path=env.workdir / "web.log", processes=processes)
+    server = Server("gunicorn", log_path=env.workdir / "web.log", processes=processes, sync=args.sync)
     try:
         server.wait_ready()
         static = probe_static(server.url)

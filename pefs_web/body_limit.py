@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from tempfile import SpooledTemporaryFile
 from typing import Any
 
 Scope = dict[str, Any]
@@ -83,6 +84,45 @@ class RequestBodyLimit:
 
 def _refusal(limit: int) -> bytes:
     return json.dumps({"detail": f"Request body larger than {limit} bytes."}).encode()
+
+
+class BufferedBody:
+    """Read an HTTP request's whole body on the event loop before the application runs, then hand it
+    over at once: the application's thread (a2wsgi's, pefs_web/http_asgi.py) would otherwise wait
+    on a body sent slowly, and a few such uploads would hold every thread. The body is kept in
+    memory up to ``spool_bytes``, then in a temporary file; RequestBodyLimit around this bounds it.
+    A client that leaves before its body is whole gets no call to the application at all."""
+
+    BLOCK = 64 * 1024
+
+    def __init__(self, app: Callable[..., Awaitable[None]], *, spool_bytes: int = 1024 * 1024) -> None:
+        self.app, self.spool_bytes = app, spool_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with SpooledTemporaryFile(max_size=self.spool_bytes) as spool:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                spool.write(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            size = spool.tell()
+            spool.seek(0)
+            replayed = False
+
+            async def replay() -> Message:
+                nonlocal replayed
+                if replayed:
+                    return await receive()  # after the body: the client's disconnect, when it comes
+                block = spool.read(self.BLOCK)
+                replayed = spool.tell() >= size
+                return {"type": "http.request", "body": block, "more_body": not replayed}
+
+            await self.app(scope, replay, send)
 
 
 class WSGIRequestBodyLimit:

@@ -1,7 +1,8 @@
 """Start the whole PEFS system on one machine, or run the test suite with the services it needs.
 
     python -m pefs_web.launch run    # Redis (embedded unless REDIS_URL), Celery workers, beat, the web
-                                     # (gunicorn for HTTP, Daphne for WebSockets; pefs_web/serving.py)
+                                     # (gunicorn's asyncio workers for HTTP, Daphne for WebSockets;
+                                     # pefs_web/serving.py)
     python -m pefs_web.launch test [pytest args]
     python -m pefs_web.launch bench [names]  # bench/<name>.py (default: the short ones)
 
@@ -169,7 +170,7 @@ def run(host: str, port: int) -> int:
                                                "-n", "control@%h"))
             # Beat on its own: a worker restart never takes the schedule down with it, nor orphans it.
             supervisor.start("beat", celery("beat", "--schedule", str(folder / "celerybeat")))
-            # HTTP: gunicorn's processes; WebSockets: Daphne on the next port (pefs_web/serving.py).
+            # HTTP: gunicorn's asyncio processes; WebSockets: Daphne on the next port (pefs_web/serving.py).
             web_env = {**env, STATIC_COLLECTED: "1", WEBSOCKET_PORT: str(ws_port)}
             web = supervisor.start("web", gunicorn_argv(host, port, processes, PY), env=web_env)
             websockets = supervisor.start("websockets", daphne_argv(host, ws_port, PY), env=web_env)

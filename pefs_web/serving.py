@@ -1,17 +1,29 @@
 """How PEFS serves the web on one machine: gunicorn for HTTP, Daphne for WebSockets.
 
-HTTP (pages, API, downloads) goes to gunicorn's synchronous worker processes running the WSGI
-application (pefs_web/wsgi.py), ``PEFS_WEB_PROCESSES`` of them: Django's views are CPU-bound Python,
-and a synchronous process answers each request on its own thread without the ASGI round trip
-(event loop -> thread -> event loop) that cost Daphne about 10 ms more CPU per request and, under
-load, queued every request of a process behind the others' threads (bench/web_load.py, 50 clients:
-the trials API's p95 fell from 442 ms on 2 Daphne processes to 42 ms on 3 gunicorn workers, the
-search page's from 542 ms to 162 ms). WebSockets go to one Daphne
-process (pefs_web/asgi.py, Channels) on ``PEFS_WS_PORT``; the pages tell the browser that port
-(settings.PEFS_WEBSOCKET_PORT), and the session cookie, which is per host and not per port, logs the
-WebSocket in. Behind a reverse proxy, route /ws/ to Daphne and leave PEFS_WEBSOCKET_PORT unset: the
-browser then opens the WebSocket on the page's own host and port. Daphne alone (HTTP and WebSockets
-on one port, what the test suite's live server runs) still works.
+HTTP (pages, API, downloads) goes to ``PEFS_WEB_PROCESSES`` gunicorn processes running gunicorn's
+asyncio ASGI worker on pefs_web/http_asgi.py: the WSGI application, run on two threads a process by
+a2wsgi, behind an event loop that reads each request in full (headers, then the body) before a
+thread sees it and sends each answer as the client reads it. A connection that sends nothing, half a
+request or a body slowly, or reads slowly, costs a socket, not a process. gunicorn's synchronous
+workers (this module's choice until 2026-12) gave each connection a whole process from accept to the
+last byte: with 3 of them, 3 sockets that sent nothing (a browser's preconnects, or anyone on the
+network) kept every page waiting; a fourth client's request timed out after 20 s.
+tests/platform/test_supervision.py now holds 30 such connections open while pages answer.
+
+Each connection is closed after its answer (``--keep-alive 0``): a process's loop accepts whatever
+comes while its threads are busy, so a kept-alive connection would tie a browser's requests to one
+process however loaded, where a new connection goes to whichever process takes it first
+(bench/web_load.py, 50 clients, Django's ASGI handler: server CPU per process 21/38/10 s kept
+alive, 28/29/29 s closed). With these, that load is answered about as fast as by synchronous workers
+(README, web_load row): the threads run Django's plain WSGI path, where Django's own ASGI handler
+(pefs_web/asgi.py) cost 3 to 4 times the p95. Behind a buffering proxy (nginx), which holds slow
+clients itself, the synchronous workers on pefs_web/wsgi.py are as good (README, several machines).
+
+WebSockets go to one Daphne process (pefs_web/asgi.py, Channels) on ``PEFS_WS_PORT``; the pages tell
+the browser that port (settings.PEFS_WEBSOCKET_PORT), and the session cookie, which is per host and
+not per port, logs the WebSocket in. Behind a reverse proxy, route /ws/ to Daphne and leave
+PEFS_WEBSOCKET_PORT unset: the browser then opens the WebSocket on the page's own host and port.
+Daphne alone (HTTP and WebSockets on one port, what the test suite's live server runs) still works.
 
 Static files are collected (``collectstatic``, gzip copies made by WhiteNoise's
 CompressedStaticFilesStorage) before the processes start, and ``PEFS_STATIC_COLLECTED=1`` tells the
@@ -31,8 +43,9 @@ WEB_PROCESSES = (1, 16)
 PORTS = (1, 65535)
 STATIC_COLLECTED = "PEFS_STATIC_COLLECTED"
 WEBSOCKET_PORT = "PEFS_WEBSOCKET_PORT"  # what the pages tell the browser (settings)
-# A request may take this long before gunicorn replaces its worker: above the longest request PEFS
-# allows (registering a backbone, PEFS_INTROSPECT_TIMEOUT_SECONDS, 120 s by default).
+# A worker whose event loop has not reported for this long is replaced: above the longest request
+# PEFS allows (registering a backbone, PEFS_INTROSPECT_TIMEOUT_SECONDS, 120 s by default), in case a
+# view ever holds the loop itself.
 REQUEST_TIMEOUT_S = 300
 
 
@@ -71,12 +84,17 @@ def ensure_free(host: str, port: int, variable: str) -> None:
                              f"or set {variable} to another port") from None
 
 
-def gunicorn_argv(host: str, port: int, workers: int, python: str = sys.executable) -> list[str]:
-    """The HTTP server: ``workers`` synchronous gunicorn processes on host:port (WSGI)."""
+def gunicorn_argv(host: str, port: int, workers: int, python: str = sys.executable, *,
+                  sync: bool = False) -> list[str]:
+    """The HTTP server: ``workers`` gunicorn processes with the asyncio ASGI worker on host:port,
+    each connection closed after its answer (module docstring); ``sync``: synchronous workers on
+    the WSGI application instead, for behind a buffering proxy (bench/web_load.py --sync)."""
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return [python, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "sync", "--bind", address,
+    worker = (["--worker-class", "sync"] if sync
+              else ["--worker-class", "asgi", "--keep-alive", "0"])
+    return [python, "-m", "gunicorn", "--workers", str(workers), *worker, "--bind", address,
             "--timeout", str(REQUEST_TIMEOUT_S), "--graceful-timeout", "10", "--log-level", "warning",
-            "pefs_web.wsgi:application"]
+            "pefs_web.wsgi:application" if sync else "pefs_web.http_asgi:application"]
 
 
 def daphne_argv(host: str, port: int, python: str = sys.executable) -> list[str]:

@@ -1,5 +1,7 @@
-"""WSGI entry point: the pages, the API and downloads, served by gunicorn's processes (`make run`,
-pefs_web/serving.py). WebSockets go to Daphne (pefs_web/asgi.py), which can serve HTTP too."""
+"""WSGI entry point: the pages, the API and downloads, for gunicorn's synchronous workers behind a
+buffering proxy (README, several machines), the fastest way to serve them there. `make run` serves
+HTTP through pefs_web/asgi.py instead, since nothing in front of it holds slow clients
+(pefs_web/serving.py)."""
 import os
 
 from django.conf import settings

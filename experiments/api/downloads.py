@@ -15,7 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import SuspiciousFileOperation
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, HttpRequest
 from django.urls import reverse
 
 from pefs_web.engine_wheel import EngineBuildError, build, stored_wheel_name, wheel_name
@@ -44,6 +47,24 @@ class DownloadUnavailable(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status, self.detail = status, detail
+
+
+def file_response(request: HttpRequest, file: Any, *, filename: str, content_type: str | None = None) -> FileResponse:
+    """``file`` as an attachment. Under ASGI (`make run`, pefs_web/serving.py) it goes out a block
+    at a time, each read on a worker thread as the client takes the previous one: given the file
+    itself, Django's ASGI handler reads a synchronous file whole into memory before sending a byte
+    (and warns); a slow client of a large file then held all of it."""
+    response = FileResponse(file, as_attachment=True, filename=filename,
+                            **({"content_type": content_type} if content_type else {}))
+    if isinstance(getattr(request, "_request", request), ASGIRequest):  # a DRF Request wraps Django's
+        response.streaming_content = _blocks(file, response.block_size)
+    return response
+
+
+async def _blocks(file: Any, size: int):
+    read = sync_to_async(file.read, thread_sensitive=False)
+    while block := await read(size):
+        yield block
 
 
 def artifact_download_path(artifact: Artifact) -> str | None:

@@ -1,14 +1,14 @@
 """The PEFS engine wheel as a download: what a result's usage snippet installs (login required)."""
 from __future__ import annotations
 
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import Http404, HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 
 from pefs_web.engine_wheel import wheel_name
 
 from . import serializers as s
-from .downloads import engine_wheel_file
+from .downloads import engine_wheel_file, file_response
 from .views import PefsView
 
 
@@ -21,5 +21,5 @@ class EngineWheelView(PefsView):
     def get(self, request: Request, filename: str) -> HttpResponse:
         if filename != wheel_name():
             raise Http404(f"No engine wheel named {filename}; this server offers {wheel_name()}.")
-        return FileResponse(engine_wheel_file().open("rb"), as_attachment=True, filename=wheel_name(),
-                            content_type="application/octet-stream")
+        return file_response(request, engine_wheel_file().open("rb"), filename=wheel_name(),
+                             content_type="application/octet-stream")

@@ -12,7 +12,7 @@ from typing import Any
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import Http404, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
@@ -26,7 +26,7 @@ from rest_framework.views import APIView
 from .. import selectors, services
 from ..models import Artifact, Search
 from . import serializers as s
-from .downloads import FILENAMES, DownloadUnavailable, artifact_resolve, usage_snippet
+from .downloads import FILENAMES, DownloadUnavailable, artifact_resolve, file_response, usage_snippet
 from .parsers import BoundedJSONParser
 from .query import check_query_params
 
@@ -300,7 +300,7 @@ class SearchDownloadView(PefsView):
             raise Http404(f"No download named {filename}; use one of "
                           f"{', '.join([*KIND_BY_FILENAME, USAGE_FILENAME])}.")
         path, name = artifact_resolve(search=search, kind=KIND_BY_FILENAME[filename])
-        return FileResponse(path.open("rb"), as_attachment=True, filename=name)
+        return file_response(request, path.open("rb"), filename=name)
 
 
 class SearchTaskDownloadView(PefsView):
@@ -313,7 +313,7 @@ class SearchTaskDownloadView(PefsView):
     def get(self, request: Request, pk: int, task: str) -> HttpResponse:
         search = selectors.search_for_user(user=request.user, search_id=pk)
         path, name = artifact_resolve(search=search, kind=self.kind, task=task)
-        return FileResponse(path.open("rb"), as_attachment=True, filename=name)
+        return file_response(request, path.open("rb"), filename=name)
 
 
 # --- stages and trials -------------------------------------------------------------------------

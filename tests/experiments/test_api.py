@@ -483,6 +483,34 @@ def test_downloads_are_attachments_from_artifacts(api, world):
     assert api.get(reverse("api:download", args=[search.pk, "secrets.txt"])).status_code == 404
 
 
+def test_downloads_under_asgi_go_out_in_blocks_read_as_the_client_takes_them(user, world, media):
+    # make run serves HTTP through the ASGI application (pefs_web/serving.py). Given the open file,
+    # Django's ASGI handler read it whole into memory before sending a byte, and warned.
+    import warnings
+
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    search = world["search"]
+    (media / "w.safetensors").write_bytes(b"w" * 200_000)  # several of FileResponse's 4 KB blocks
+    client = AsyncClient()
+    client.force_login(user)
+
+    async def fetch(url):
+        response = await client.get(url)
+        return response, b"".join([block async for block in response])
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        response, body = async_to_sync(fetch)(reverse("api:download-weights", args=[search.pk, "mine"]))
+        report, report_body = async_to_sync(fetch)(reverse("api:download", args=[search.pk, "report.md"]))
+    assert response.status_code == 200 and response.is_async
+    assert body == b"w" * 200_000 and response["Content-Length"] == "200000"
+    assert response["Content-Disposition"] == f'attachment; filename="search{search.pk}-weights-mine.safetensors"'
+    assert report.status_code == 200 and report_body == b"# report"
+    assert not [w for w in caught if "iterators" in str(w.message)], [str(w.message) for w in caught]
+
+
 def test_usage_snippet_is_python(api, world):
     response = api.get(reverse("api:download", args=[world["search"].pk, "usage.py"]))
     assert response.status_code == 200 and response["Content-Disposition"].startswith("attachment")

@@ -8,7 +8,7 @@ import json
 import pytest
 from asgiref.testing import ApplicationCommunicator
 
-from pefs_web.body_limit import RequestBodyLimit
+from pefs_web.body_limit import BufferedBody, RequestBodyLimit
 
 
 def _scope(length: int | None, path: str = "/api/tasks/") -> dict:
@@ -87,8 +87,11 @@ def test_a_body_within_the_limit_reaches_the_app():
 
 
 @pytest.mark.django_db
-def test_the_real_asgi_application_refuses_a_200_mb_upload_at_once(settings):
-    from pefs_web.asgi import application
+@pytest.mark.parametrize("module", ["pefs_web.asgi", "pefs_web.http_asgi"])  # Daphne's; make run's HTTP
+def test_the_real_asgi_applications_refuse_a_200_mb_upload_at_once(settings, module):
+    import importlib
+
+    application = importlib.import_module(module).application
 
     async def scenario():
         communicator = ApplicationCommunicator(application, _scope(200 * 1024 * 1024))
@@ -97,6 +100,69 @@ def test_the_real_asgi_application_refuses_a_200_mb_upload_at_once(settings):
     status, body = asyncio.run(scenario())
     assert status == 413
     assert str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE) in json.loads(body)["detail"]
+
+
+# --- buffering (pefs_web/http_asgi.py: a2wsgi's threads must never wait on a slow body) ------------
+
+class BlockRecordingApp(RecordingApp):
+    """RecordingApp that also keeps the blocks it received."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks: list[bytes] = []
+
+    async def __call__(self, scope, receive, send):
+        async def keeping():
+            message = await receive()
+            self.blocks.append(message.get("body", b""))
+            return message
+
+        await super().__call__(scope, keeping, send)
+
+
+def test_the_app_runs_only_once_the_whole_body_is_in_and_reads_it_without_waiting():
+    body = bytes(range(256)) * 1000  # 256,000 bytes: past the in-memory spool, so a temporary file
+
+    async def scenario():
+        app = BlockRecordingApp()
+        communicator = ApplicationCommunicator(BufferedBody(app, spool_bytes=100_000), _scope(len(body)))
+        for start in range(0, len(body), 10_000):  # a client sending 10 KB at a time
+            await communicator.send_input({"type": "http.request", "body": body[start:start + 10_000],
+                                           "more_body": start + 10_000 < len(body)})
+            await asyncio.sleep(0)
+            if start + 10_000 < len(body):
+                assert not app.called  # still arriving: no thread would be taken yet
+        return app, await _response(communicator)
+
+    app, (status, answer) = asyncio.run(scenario())
+    assert status == 200 and answer == b"ok" and app.read == len(body)
+    assert b"".join(app.blocks) == body and len(app.blocks) == 4  # 64 KB blocks, handed over at once
+
+
+def test_a_client_that_leaves_before_its_body_is_whole_never_reaches_the_app():
+    async def scenario():
+        app = RecordingApp()
+        communicator = ApplicationCommunicator(BufferedBody(app), _scope(1000))
+        await communicator.send_input({"type": "http.request", "body": b"x" * 10, "more_body": True})
+        await communicator.send_input({"type": "http.disconnect"})
+        await communicator.wait(timeout=2)
+        return app
+
+    assert not asyncio.run(scenario()).called
+
+
+def test_an_empty_body_and_the_limit_around_the_buffer():
+    async def scenario(limit, chunks):
+        app = RecordingApp()
+        communicator = ApplicationCommunicator(RequestBodyLimit(BufferedBody(app), limit=lambda: limit), _scope(None))
+        for chunk, more in chunks:
+            await communicator.send_input({"type": "http.request", "body": chunk, "more_body": more})
+        return app, await _response(communicator)
+
+    app, (status, _) = asyncio.run(scenario(1000, [(b"", False)]))
+    assert status == 200 and app.called and app.read == 0
+    app, (status, _) = asyncio.run(scenario(1000, [(b"x" * 600, True), (b"x" * 600, True)]))
+    assert status == 413 and not app.called
 
 
 # --- the WSGI side (gunicorn serves pages and the API: pefs_web/serving.py) ------------------------

@@ -1,4 +1,4 @@
-"""How the web is served (pefs_web/serving.py): gunicorn for HTTP, Daphne for WebSockets, static
+"""How the web is served (pefs_web/serving.py): gunicorn's asyncio workers for HTTP, Daphne for WebSockets, static
 files collected with gzip copies. `make run` itself is exercised by tests/test_make_run.py."""
 from __future__ import annotations
 
@@ -47,9 +47,13 @@ def test_a_port_in_use_stops_the_launch_naming_the_setting():
 
 def test_the_command_lines():
     http = gunicorn_argv("127.0.0.1", 8000, 3, "python")
-    assert http[:3] == ["python", "-m", "gunicorn"] and http[-1] == "pefs_web.wsgi:application"
+    assert http[:3] == ["python", "-m", "gunicorn"] and http[-1] == "pefs_web.http_asgi:application"
     assert http[http.index("--workers") + 1] == "3" and http[http.index("--bind") + 1] == "127.0.0.1:8000"
-    assert http[http.index("--worker-class") + 1] == "sync"
+    # An event loop per process holds slow connections; each closes after its answer (module docstring)
+    assert http[http.index("--worker-class") + 1] == "asgi" and http[http.index("--keep-alive") + 1] == "0"
+    behind_a_proxy = gunicorn_argv("127.0.0.1", 8000, 3, "python", sync=True)
+    assert behind_a_proxy[behind_a_proxy.index("--worker-class") + 1] == "sync"
+    assert behind_a_proxy[-1] == "pefs_web.wsgi:application" and "--keep-alive" not in behind_a_proxy
     assert gunicorn_argv("::1", 8000, 1, "python")[gunicorn_argv("::1", 8000, 1).index("--bind") + 1] == "[::1]:8000"
     assert daphne_argv("0.0.0.0", 8001, "python") == ["python", "-m", "daphne", "-b", "0.0.0.0", "-p", "8001",
                                                       "pefs_web.asgi:application"]

@@ -1,5 +1,6 @@
 """`make run` supervises what it starts: a worker that dies is restarted while the web server and
-Redis stay up, and Ctrl-C leaves no process of the whole tree behind (beat and pool included)."""
+Redis stay up, connections that never finish a request do not hold up the pages, and Ctrl-C leaves
+no process of the whole tree behind (beat and pool included)."""
 from __future__ import annotations
 
 import os
@@ -47,6 +48,30 @@ def test_a_killed_worker_is_restarted_while_the_web_server_and_redis_stay_up(lau
     assert launched.child("gunicorn").pid == web.pid and launched.child("daphne").pid == websockets.pid
     assert launched.child("redis-server").pid == redis.pid
     assert _answers(launched.url)
+
+
+def test_connections_that_send_nothing_or_half_a_request_do_not_hold_up_the_pages(launched):
+    # gunicorn's synchronous workers gave each connection a process until it was answered: as many
+    # silent sockets as workers (a browser's preconnects, or anyone on the network) and every page
+    # waited for up to 300 s. Now an event loop per process holds them, and a body sent slowly is
+    # read there before a thread sees the request (pefs_web/serving.py, pefs_web/http_asgi.py).
+    with urllib.request.urlopen(f"{launched.url}/login/", timeout=10) as page:  # the CSRF check reads the body
+        cookie = next(c for c in page.headers.get_all("Set-Cookie") if c.startswith("csrftoken=")).split(";")[0].encode()
+    half_a_request = [b"", b"GET /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n",  # and never the blank line
+                      b"POST /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded"
+                      b"\r\nCookie: " + cookie + b"\r\nContent-Length: 1000\r\n\r\nusername=a"]  # 10 of 1,000 bytes
+    held = []
+    try:
+        for i in range(30):
+            sock = socket.create_connection(("127.0.0.1", launched.port), timeout=10)
+            sock.sendall(half_a_request[i % 3])
+            held.append(sock)
+        time.sleep(1)
+        for _ in range(5):
+            assert _answers(launched.url)  # within urlopen's 10 s, while all 30 are still open
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def test_ctrl_c_stops_every_process_of_the_tree(launched):
