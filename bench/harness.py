@@ -9,8 +9,8 @@ else uses and Redis, and undoes all of it on exit:
   connected to: the CREATE and DROP go through the server's "postgres" maintenance database;
 - Redis: REDIS_URL, or an embedded redis-server (pefs_web.embedded_redis) stopped at the end.
 
-``Server("gunicorn", processes=n)`` serves HTTP as `make run` does (n synchronous gunicorn workers,
-static files collected and precompressed); ``Server("daphne")`` one Daphne process for WebSockets.
+``Server(processes=n)`` serves HTTP and WebSockets as `make run` does (n gunicorn processes with the
+asyncio worker, static files collected and precompressed).
 
     >>> percentile([1, 2, 3, 4], 0.5)
     2
@@ -179,13 +179,12 @@ def session_cookie(user) -> str:
 
 class Server:
     """The web served as `make run` serves it (pefs_web/serving.py) on a free loopback port, static
-    files collected and precompressed first: ``kind="gunicorn"`` runs ``processes`` gunicorn
-    processes with its asyncio ASGI worker (HTTP, what pages and the API are served by; ``sync``:
-    synchronous workers on the WSGI application, as behind a buffering proxy);
-    ``kind="daphne"`` one Daphne process on the ASGI application (WebSockets, and HTTP too)."""
+    files collected and precompressed first: ``processes`` gunicorn processes with its asyncio ASGI
+    worker (HTTP and WebSockets); ``sync``: synchronous workers on the WSGI application, as behind a
+    buffering proxy (HTTP only)."""
 
-    def __init__(self, kind: str, log_path: Path, processes: int = 1, *, sync: bool = False) -> None:
-        from pefs_web.serving import STATIC_COLLECTED, daphne_argv, gunicorn_argv
+    def __init__(self, log_path: Path, processes: int = 1, *, sync: bool = False) -> None:
+        from pefs_web.serving import STATIC_COLLECTED, gunicorn_argv
         from pefs_web.supervisor import spawn
 
         subprocess.run([sys.executable, str(ROOT / "manage.py"), "collectstatic", "--noinput", "-v", "0"],
@@ -196,8 +195,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.processes = processes
-        self.argv = (gunicorn_argv("127.0.0.1", self.port, processes, sync=sync) if kind == "gunicorn"
-                     else daphne_argv("127.0.0.1", self.port))
+        self.argv = gunicorn_argv("127.0.0.1", self.port, processes, sync=sync)
         with open(log_path, "ab") as log:
             self.procs = [spawn(self.argv, env={**os.environ, STATIC_COLLECTED: "1"}, cwd=ROOT, stdout=log,
                                 stderr=subprocess.STDOUT)]
@@ -217,9 +215,9 @@ class Server:
         answered = 0
         while answered < 2 * self.processes:
             if any(p.poll() is not None for p in self.procs):
-                raise RuntimeError(f"Daphne exited:\n{self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"the server exited:\n{self.log_path.read_text()[-3000:]}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"Daphne not ready within {timeout:.0f} s:\n{self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"the server not ready within {timeout:.0f} s:\n{self.log_path.read_text()[-3000:]}")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
                 conn.request("GET", "/login/")

@@ -2,9 +2,10 @@
 
 The path measured is the real one: publisher processes record points exactly as a trial worker
 does (experiments.services.metric_points_record: bulk insert into the database, then
-events.publish to the channel group "search-<id>" over Redis), and a Daphne server (started as
-``make run`` starts it: one process, pefs_web.asgi) forwards them through SearchConsumer to
-WebSocket clients logged in with a session cookie, each the owner of the search it watches.
+events.publish to the channel group "search-<id>" over Redis), and the web server (started as
+``make run`` starts it: ``--processes`` gunicorn processes with the asyncio worker on pefs_web.web,
+default make run's) forwards them through SearchConsumer to WebSocket clients logged in with a
+session cookie, each the owner of the search it watches.
 
 Load: ``--rate`` events per second in all (default 200), spread evenly over ``--searches``
 searches (default 4), one publisher process per search (a worker per search), each event one
@@ -23,7 +24,7 @@ metric_points_record call (p50/p95), load average before and after. Target: p95 
 lost. Database: a temporary SQLite file, or a PostgreSQL database of its own when DATABASE_URL
 points at a server (bench/harness.py); Redis: REDIS_URL or an embedded one.
 
-    .venv/bin/python bench/live_latency.py [--seconds 30] [--rate 200] [--searches 4] [--clients-per-search 2]
+    .venv/bin/python bench/live_latency.py [--seconds 30] [--rate 200] [--searches 4] [--clients-per-search 2] [--processes 3]
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import sys
 import threading
 import time
@@ -54,6 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--searches", type=bounded(1, 16), default=4, help="searches, one publisher each (1-16)")
     parser.add_argument("--clients-per-search", type=bounded(1, 16), default=2,
                         help="WebSocket clients watching each search (1-16)")
+    from pefs_web.serving import web_processes
+
+    parser.add_argument("--processes", type=bounded(1, 16), default=web_processes(dict(os.environ)),
+                        help="web server processes (1-16; default make run's: PEFS_WEB_PROCESSES, else cores + 1)")
     parser.add_argument("--trials-per-search", type=bounded(1, 64), default=4,
                         help="running trials per search the events cycle through (1-64)")
     return parser.parse_args(argv)
@@ -178,17 +184,17 @@ def run(args: argparse.Namespace, env: Environment) -> dict:
     from django.db import connections
 
     connections.close_all()  # the publishers open their own
-    daphne = Server("daphne", log_path=env.workdir / "daphne.log")
+    web = Server(log_path=env.workdir / "web.log", processes=args.processes)
     context = multiprocessing.get_context("spawn")
     publishers = []
     try:
-        daphne.wait_ready()
-        watchers = Watchers(daphne.url.replace("http://", "ws://"), daphne.url,
+        web.wait_ready()
+        watchers = Watchers(web.url.replace("http://", "ws://"), web.url,
                             [(s["search"], s["cookie"]) for s in seeded for _ in range(args.clients_per_search)])
         watchers.start()
         if not watchers.connected.wait(timeout=60) or watchers.errors:
             raise RuntimeError(f"WebSocket clients could not connect: {watchers.errors}\n"
-                               f"{(env.workdir / 'daphne.log').read_text()[-2000:]}")
+                               f"{(env.workdir / 'web.log').read_text()[-2000:]}")
         per_search_rate = args.rate / args.searches
         count = schedule(per_search_rate, args.seconds)
         ready, results, go = context.Queue(), context.Queue(), context.Event()
@@ -212,7 +218,7 @@ def run(args: argparse.Namespace, env: Environment) -> dict:
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.terminate()
-        daphne.stop()
+        web.stop()
 
     sent = sum(o["sent"] for o in outcomes)
     expected = sent * args.clients_per_search
@@ -221,7 +227,7 @@ def run(args: argparse.Namespace, env: Environment) -> dict:
     calls = summary([ms for o in outcomes for ms in o["call_ms"]])
     elapsed = sent_end - start_at.value
     return {
-        "bench": "live_latency", "database": env.database, "server": "daphne, 1 process (as make run serves WebSockets)",
+        "bench": "live_latency", "database": env.database, "server": web.command, "processes": args.processes,
         "searches": args.searches, "clients": args.searches * args.clients_per_search, "seconds": args.seconds,
         "target_rate": args.rate, "achieved_rate": round(sent / elapsed, 1) if elapsed > 0 else None,
         "events_sent": sent, "late_sends": sum(o["late"] for o in outcomes),

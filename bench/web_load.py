@@ -5,7 +5,7 @@ gunicorn processes (default ``make run``'s: PEFS_WEB_PROCESSES, else cores + 1) 
 ASGI worker on the ASGI application (``--sync``: synchronous workers on the WSGI application, as
 behind a buffering proxy), on one port of 127.0.0.1, beside the same Redis the WebSockets use; DEBUG off;
 static files collected first and served by WhiteNoise with their gzip copies. The command line is
-in the JSON line. (The WebSockets' Daphne is measured by bench/live_latency.py.)
+in the JSON line. (The WebSockets, on the same server, are measured by bench/live_latency.py.)
 
 Data: one search with ``--trials`` finished trials (default 500) and ``--points`` metric points
 each (default 100: 50,000), seeded as bench/dashboard_scale.py seeds its search.
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace, env: Environment) -> dict:
 
     connections.close_all()
     processes = args.processes
-    server = Server("gunicorn", log_path=env.workdir / "web.log", processes=processes, sync=args.sync)
+    server = Server(log_path=env.workdir / "web.log", processes=processes, sync=args.sync)
     try:
         server.wait_ready()
         static = probe_static(server.url)

@@ -1,4 +1,6 @@
-"""ASGI entry point: HTTP through Django, WebSocket through Channels (login required)."""
+"""ASGI entry point: HTTP through Django's ASGI handler, WebSocket through Channels (login required).
+Daphne serves it (the test suite's live server; a deployment that wants Daphne); `make run` serves
+pefs_web/web.py, which takes its WebSocket side from here and runs HTTP on threads instead."""
 import os
 
 from django.core.asgi import get_asgi_application
@@ -16,10 +18,13 @@ from experiments.routing import websocket_urlpatterns  # noqa: E402
 from pefs_web.body_limit import RequestBodyLimit  # noqa: E402
 from pefs_web.serving import freeze_startup_objects  # noqa: E402
 
+# Logged in by the session cookie, from the allowed hosts only; pefs_web/web.py serves it too.
+websocket_application = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+
 application = ProtocolTypeRouter(
     {
         "http": RequestBodyLimit(django_asgi_app, limit=lambda: settings.DATA_UPLOAD_MAX_MEMORY_SIZE),
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": websocket_application,
     }
 )
 freeze_startup_objects()

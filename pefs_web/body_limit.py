@@ -88,7 +88,7 @@ def _refusal(limit: int) -> bytes:
 
 class BufferedBody:
     """Read an HTTP request's whole body on the event loop before the application runs, then hand it
-    over at once: the application's thread (a2wsgi's, pefs_web/http_asgi.py) would otherwise wait
+    over at once: the application's thread (a2wsgi's, pefs_web/web.py) would otherwise wait
     on a body sent slowly, and a few such uploads would hold every thread. The body is kept in
     memory up to ``spool_bytes``, then in a temporary file; RequestBodyLimit around this bounds it.
     A client that leaves before its body is whole gets no call to the application at all."""

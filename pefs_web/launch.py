@@ -1,7 +1,7 @@
 """Start the whole PEFS system on one machine, or run the test suite with the services it needs.
 
     python -m pefs_web.launch run    # Redis (embedded unless REDIS_URL), Celery workers, beat, the web
-                                     # (gunicorn's asyncio workers for HTTP, Daphne for WebSockets;
+                                     # (gunicorn's asyncio workers: HTTP and WebSockets on one port;
                                      # pefs_web/serving.py)
     python -m pefs_web.launch test [pytest args]
     python -m pefs_web.launch bench [names]  # bench/<name>.py (default: the short ones)
@@ -24,15 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pefs_web.private_files import create_private_file, private_directory, restrict_umask
-from pefs_web.serving import (
-    STATIC_COLLECTED,
-    WEBSOCKET_PORT,
-    daphne_argv,
-    ensure_free,
-    gunicorn_argv,
-    web_processes,
-    websocket_port,
-)
+from pefs_web.serving import STATIC_COLLECTED, ensure_free, gunicorn_argv, web_processes
 from pefs_web.supervisor import Supervisor
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -150,11 +142,9 @@ def run(host: str, port: int) -> int:
     concurrency = trials_per_device(dict(os.environ))  # a bad value stops before anything starts
     try:
         processes = web_processes(dict(os.environ))
-        ws_port = websocket_port(dict(os.environ), port)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     ensure_free(host, port, "PEFS_PORT")
-    ensure_free(host, ws_port, "PEFS_WS_PORT")
     try:
         with environment_with_redis() as (env, supervisor):
             manage("migrate", "--noinput", env=env)
@@ -170,12 +160,11 @@ def run(host: str, port: int) -> int:
                                                "-n", "control@%h"))
             # Beat on its own: a worker restart never takes the schedule down with it, nor orphans it.
             supervisor.start("beat", celery("beat", "--schedule", str(folder / "celerybeat")))
-            # HTTP: gunicorn's asyncio processes; WebSockets: Daphne on the next port (pefs_web/serving.py).
-            web_env = {**env, STATIC_COLLECTED: "1", WEBSOCKET_PORT: str(ws_port)}
+            # HTTP and WebSockets on one port: gunicorn's asyncio processes (pefs_web/serving.py).
+            web_env = {**env, STATIC_COLLECTED: "1"}
+            web_env.pop("PEFS_WEBSOCKET_PORT", None)  # the pages' own port
             web = supervisor.start("web", gunicorn_argv(host, port, processes, PY), env=web_env)
-            websockets = supervisor.start("websockets", daphne_argv(host, ws_port, PY), env=web_env)
             wait_for_port(host, port, [web])
-            wait_for_port(host, ws_port, [websockets])
             print(f"\nPEFS is running at http://{host}:{port}/  ({hint})\n"
                   "Press Ctrl-C to stop every process.\n", flush=True)
             supervisor.watch()

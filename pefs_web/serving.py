@@ -1,13 +1,14 @@
-"""How PEFS serves the web on one machine: gunicorn for HTTP, Daphne for WebSockets.
+"""How PEFS serves the web on one machine: one port, gunicorn's asyncio workers, HTTP and WebSockets.
 
-HTTP (pages, API, downloads) goes to ``PEFS_WEB_PROCESSES`` gunicorn processes running gunicorn's
-asyncio ASGI worker on pefs_web/http_asgi.py: the WSGI application, run on two threads a process by
-a2wsgi, behind an event loop that reads each request in full (headers, then the body) before a
-thread sees it and sends each answer as the client reads it. A connection that sends nothing, half a
-request or a body slowly, or reads slowly, costs a socket, not a process. gunicorn's synchronous
-workers (this module's choice until 2026-12) gave each connection a whole process from accept to the
-last byte: with 3 of them, 3 sockets that sent nothing (a browser's preconnects, or anyone on the
-network) kept every page waiting; a fourth client's request timed out after 20 s.
+``PEFS_WEB_PROCESSES`` gunicorn processes run gunicorn's asyncio ASGI worker on pefs_web/web.py: the
+live pages' WebSockets through Channels, and HTTP (pages, API, downloads) through the WSGI
+application, run on two threads a process by a2wsgi, behind an event loop that reads each request in
+full (headers, then the body) before a thread sees it and sends each answer as the client reads it.
+A connection that sends nothing, half a request or a body slowly, or reads slowly, costs a socket,
+not a process. gunicorn's synchronous workers (this module's choice until 2026-12) gave each
+connection a whole process from accept to the last byte: with 3 of them, 3 sockets that sent nothing
+(a browser's preconnects, or anyone on the network) kept every page waiting; a fourth client's
+request timed out after 20 s.
 tests/platform/test_supervision.py now holds 30 such connections open while pages answer.
 
 Each connection is closed after its answer (``--keep-alive 0``): a process's loop accepts whatever
@@ -19,11 +20,12 @@ alive, 28/29/29 s closed). With these, that load is answered about as fast as by
 (pefs_web/asgi.py) cost 3 to 4 times the p95. Behind a buffering proxy (nginx), which holds slow
 clients itself, the synchronous workers on pefs_web/wsgi.py are as good (README, several machines).
 
-WebSockets go to one Daphne process (pefs_web/asgi.py, Channels) on ``PEFS_WS_PORT``; the pages tell
-the browser that port (settings.PEFS_WEBSOCKET_PORT), and the session cookie, which is per host and
-not per port, logs the WebSocket in. Behind a reverse proxy, route /ws/ to Daphne and leave
-PEFS_WEBSOCKET_PORT unset: the browser then opens the WebSocket on the page's own host and port.
-Daphne alone (HTTP and WebSockets on one port, what the test suite's live server runs) still works.
+WebSockets share the pages' port (``PEFS_PORT``), so the session cookie logs them in and a proxy in
+front needs no route of its own; the channel layer (Redis) brings every process the events of every
+search. Until 2026-12 `make run` served them from a Daphne process on a second port, which the pages
+named (settings.PEFS_WEBSOCKET_PORT: still there for a deployment that serves WebSockets apart).
+Daphne alone (HTTP and WebSockets on one port, pefs_web/asgi.py: what the test suite's live server
+runs) still works.
 
 Static files are collected (``collectstatic``, gzip copies made by WhiteNoise's
 CompressedStaticFilesStorage) before the processes start, and ``PEFS_STATIC_COLLECTED=1`` tells the
@@ -40,9 +42,7 @@ from collections.abc import Mapping
 
 # Bounds of the typed numbers (a typed number always has an upper one).
 WEB_PROCESSES = (1, 16)
-PORTS = (1, 65535)
 STATIC_COLLECTED = "PEFS_STATIC_COLLECTED"
-WEBSOCKET_PORT = "PEFS_WEBSOCKET_PORT"  # what the pages tell the browser (settings)
 # A worker whose event loop has not reported for this long is replaced: above the longest request
 # PEFS allows (registering a backbone, PEFS_INTROSPECT_TIMEOUT_SECONDS, 120 s by default), in case a
 # view ever holds the loop itself.
@@ -64,12 +64,6 @@ def web_processes(environ: Mapping[str, str]) -> int:
     an upload being validated, never leaves a core idle), at least 2 and at most 8."""
     default = max(2, min(8, (os.cpu_count() or 1) + 1))
     return _bounded(environ, "PEFS_WEB_PROCESSES", default, WEB_PROCESSES)
-
-
-def websocket_port(environ: Mapping[str, str], http_port: int) -> int:
-    """PEFS_WS_PORT: Daphne's port for WebSockets; default the HTTP port + 1."""
-    default = http_port + 1 if http_port < PORTS[1] else http_port - 1
-    return _bounded(environ, "PEFS_WS_PORT", default, PORTS)
 
 
 def ensure_free(host: str, port: int, variable: str) -> None:
@@ -94,12 +88,7 @@ def gunicorn_argv(host: str, port: int, workers: int, python: str = sys.executab
               else ["--worker-class", "asgi", "--keep-alive", "0"])
     return [python, "-m", "gunicorn", "--workers", str(workers), *worker, "--bind", address,
             "--timeout", str(REQUEST_TIMEOUT_S), "--graceful-timeout", "10", "--log-level", "warning",
-            "pefs_web.wsgi:application" if sync else "pefs_web.http_asgi:application"]
-
-
-def daphne_argv(host: str, port: int, python: str = sys.executable) -> list[str]:
-    """The WebSocket server (it serves HTTP too, on the same application)."""
-    return [python, "-m", "daphne", "-b", host, "-p", str(port), "pefs_web.asgi:application"]
+            "pefs_web.wsgi:application" if sync else "pefs_web.web:application"]
 
 
 def freeze_startup_objects() -> None:

@@ -1,4 +1,4 @@
-"""Shared fixtures. System fixtures start real processes: a Celery worker and a Daphne server,
+"""Shared fixtures. System fixtures start real processes: a Celery worker and the web server `make run` runs,
 both pointed at the test database (a file for SQLite, test_<name> for PostgreSQL) and at the real
 Redis that `make test` provides (REDIS_URL)."""
 from __future__ import annotations
@@ -142,11 +142,14 @@ def worker_factory(transactional_db, redis_url, tmp_path):
 
 
 @pytest.fixture
-def live_daphne(transactional_db, redis_url, tmp_path):
-    """A real Daphne server (HTTP + WebSocket) on a free port; yields its base URL."""
+def live_web(transactional_db, redis_url, tmp_path):
+    """The web as `make run` serves it (pefs_web/serving.py: gunicorn's asyncio worker, HTTP and
+    WebSockets on one port), one process, on a free port; yields its base URL."""
+    from pefs_web.serving import gunicorn_argv
+
     port = _free_port()
-    with open(tmp_path / "daphne.log", "ab") as log:
-        proc = spawn([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "pefs_web.asgi:application"],
+    with open(tmp_path / "web.log", "ab") as log:
+        proc = spawn(gunicorn_argv("127.0.0.1", port, 1, sys.executable),
                      env=subprocess_env(redis_url), cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
@@ -156,7 +159,7 @@ def live_daphne(transactional_db, redis_url, tmp_path):
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "daphne.log").read_text())
+                    raise RuntimeError((tmp_path / "web.log").read_text())
                 time.sleep(0.2)
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -32,9 +32,8 @@ def _free_port() -> int:
 def test_make_run_serves_the_app_and_stops_on_ctrl_c(tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    ws_port = _free_port()
-    env.update({"PEFS_DATA_DIR": str(tmp_path / "var"), "PEFS_PORT": str(port), "PEFS_WS_PORT": str(ws_port),
-                "PEFS_WEB_PROCESSES": "2"})
+    env.update({"PEFS_DATA_DIR": str(tmp_path / "var"), "PEFS_PORT": str(port), "PEFS_WEB_PROCESSES": "2",
+                "PEFS_WEBSOCKET_PORT": "1"})  # a stale setting from a split deployment must not leak into make run
     log_path = tmp_path / "run.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(["make", "run"], cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -66,12 +65,13 @@ def test_make_run_serves_the_app_and_stops_on_ctrl_c(tmp_path):
             assert 0 < len(answer.read()) < 2_000_000  # 4.8 MB raw
         # The launcher's children run in sessions of their own: the tree, not the group, holds them all
         tree = psutil.Process(proc.pid).children(recursive=True)
-        # HTTP: gunicorn, a master and PEFS_WEB_PROCESSES workers; WebSockets: Daphne on PEFS_WS_PORT
+        # HTTP and WebSockets: gunicorn, a master and PEFS_WEB_PROCESSES workers, on the one port
         gunicorns = [p for p in tree if "gunicorn" in " ".join(p.cmdline())]
         assert len(gunicorns) == 3, [p.cmdline() for p in tree]
-        assert any("daphne" in " ".join(p.cmdline()) and str(ws_port) in p.cmdline() for p in tree)
-        # The pages tell the browser the WebSocket port, and a logged-in session opens a search's socket there
-        assert asyncio.run(_websocket_opens(port, ws_port, username, password))
+        assert not [p for p in tree if "daphne" in " ".join(p.cmdline())]
+        # The pages name no port of their own for the WebSocket, and a logged-in session opens a
+        # search's socket on the pages' port, and gets its live events there
+        assert asyncio.run(_websocket_opens(port, username, password))
     finally:
         with contextlib.suppress(ProcessLookupError):  # make may already have exited on an error
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does to the terminal's process group
@@ -80,7 +80,7 @@ def test_make_run_serves_the_app_and_stops_on_ctrl_c(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             raise
-    # Every child (Redis, worker, Daphne) is gone: no process is left in the group, the port is free
+    # Every child (Redis, worker, web) is gone: no process is left in the group, the port is free
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -95,10 +95,10 @@ def test_make_run_serves_the_app_and_stops_on_ctrl_c(tmp_path):
         assert sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-async def _websocket_opens(port: int, ws_port: int, username: str, password: str) -> bool:
-    """Log in over HTTP (gunicorn), start a search through the API (and stop it at once), read the
-    WebSocket port its page gives the browser, and open the search's WebSocket there (Daphne) with
-    the session cookie alone: True when Daphne accepts it."""
+async def _websocket_opens(port: int, username: str, password: str) -> bool:
+    """Log in over HTTP, start a search through the API, open its WebSocket on the same port with the
+    session cookie alone, cancel the search, and read the status event that reaches the socket
+    (published after the commit, through the channel layer): True when it says cancelled."""
     import json
 
     import httpx2
@@ -117,15 +117,20 @@ async def _websocket_opens(port: int, ws_port: int, username: str, password: str
             "name": "websocket check", "tasks": "sst2", "backbone": str(backbone), "preset": "quick"})
         assert created.status_code == 201, created.text[:500]
         search = created.json()["id"]
-        assert (await client.post(f"/api/searches/{search}/cancel/", headers=csrf)).status_code in (200, 202)
         page = (await client.get(f"/searches/{search}/")).text
         config = json.loads(re.search(r'<script id="search-config" type="application/json">(.*?)</script>',
                                       page).group(1))
-        assert config["wsPort"] == ws_port and config["ws"] == f"/ws/searches/{search}/"
+        assert config["wsPort"] is None and config["ws"] == f"/ws/searches/{search}/"
+        url = f"ws://127.0.0.1:{port}{config['ws']}"
         session = client.cookies.get("sessionid")
-    url = f"ws://127.0.0.1:{config['wsPort']}{config['ws']}"
-    async with websockets.connect(url, additional_headers={"Cookie": f"sessionid={session}", "Origin": base}):
-        return True
+        async with websockets.connect(url, additional_headers={"Cookie": f"sessionid={session}", "Origin": base}) as ws:
+            await asyncio.sleep(0.5)  # joined its group
+            assert (await client.post(f"/api/searches/{search}/cancel/", headers=csrf)).status_code in (200, 202)
+            async with asyncio.timeout(30):
+                while True:
+                    event = json.loads(await ws.recv())
+                    if event["type"] == "search.status" and event["search"]["status"] == "cancelled":
+                        return True
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -1,4 +1,4 @@
-"""Playwright (Python) driving Debian's chromium against a live Daphne server and a real worker.
+"""Playwright (Python) driving Debian's chromium against the live web server (as `make run` serves it) and a real worker.
 
 Screenshots go to the test's tmp dir, or to PEFS_SCREENSHOT_DIR when set (the README's images are
 picked from there and copied to static/pefs/screenshots/).

@@ -37,9 +37,9 @@ def evidence(transactional_db, user):
     return stage, completed_final(user, {"selected": 76.0, "lora": 73.0}, tuning=tuning)
 
 
-def test_a_trial_finishing_on_screen_loses_its_cancel_button(live_daphne, running_trial, new_page):
+def test_a_trial_finishing_on_screen_loses_its_cancel_button(live_web, running_trial, new_page):
     search, stage, trial = running_trial
-    page = new_page(live_daphne)
+    page = new_page(live_web)
     log_in(page, "alice", "alice-password-1")
     page.goto(f"/searches/{search.pk}/")
     page.wait_for_selector("#live-status.connected")
@@ -60,9 +60,9 @@ def test_a_trial_finishing_on_screen_loses_its_cancel_button(live_daphne, runnin
     assert not page.errors, page.errors
 
 
-def test_the_wizard_and_the_report_draw_their_evidence(live_daphne, evidence, new_page, screenshot_dir):
+def test_the_wizard_and_the_report_draw_their_evidence(live_web, evidence, new_page, screenshot_dir):
     stage, final = evidence
-    page = new_page(live_daphne)
+    page = new_page(live_web)
     log_in(page, "alice", "alice-password-1")
     page.goto(f"/searches/{stage.search.pk}/stages/{stage.pk}/")
     page.wait_for_selector("#chart-edf .main-svg")

@@ -35,9 +35,9 @@ def api_requests(page) -> list[str]:
     return requests
 
 
-def test_trial_page_draws_metric_events_and_reloads_on_status_event(live_daphne, running_search, new_page):
+def test_trial_page_draws_metric_events_and_reloads_on_status_event(live_web, running_search, new_page):
     search_id, stage_id, trial_id = running_search
-    page = open_following(new_page, live_daphne, f"/searches/{search_id}/trials/{trial_id}/", "#trial-live")
+    page = open_following(new_page, live_web, f"/searches/{search_id}/trials/{trial_id}/", "#trial-live")
     requests = api_requests(page)
 
     # When the worker publishes a batch of points, the curves gain them without asking the API
@@ -55,9 +55,9 @@ def test_trial_page_draws_metric_events_and_reloads_on_status_event(live_daphne,
     assert not page.errors, page.errors
 
 
-def test_stage_page_reloads_on_its_stage_event_only(live_daphne, running_search, new_page):
+def test_stage_page_reloads_on_its_stage_event_only(live_web, running_search, new_page):
     search_id, stage_id, _ = running_search
-    page = open_following(new_page, live_daphne, f"/searches/{search_id}/stages/{stage_id}/", "#stage-live")
+    page = open_following(new_page, live_web, f"/searches/{search_id}/stages/{stage_id}/", "#stage-live")
     page.evaluate("window.notReloaded = true")
 
     # Another stage's event changes nothing here

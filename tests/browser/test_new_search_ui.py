@@ -19,8 +19,8 @@ def reviews_csv(tmp_path):
 
 
 def test_form_is_keyboard_usable_and_previews_budget_and_upload(
-        live_daphne, user, tiny_backbone, bundled_tasks, reviews_csv, new_page):
-    page = new_page(live_daphne)
+        live_web, user, tiny_backbone, bundled_tasks, reviews_csv, new_page):
+    page = new_page(live_web)
     log_in(page, "alice", "alice-password-1")
     page.goto("/searches/new/")
 
@@ -64,10 +64,10 @@ def test_form_is_keyboard_usable_and_previews_budget_and_upload(
 
 
 def test_editing_the_form_quickly_logs_no_console_errors_and_the_previews_end_current(
-        live_daphne, user, tiny_backbone, bundled_tasks, new_page):
+        live_web, user, tiny_backbone, bundled_tasks, new_page):
     # htmx used to abort a preview request when the next change came (hx-sync replace) and logged
     # each abort as a console error; now a change waits for the request in flight, and the last one wins.
-    page = new_page(live_daphne)
+    page = new_page(live_web)
     errors = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     log_in(page, "alice", "alice-password-1")

@@ -29,8 +29,8 @@ def searches(transactional_db, user):
     return made
 
 
-def test_pareto_tick_labels_never_overlap(live_daphne, searches, new_page):
-    page = new_page(live_daphne)
+def test_pareto_tick_labels_never_overlap(live_web, searches, new_page):
+    page = new_page(live_web)
     page.set_viewport_size({"width": 760, "height": 860})  # a narrow window: the chart is at its smallest
     log_in(page, "alice", "alice-password-1")
     labels = []

@@ -14,10 +14,10 @@ from tests.browser.conftest import log_in
 pytestmark = [pytest.mark.browser, pytest.mark.system, pytest.mark.timeout(300)]
 
 
-def test_a_preset_keeps_the_fields_the_user_set(live_daphne, user, tiny_backbone, bundled_tasks, new_page):
+def test_a_preset_keeps_the_fields_the_user_set(live_web, user, tiny_backbone, bundled_tasks, new_page):
     quick, paper = PRESETS["quick"], PRESETS["paper"]
     assert quick.designs_per_stage != paper.designs_per_stage and quick.epochs != paper.epochs
-    page = new_page(live_daphne)
+    page = new_page(live_web)
     log_in(page, "alice", "alice-password-1")
     page.goto("/searches/new/")
     assert page.input_value("#id_preset") == "quick"

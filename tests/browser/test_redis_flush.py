@@ -18,10 +18,10 @@ GROUP_REFRESH_SECONDS = 1
 
 
 @pytest.fixture
-def daphne_rejoining_quickly(monkeypatch, request):
-    """live_daphne, started with a 1 s group refresh (its environment is copied from this process)."""
+def web_rejoining_quickly(monkeypatch, request):
+    """live_web, started with a 1 s group refresh (its environment is copied from this process)."""
     monkeypatch.setenv("PEFS_WS_GROUP_REFRESH_SECONDS", str(GROUP_REFRESH_SECONDS))
-    return request.getfixturevalue("live_daphne")
+    return request.getfixturevalue("live_web")
 
 
 def record_losses(*, search_id: int, stage_id: int, trial_id: int, steps: range) -> None:
@@ -41,11 +41,11 @@ def wait_for_drawn_points(page, count: int) -> None:
     page.wait_for_function(f"() => Number(document.getElementById('chart-loss').dataset.points) === {count}")
 
 
-def test_search_page_curve_is_complete_after_redis_is_flushed(daphne_rejoining_quickly, running_search, new_page,
+def test_search_page_curve_is_complete_after_redis_is_flushed(web_rejoining_quickly, running_search, new_page,
                                                               redis_url):
     search_id, stage_id, trial_id = running_search
     trial = {"search_id": search_id, "stage_id": stage_id, "trial_id": trial_id}
-    page = open_following(new_page, daphne_rejoining_quickly, f"/searches/{search_id}/", "#live-status")
+    page = open_following(new_page, web_rejoining_quickly, f"/searches/{search_id}/", "#live-status")
 
     # Given a curve drawn from live events
     record_losses(**trial, steps=range(1, 4))

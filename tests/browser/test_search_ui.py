@@ -65,9 +65,9 @@ def watch_live_curves(page) -> None:
 
 
 def test_configure_watch_approve_override_and_download(
-        live_daphne, worker_factory, user, other_user, tiny_backbone, bundled_tasks, screenshot_dir, new_page):
+        live_web, worker_factory, user, other_user, tiny_backbone, bundled_tasks, screenshot_dir, new_page):
     worker_factory()
-    page = new_page(live_daphne)
+    page = new_page(live_web)
     log_in(page, "alice", "alice-password-1")
 
     # Given a new search configured in the form (a missing name is reported next to its field)
@@ -149,7 +149,7 @@ def test_configure_watch_approve_override_and_download(
     assert not page.errors, page.errors
 
     # Another user cannot open this search's pages
-    intruder = new_page(live_daphne)
+    intruder = new_page(live_web)
     log_in(intruder, "mallory", "mallory-password-1")
     for path in (f"/searches/{search_id}/", f"/searches/{search_id}/report/"):
         assert intruder.goto(path).status == 404

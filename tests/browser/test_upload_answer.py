@@ -20,8 +20,8 @@ def wide_csv(tmp_path):
     return path
 
 
-def test_upload_without_console_errors_inside_its_card(live_daphne, user, bundled_tasks, wide_csv, new_page):
-    page = new_page(live_daphne)
+def test_upload_without_console_errors_inside_its_card(live_web, user, bundled_tasks, wide_csv, new_page):
+    page = new_page(live_web)
     console_errors = []
     page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
     log_in(page, "alice", "alice-password-1")

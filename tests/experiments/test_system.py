@@ -1,4 +1,4 @@
-"""The running system: a real Redis, real Celery worker processes, a real Daphne server and real
+"""The running system: a real Redis, real Celery worker processes, the real web server (gunicorn, as `make run`) and real
 WebSocket connections, on a tiny model and tiny data."""
 from __future__ import annotations
 
@@ -88,20 +88,20 @@ def _collect_events(url: str, cookie: str | None, origin: str, seconds: float) -
 
 
 def test_trial_metrics_reach_the_owners_websocket_and_no_one_elses(user, other_user, tiny_backbone, bundled_tasks,
-                                                                     worker_factory, live_daphne, tmp_path):
+                                                                     worker_factory, live_web, tmp_path):
     search = services.search_create(owner=user, name="live", tasks=[bundled_tasks["sst2"]], backbone=tiny_backbone,
                                     budget_kind="absolute", budget_value=6000, groups=2, preset="quick",
                                     overrides={**SYSTEM_OVERRIDES, "max_train_examples": 256}, seed=2)
-    ws_url = live_daphne.replace("http://", "ws://") + f"/ws/searches/{search.pk}/"
+    ws_url = live_web.replace("http://", "ws://") + f"/ws/searches/{search.pk}/"
     # Anonymous and other users are refused with the policy-violation code before any event
-    events, code = _collect_events(ws_url, None, live_daphne, 3)
+    events, code = _collect_events(ws_url, None, live_web, 3)
     assert events == [] and code in (1008, 403)
-    events, code = _collect_events(ws_url, session_cookie(other_user), live_daphne, 3)
+    events, code = _collect_events(ws_url, session_cookie(other_user), live_web, 3)
     assert events == [] and code in (1008, 403)
     # The owner, connected before the worker starts, receives live metric points and status changes
     worker = worker_factory()
-    events, code = _collect_events(ws_url, session_cookie(user), live_daphne, 240)
-    assert code is None, (tmp_path / "daphne.log").read_text()[-3000:]
+    events, code = _collect_events(ws_url, session_cookie(user), live_web, 240)
+    assert code is None, (tmp_path / "web.log").read_text()[-3000:]
     metrics = [e for e in events if e["type"] == "trial.metric"]
     assert metrics, f"no trial.metric among {[e['type'] for e in events]}"
     point = metrics[0]["points"][0]

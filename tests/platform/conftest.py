@@ -60,7 +60,7 @@ def launched(tmp_path_factory) -> Launched:
     folder = tmp_path_factory.mktemp("launch")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    env.update({"PEFS_DATA_DIR": str(folder / "var"), "PEFS_PORT": str(port), "PEFS_WS_PORT": str(_free_port()),
+    env.update({"PEFS_DATA_DIR": str(folder / "var"), "PEFS_PORT": str(port),
                 "PYTHONUNBUFFERED": "1"})
     log_path = folder / "launch.log"
     with open(log_path, "wb") as log:

@@ -87,7 +87,7 @@ def test_a_body_within_the_limit_reaches_the_app():
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("module", ["pefs_web.asgi", "pefs_web.http_asgi"])  # Daphne's; make run's HTTP
+@pytest.mark.parametrize("module", ["pefs_web.asgi", "pefs_web.web"])  # Daphne's; make run's HTTP
 def test_the_real_asgi_applications_refuse_a_200_mb_upload_at_once(settings, module):
     import importlib
 
@@ -102,7 +102,7 @@ def test_the_real_asgi_applications_refuse_a_200_mb_upload_at_once(settings, mod
     assert str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE) in json.loads(body)["detail"]
 
 
-# --- buffering (pefs_web/http_asgi.py: a2wsgi's threads must never wait on a slow body) ------------
+# --- buffering (pefs_web/web.py: a2wsgi's threads must never wait on a slow body) ------------
 
 class BlockRecordingApp(RecordingApp):
     """RecordingApp that also keeps the blocks it received."""

@@ -1,4 +1,4 @@
-"""How the web is served (pefs_web/serving.py): gunicorn's asyncio workers for HTTP, Daphne for WebSockets, static
+"""How the web is served (pefs_web/serving.py): gunicorn's asyncio workers for HTTP and WebSockets, static
 files collected with gzip copies. `make run` itself is exercised by tests/test_make_run.py."""
 from __future__ import annotations
 
@@ -8,14 +8,7 @@ import socket
 import pytest
 from django.core.management import call_command
 
-from pefs_web.serving import (
-    WEB_PROCESSES,
-    daphne_argv,
-    ensure_free,
-    gunicorn_argv,
-    web_processes,
-    websocket_port,
-)
+from pefs_web.serving import WEB_PROCESSES, ensure_free, gunicorn_argv, web_processes
 
 
 def test_web_processes_defaults_to_the_cores_plus_one_and_refuses_bad_values():
@@ -26,28 +19,19 @@ def test_web_processes_defaults_to_the_cores_plus_one_and_refuses_bad_values():
             web_processes({"PEFS_WEB_PROCESSES": bad})
 
 
-def test_the_websocket_port_follows_the_http_port_unless_set():
-    assert websocket_port({}, 8000) == 8001
-    assert websocket_port({}, 65535) == 65534
-    assert websocket_port({"PEFS_WS_PORT": "9100"}, 8000) == 9100
-    for bad in ("0", "65536", "port"):
-        with pytest.raises(ValueError, match="PEFS_WS_PORT must be an integer from 1 to 65535"):
-            websocket_port({"PEFS_WS_PORT": bad}, 8000)
-
-
 def test_a_port_in_use_stops_the_launch_naming_the_setting():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(SystemExit, match=rf"127.0.0.1:{port} is in use.*PEFS_WS_PORT"):
-            ensure_free("127.0.0.1", port, "PEFS_WS_PORT")
-    ensure_free("127.0.0.1", port, "PEFS_WS_PORT")  # closed: free again
+        with pytest.raises(SystemExit, match=rf"127.0.0.1:{port} is in use.*PEFS_PORT"):
+            ensure_free("127.0.0.1", port, "PEFS_PORT")
+    ensure_free("127.0.0.1", port, "PEFS_PORT")  # closed: free again
 
 
 def test_the_command_lines():
     http = gunicorn_argv("127.0.0.1", 8000, 3, "python")
-    assert http[:3] == ["python", "-m", "gunicorn"] and http[-1] == "pefs_web.http_asgi:application"
+    assert http[:3] == ["python", "-m", "gunicorn"] and http[-1] == "pefs_web.web:application"
     assert http[http.index("--workers") + 1] == "3" and http[http.index("--bind") + 1] == "127.0.0.1:8000"
     # An event loop per process holds slow connections; each closes after its answer (module docstring)
     assert http[http.index("--worker-class") + 1] == "asgi" and http[http.index("--keep-alive") + 1] == "0"
@@ -55,8 +39,6 @@ def test_the_command_lines():
     assert behind_a_proxy[behind_a_proxy.index("--worker-class") + 1] == "sync"
     assert behind_a_proxy[-1] == "pefs_web.wsgi:application" and "--keep-alive" not in behind_a_proxy
     assert gunicorn_argv("::1", 8000, 1, "python")[gunicorn_argv("::1", 8000, 1).index("--bind") + 1] == "[::1]:8000"
-    assert daphne_argv("0.0.0.0", 8001, "python") == ["python", "-m", "daphne", "-b", "0.0.0.0", "-p", "8001",
-                                                      "pefs_web.asgi:application"]
 
 
 def test_collectstatic_writes_plotly_and_gzip_copies(tmp_path, settings):

@@ -30,8 +30,8 @@ def test_beat_runs_in_its_own_process_beside_the_workers(launched):
 def test_a_killed_worker_is_restarted_while_the_web_server_and_redis_stay_up(launched):
     # Given a running system
     worker = launched.child("celery", " worker ", "gpu,default")
-    web, websockets, redis = launched.child("gunicorn"), launched.child("daphne"), launched.child("redis-server")
-    assert worker and web and websockets and redis
+    web, redis = launched.child("gunicorn"), launched.child("redis-server")
+    assert worker and web and redis
     # When the trial worker is killed outright
     os.kill(worker.pid, signal.SIGKILL)
     # Then the web server keeps answering while the supervisor restarts the worker
@@ -45,7 +45,7 @@ def test_a_killed_worker_is_restarted_while_the_web_server_and_redis_stay_up(lau
         time.sleep(0.5)
     assert f"worker (pid {worker.pid}) exited with code -9" in launched.log()
     assert "restarting in" in launched.log()
-    assert launched.child("gunicorn").pid == web.pid and launched.child("daphne").pid == websockets.pid
+    assert launched.child("gunicorn").pid == web.pid
     assert launched.child("redis-server").pid == redis.pid
     assert _answers(launched.url)
 
@@ -54,7 +54,7 @@ def test_connections_that_send_nothing_or_half_a_request_do_not_hold_up_the_page
     # gunicorn's synchronous workers gave each connection a process until it was answered: as many
     # silent sockets as workers (a browser's preconnects, or anyone on the network) and every page
     # waited for up to 300 s. Now an event loop per process holds them, and a body sent slowly is
-    # read there before a thread sees the request (pefs_web/serving.py, pefs_web/http_asgi.py).
+    # read there before a thread sees the request (pefs_web/serving.py, pefs_web/web.py).
     with urllib.request.urlopen(f"{launched.url}/login/", timeout=10) as page:  # the CSRF check reads the body
         cookie = next(c for c in page.headers.get_all("Set-Cookie") if c.startswith("csrftoken=")).split(";")[0].encode()
     half_a_request = [b"", b"GET /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n",  # and never the blank line
@@ -82,8 +82,7 @@ def test_ctrl_c_stops_every_process_of_the_tree(launched):
         time.sleep(0.5)
     tree = launched.tree()
     names = [" ".join(p.cmdline()) for p in tree]
-    assert any("beat" in n for n in names) and any("daphne" in n for n in names), names
-    assert any("gunicorn" in n for n in names), names
+    assert any("beat" in n for n in names) and any("gunicorn" in n for n in names), names
     # When Ctrl-C reaches the launcher (the terminal's signal; the children have sessions of their own)
     launched.proc.send_signal(signal.SIGINT)
     assert launched.proc.wait(timeout=60) == 0
