@@ -80,15 +80,17 @@ def ensure_free(host: str, port: int, variable: str) -> None:
 
 def gunicorn_argv(host: str, port: int, workers: int, python: str = sys.executable, *,
                   sync: bool = False) -> list[str]:
-    """The HTTP server: ``workers`` gunicorn processes with the asyncio ASGI worker on host:port,
+    """The web server: ``workers`` gunicorn processes with the asyncio ASGI worker on host:port,
     each connection closed after its answer (module docstring); ``sync``: synchronous workers on
-    the WSGI application instead, for behind a buffering proxy (bench/web_load.py --sync)."""
+    the WSGI application instead, for behind a buffering proxy (bench/web_load.py --sync). No
+    control socket: gunicorn would put one at the same path in the user's home for every server
+    (make run, the tests' and the benchmarks'), each taking it from the last; PEFS does not use it."""
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     worker = (["--worker-class", "sync"] if sync
               else ["--worker-class", "asgi", "--keep-alive", "0"])
     return [python, "-m", "gunicorn", "--workers", str(workers), *worker, "--bind", address,
             "--timeout", str(REQUEST_TIMEOUT_S), "--graceful-timeout", "10", "--log-level", "warning",
-            "pefs_web.wsgi:application" if sync else "pefs_web.web:application"]
+            "--no-control-socket", "pefs_web.wsgi:application" if sync else "pefs_web.web:application"]
 
 
 def freeze_startup_objects() -> None:

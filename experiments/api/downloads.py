@@ -50,10 +50,10 @@ class DownloadUnavailable(Exception):
 
 
 def file_response(request: HttpRequest, file: Any, *, filename: str, content_type: str | None = None) -> FileResponse:
-    """``file`` as an attachment. Under ASGI (`make run`, pefs_web/serving.py) it goes out a block
-    at a time, each read on a worker thread as the client takes the previous one: given the file
-    itself, Django's ASGI handler reads a synchronous file whole into memory before sending a byte
-    (and warns); a slow client of a large file then held all of it."""
+    """``file`` as an attachment. Under Django's ASGI handler (pefs_web/asgi.py, as Daphne serves it)
+    it goes out a block at a time, each read on a worker thread as the client takes the previous one:
+    given the file itself, that handler reads a synchronous file whole into memory before sending a
+    byte (and warns). `make run` runs views through WSGI (pefs_web/web.py), where FileResponse streams."""
     response = FileResponse(file, as_attachment=True, filename=filename,
                             **({"content_type": content_type} if content_type else {}))
     if isinstance(getattr(request, "_request", request), ASGIRequest):  # a DRF Request wraps Django's

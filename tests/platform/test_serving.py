@@ -35,6 +35,7 @@ def test_the_command_lines():
     assert http[http.index("--workers") + 1] == "3" and http[http.index("--bind") + 1] == "127.0.0.1:8000"
     # An event loop per process holds slow connections; each closes after its answer (module docstring)
     assert http[http.index("--worker-class") + 1] == "asgi" and http[http.index("--keep-alive") + 1] == "0"
+    assert "--no-control-socket" in http  # not one shared path in the user's home for every server
     behind_a_proxy = gunicorn_argv("127.0.0.1", 8000, 3, "python", sync=True)
     assert behind_a_proxy[behind_a_proxy.index("--worker-class") + 1] == "sync"
     assert behind_a_proxy[-1] == "pefs_web.wsgi:application" and "--keep-alive" not in behind_a_proxy
