@@ -4,8 +4,9 @@ Django's ASGI handler spools a whole request body before a view (or the upload l
 runs, so a 200 MB upload used to be read in full, then refused, while other requests waited. This
 ASGI middleware answers 413 at once when the declared Content-Length is over the limit, and stops a
 body that grows past it while streaming (a chunked or lying request): the application then sees a
-disconnect and the client gets the 413. WSGIRequestBodyLimit does the same for the WSGI side
-(gunicorn, pefs_web/serving.py). In production put the same limit on the reverse proxy
+disconnect and the client gets the 413. It also guards pefs_web/web.py (what `make run` serves),
+ahead of BufferedBody, which reads a body whole before a2wsgi's threads see it.
+WSGIRequestBodyLimit does the same for the WSGI side (pefs_web/wsgi.py). In production put the same limit on the reverse proxy
 (e.g. nginx ``client_max_body_size``), which refuses before the ASGI server buffers anything.
 """
 from __future__ import annotations
@@ -126,8 +127,9 @@ class BufferedBody:
 
 
 class WSGIRequestBodyLimit:
-    """The same refusal for the WSGI side (pefs_web/wsgi.py, served by gunicorn): 413 at once when
-    the declared Content-Length is over the limit or not a number, before Django reads the body.
+    """The same refusal for the WSGI side (pefs_web/wsgi.py: synchronous workers, or a2wsgi's
+    threads): 413 at once when the declared Content-Length is over the limit or not a number, before
+    Django reads the body.
     Django reads at most Content-Length bytes of a WSGI body, so a body without one (chunked) is
     never read past it: nothing can grow beyond the declared length."""
 

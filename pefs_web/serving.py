@@ -8,8 +8,8 @@ A connection that sends nothing, half a request or a body slowly, or reads slowl
 not a process. gunicorn's synchronous workers (this module's choice until 2026-12) gave each
 connection a whole process from accept to the last byte: with 3 of them, 3 sockets that sent nothing
 (a browser's preconnects, or anyone on the network) kept every page waiting; a fourth client's
-request timed out after 20 s.
-tests/platform/test_supervision.py now holds 30 such connections open while pages answer.
+request timed out after 20 s. tests/platform/test_supervision.py now holds 30 such connections open
+while pages answer.
 
 Each connection is closed after its answer (``--keep-alive 0``): a process's loop accepts whatever
 comes while its threads are busy, so a kept-alive connection would tie a browser's requests to one

@@ -12,14 +12,12 @@ load: bench/web_load.py, 50 clients, trials API p95 194 ms on it, 64 ms here (RE
 from __future__ import annotations
 
 from a2wsgi import WSGIMiddleware
+from channels.routing import ProtocolTypeRouter
 from django.conf import settings
 
-from pefs_web.wsgi import application as wsgi_application  # first: it sets Django up
-
-from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs the app registry)
-
-from pefs_web.asgi import websocket_application  # noqa: E402
-from pefs_web.body_limit import BufferedBody, RequestBodyLimit  # noqa: E402
+from pefs_web.asgi import websocket_application  # importing either entry point sets Django up
+from pefs_web.body_limit import BufferedBody, RequestBodyLimit
+from pefs_web.wsgi import application as wsgi_application
 
 # Views run on this many threads a process. A second keeps the process answering while one view is
 # slow (an upload being checked, a backbone being registered: up to 120 s); more cost latency, the

@@ -484,8 +484,8 @@ def test_downloads_are_attachments_from_artifacts(api, world):
 
 
 def test_downloads_under_asgi_go_out_in_blocks_read_as_the_client_takes_them(user, world, media):
-    # make run serves HTTP through the ASGI application (pefs_web/serving.py). Given the open file,
-    # Django's ASGI handler read it whole into memory before sending a byte, and warned.
+    # Daphne (manage.py runserver, a split deployment) serves HTTP through Django's ASGI handler. Given
+    # the open file, that handler read it whole into memory before sending a byte, and warned.
     import warnings
 
     from asgiref.sync import async_to_sync
